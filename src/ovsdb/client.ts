@@ -1,0 +1,495 @@
+/**
+ * OVSDB client session: keeps one connection to a database (the leader of a
+ * cluster by default), a monitored replica of the tables the caller names,
+ * and transactions that can be retried on conflict.
+ *
+ * Session steps, re-run after every disconnect (like lib/ovsdb-cs.c):
+ *   connect -> list_dbs -> get_schema -> watch _Server.Database (leader,
+ *   quorum, staleness) -> set_db_change_aware -> monitor_cond_since
+ *   (falling back to monitor_cond, then monitor) -> ready.
+ * Reconnection uses exponential backoff with full jitter over the shuffled
+ * remotes. A transaction in flight when the connection drops fails with
+ * ConnectionClosedError (outcomeUnknown = true), or is re-run by
+ * `transaction()` against the resynced replica.
+ */
+import { EventEmitter } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  CacheInconsistentError,
+  ConnectionClosedError,
+  OvsdbError,
+  RpcError,
+  TransactionError,
+} from './errors.js';
+import { silentLogger, type Logger } from './logger.js';
+import { formatRemote, parseRemotes, type Remote } from './remote.js';
+import { Replica, type IndexSpec, type RowChange } from './replica.js';
+import { JsonRpcConnection, type RequestOptions } from './rpc.js';
+import { parseSchema } from './schema.js';
+import { readServerRow, rejectReason, type ServerDbStatus } from './server-status.js';
+import { Transaction, type TransactionResult } from './transaction.js';
+import { openTransport, type TlsFiles } from './transport.js';
+import type { DatabaseSchema } from './types.js';
+
+export interface OvsdbClientOptions {
+  /** OVSDB remote(s): `unix:PATH`, `tcp:HOST:PORT`, `ssl:HOST:PORT`, comma-separated for a cluster. */
+  remote: string;
+  database: string;
+  /** Tables to replicate (all their columns). */
+  tables: string[];
+  indexes?: Record<string, IndexSpec>;
+  tls?: TlsFiles;
+  /** Only use the cluster leader (default true: this client writes). */
+  leaderOnly?: boolean;
+  requestTimeoutMs?: number;
+  connectTimeoutMs?: number;
+  /** Keepalive probe on TCP/SSL connections; 0 disables. */
+  probeIntervalMs?: number;
+  backoff?: { initialMs: number; maxMs: number };
+  logger?: Logger;
+}
+
+export interface TransactionOptions {
+  /** How often to re-run the closure after a conflict or a lost connection (default 5). */
+  retries?: number;
+  timeoutMs?: number;
+  /** Recorded in the database log (`ovsdb-tool show-log`). */
+  comment?: string;
+}
+
+export interface ClientEvents {
+  /** A connection is up and the replica is in sync. */
+  ready: [info: { remote: string; resumed: boolean; status: ServerDbStatus | undefined }];
+  disconnected: [error: Error | undefined];
+  /** Row changes, one batch per update message (also for a resync). */
+  change: [changes: RowChange[]];
+}
+
+const ZERO_UUID = '00000000-0000-0000-0000-000000000000';
+const DATA_MONITOR = 'data';
+const SERVER_MONITOR = 'server';
+
+type MonitorMethod = 'monitor_cond_since' | 'monitor_cond' | 'monitor';
+
+export class OvsdbClient extends EventEmitter<ClientEvents> {
+  private readonly remotes: Remote[];
+  private readonly log: Logger;
+  private readonly leaderOnly: boolean;
+  private readonly requestTimeoutMs: number;
+  private conn: JsonRpcConnection | undefined;
+  private ready = false;
+  private closed = false;
+  private replicaValue: Replica | undefined;
+  private lastTxnId = ZERO_UUID;
+  private minIndex = 0;
+  private remoteCursor = 0;
+  private lastError: Error | undefined;
+  private wake: AbortController = new AbortController();
+  private running: Promise<void> | undefined;
+  /** Updates that arrived before their monitor's reply was applied. */
+  private buffered = new Map<string, unknown[][]>();
+  private monitorMethod: MonitorMethod = 'monitor_cond_since';
+
+  constructor(private readonly options: OvsdbClientOptions) {
+    super();
+    this.setMaxListeners(0);
+    this.remotes = shuffle(parseRemotes(options.remote));
+    this.log = options.logger ?? silentLogger;
+    this.leaderOnly = options.leaderOnly ?? true;
+    this.requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
+  }
+
+  /** Create a client and wait until its replica is in sync. */
+  static async connect(options: OvsdbClientOptions, timeoutMs = 30_000): Promise<OvsdbClient> {
+    const client = new OvsdbClient(options);
+    client.start();
+    try {
+      await client.whenReady(timeoutMs);
+    } catch (err) {
+      await client.close();
+      throw err;
+    }
+    return client;
+  }
+
+  start(): void {
+    if (!this.running) this.running = this.run();
+  }
+
+  get isReady(): boolean {
+    return this.ready;
+  }
+
+  /** The remote of the current connection, if any. */
+  get currentRemote(): string | undefined {
+    return this.conn?.remote;
+  }
+
+  get replica(): Replica {
+    if (!this.replicaValue) throw new OvsdbError('the replica is not available before the first sync');
+    return this.replicaValue;
+  }
+
+  get schema(): DatabaseSchema {
+    return this.replica.schema;
+  }
+
+  /** Resolve once the session is in sync; reject after `timeoutMs`. */
+  whenReady(timeoutMs = this.requestTimeoutMs): Promise<void> {
+    if (this.ready) return Promise.resolve();
+    if (this.closed) return Promise.reject(new OvsdbError('client is closed'));
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.off('ready', onReady);
+        const cause = this.lastError ? `: last error: ${this.lastError.message}` : '';
+        reject(
+          new ConnectionClosedError(
+            `no usable OVSDB server for ${this.options.database} at ${this.options.remote} within ${timeoutMs} ms${cause}`,
+            false,
+            { cause: this.lastError },
+          ),
+        );
+      }, timeoutMs);
+      const onReady = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      this.once('ready', onReady);
+    });
+  }
+
+  /** A raw JSON-RPC call on the current connection (waits for the session to be ready). */
+  async call(method: string, params: unknown[], options: RequestOptions = {}): Promise<unknown> {
+    const conn = await this.connection(options.timeoutMs);
+    return conn.request(method, params, options);
+  }
+
+  async listDbs(): Promise<string[]> {
+    const dbs = await this.call('list_dbs', []);
+    return Array.isArray(dbs) ? dbs.filter((d): d is string => typeof d === 'string') : [];
+  }
+
+  async echo(payload: unknown[] = []): Promise<unknown> {
+    return this.call('echo', payload);
+  }
+
+  newTransaction(): Transaction {
+    return new Transaction(this.schema, this.options.database);
+  }
+
+  /** Send a built transaction once. */
+  async transact(tx: Transaction, options: { timeoutMs?: number } = {}): Promise<TransactionResult> {
+    const conn = await this.connection(options.timeoutMs);
+    const started = Date.now();
+    const result = await conn.request('transact', [tx.database, ...tx.operations], {
+      timeoutMs: options.timeoutMs ?? this.requestTimeoutMs,
+    });
+    this.log.debug({ ops: tx.operations.length, ms: Date.now() - started }, 'transact');
+    return tx.parseResult(result);
+  }
+
+  /**
+   * Build a transaction from the replica and commit it, re-running `build`
+   * when a guard (verify/guardAbsent) found the data changed or the
+   * connection dropped. `build` must derive its operations from the replica
+   * it is given, so that re-running it is safe (idempotent).
+   */
+  async transaction<T>(
+    build: (tx: Transaction, replica: Replica) => T,
+    options: TransactionOptions = {},
+  ): Promise<{ value: T; result: TransactionResult | undefined }> {
+    const retries = options.retries ?? 5;
+    const timeoutMs = options.timeoutMs ?? this.requestTimeoutMs;
+    for (let attempt = 0; ; attempt++) {
+      await this.whenReady(timeoutMs);
+      const replica = this.replica;
+      const seqno = replica.seqno;
+      const tx = this.newTransaction();
+      const value = build(tx, replica);
+      if (tx.isEmpty) return { value, result: undefined };
+      if (options.comment) tx.comment(options.comment);
+      try {
+        return { value, result: await this.transact(tx, { timeoutMs }) };
+      } catch (err) {
+        if (attempt >= retries || !isRetryable(err, tx)) throw err;
+        this.log.debug({ err: (err as Error).message, attempt }, 'transaction will be retried');
+        if (err instanceof TransactionError) {
+          // Updates precede the reply, so news is normally here already; wait briefly if not.
+          await replica
+            .waitFor(() => (replica.seqno > seqno ? true : undefined), { timeoutMs: 1000, what: 'replica update' })
+            .catch(() => undefined);
+        }
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.wake.abort();
+    this.conn?.close(new ConnectionClosedError('client closed', true));
+    await this.running?.catch(() => undefined);
+    this.removeAllListeners('ready');
+  }
+
+  private async connection(timeoutMs?: number): Promise<JsonRpcConnection> {
+    await this.whenReady(timeoutMs ?? this.requestTimeoutMs);
+    const conn = this.conn;
+    if (!conn || !conn.isOpen) throw new ConnectionClosedError('connection lost', false);
+    return conn;
+  }
+
+  private async run(): Promise<void> {
+    let failures = 0;
+    while (!this.closed) {
+      const remote = this.remotes[this.remoteCursor % this.remotes.length]!;
+      this.remoteCursor++;
+      const name = formatRemote(remote);
+      let reachedReady = false;
+      try {
+        reachedReady = await this.session(remote, name);
+      } catch (err) {
+        this.lastError = err as Error;
+        if (!this.closed) this.log.warn({ remote: name, err: (err as Error).message }, 'OVSDB session failed');
+      }
+      if (this.closed) break;
+      failures = reachedReady ? 0 : failures + 1;
+      await sleep(this.backoffMs(failures), undefined, { signal: this.wake.signal }).catch(() => undefined);
+    }
+  }
+
+  /** Full jitter, growing once every remote of the list has failed in a row. */
+  private backoffMs(failures: number): number {
+    if (failures === 0) return Math.random() * 50;
+    const { initialMs, maxMs } = this.options.backoff ?? { initialMs: 200, maxMs: 8000 };
+    const rounds = Math.floor((failures - 1) / this.remotes.length);
+    if (failures % this.remotes.length !== 0 && rounds === 0) return Math.random() * 50;
+    return Math.random() * Math.min(maxMs, initialMs * 2 ** rounds);
+  }
+
+  /** One connection's lifetime. Returns whether it got in sync before it ended. */
+  private async session(remote: Remote, name: string): Promise<boolean> {
+    const socket = await openTransport(remote, {
+      tls: this.options.tls,
+      timeoutMs: this.options.connectTimeoutMs ?? 10_000,
+    });
+    const conn = new JsonRpcConnection(socket, {
+      remote: name,
+      requestTimeoutMs: this.requestTimeoutMs,
+      probeIntervalMs: remote.kind === 'unix' ? 0 : (this.options.probeIntervalMs ?? 5000),
+      logger: this.log,
+    });
+    const closed = new Promise<Error | undefined>((resolve) => conn.once('close', resolve));
+    this.buffered = new Map([
+      [DATA_MONITOR, []],
+      [SERVER_MONITOR, []],
+    ]);
+    let live = new Set<string>();
+    conn.on('notification', (method, params) => {
+      try {
+        this.onNotification(conn, method, params, live);
+      } catch (err) {
+        this.log.error({ remote: name, err: (err as Error).message }, 'cannot apply OVSDB update; resyncing');
+        conn.close(err as Error);
+      }
+    });
+    this.conn = conn;
+    try {
+      const dbs = await conn.request('list_dbs', []);
+      if (!Array.isArray(dbs) || !dbs.includes(this.options.database)) {
+        throw new OvsdbError(`${name} does not serve database ${this.options.database} (it has ${JSON.stringify(dbs)})`);
+      }
+      const schema = parseSchema(await conn.request('get_schema', [this.options.database]));
+      let status: ServerDbStatus | undefined;
+      if (dbs.includes('_Server')) {
+        status = await this.watchServer(conn, live);
+      }
+      await conn.request('set_db_change_aware', [true]).catch((err: unknown) => {
+        if (!(err instanceof RpcError)) throw err;
+      });
+      const resumed = await this.monitorData(conn, schema, live);
+      this.ready = true;
+      this.lastError = undefined;
+      this.log.info({ remote: name, resumed, model: status?.model }, 'OVSDB session ready');
+      this.emit('ready', { remote: name, resumed, status });
+      const error = await closed;
+      if (!this.closed) {
+        this.log.warn({ remote: name, err: error?.message }, 'OVSDB connection lost; reconnecting');
+      }
+      this.lastError = error;
+      return true;
+    } finally {
+      live = new Set();
+      conn.close();
+      this.conn = undefined;
+      if (this.ready) {
+        this.ready = false;
+        this.emit('disconnected', this.lastError);
+      }
+    }
+  }
+
+  private onNotification(conn: JsonRpcConnection, method: string, params: unknown[], live: Set<string>): void {
+    if (method === 'monitor_canceled') {
+      conn.close(new ConnectionClosedError('server canceled the monitor (database changed); resyncing', true));
+      return;
+    }
+    if (method !== 'update' && method !== 'update2' && method !== 'update3') return;
+    const id = params[0];
+    if (typeof id !== 'string') return;
+    if (!live.has(id)) {
+      this.buffered.get(id)?.push([method, ...params]);
+      return;
+    }
+    this.applyNotification(conn, id, method, params);
+  }
+
+  private applyNotification(conn: JsonRpcConnection, id: string, method: string, params: unknown[]): void {
+    if (id === SERVER_MONITOR) {
+      this.serverReplica?.applyUpdates2(params[1]);
+      try {
+        this.checkServer(conn);
+      } catch {
+        // checkServer closed the connection with the reason; the session moves on.
+      }
+      return;
+    }
+    if (id !== DATA_MONITOR || !this.replicaValue) return;
+    if (method === 'update3') {
+      if (typeof params[1] === 'string') this.lastTxnId = params[1];
+      this.emitChanges(this.replicaValue.applyUpdates2(params[2]));
+    } else if (method === 'update2') {
+      this.emitChanges(this.replicaValue.applyUpdates2(params[1]));
+    } else {
+      this.emitChanges(this.replicaValue.applyUpdates1(params[1]));
+    }
+  }
+
+  private emitChanges(changes: RowChange[]): void {
+    if (changes.length > 0) this.emit('change', changes);
+  }
+
+  private serverReplica: Replica | undefined;
+
+  /** Monitor our database's row in _Server and refuse servers that are not fit (leader, quorum, staleness). */
+  private async watchServer(conn: JsonRpcConnection, live: Set<string>): Promise<ServerDbStatus> {
+    const schema = parseSchema(await conn.request('get_schema', ['_Server']));
+    const replica = new Replica(schema, ['Database']);
+    this.serverReplica = replica;
+    const updates = await conn.request('monitor_cond', [
+      '_Server',
+      SERVER_MONITOR,
+      { Database: [{ where: [['name', '==', this.options.database]] }] },
+    ]);
+    replica.applyUpdates2(updates);
+    this.drain(conn, SERVER_MONITOR, live);
+    return this.checkServer(conn);
+  }
+
+  /** Returns the status when acceptable; otherwise closes the connection with the reason and throws it. */
+  private checkServer(conn: JsonRpcConnection): ServerDbStatus {
+    const row = this.serverReplica ? [...this.serverReplica.rows('Database')][0] : undefined;
+    const status = row ? readServerRow(row) : undefined;
+    const reason = status
+      ? rejectReason(status, this.leaderOnly, this.minIndex)
+      : `server has no _Server row for ${this.options.database}`;
+    if (reason || !status) {
+      const error = new OvsdbError(`${conn.remote}: ${reason}`);
+      this.log.info({ remote: conn.remote, reason }, 'moving to another OVSDB server');
+      conn.close(error);
+      throw error;
+    }
+    if (status.index !== undefined) this.minIndex = Math.max(this.minIndex, status.index);
+    return status;
+  }
+
+  /** Start the data monitor; returns true when it resumed from the last transaction id. */
+  private async monitorData(conn: JsonRpcConnection, schema: DatabaseSchema, live: Set<string>): Promise<boolean> {
+    const tables = this.options.tables;
+    for (;;) {
+      const method = this.monitorMethod;
+      const requests: Record<string, unknown> = {};
+      for (const table of tables) requests[table] = method === 'monitor' ? {} : [{}];
+      const params: unknown[] = [this.options.database, DATA_MONITOR, requests];
+      if (method === 'monitor_cond_since') params.push(this.replicaValue ? this.lastTxnId : ZERO_UUID);
+      let reply: unknown;
+      try {
+        reply = await conn.request(method, params);
+      } catch (err) {
+        if (err instanceof RpcError && err.error === 'unknown method' && method !== 'monitor') {
+          this.monitorMethod = method === 'monitor_cond_since' ? 'monitor_cond' : 'monitor';
+          continue;
+        }
+        throw err;
+      }
+      const resumed = this.applyMonitorReply(method, reply, schema);
+      this.drain(conn, DATA_MONITOR, live);
+      return resumed;
+    }
+  }
+
+  private applyMonitorReply(method: MonitorMethod, reply: unknown, schema: DatabaseSchema): boolean {
+    let updates = reply;
+    let found = false;
+    if (method === 'monitor_cond_since') {
+      if (!Array.isArray(reply) || reply.length !== 3) {
+        throw new CacheInconsistentError(`malformed monitor_cond_since reply: ${JSON.stringify(reply)?.slice(0, 200)}`);
+      }
+      found = reply[0] === true;
+      if (typeof reply[1] === 'string') this.lastTxnId = reply[1];
+      updates = reply[2];
+    }
+    const current = this.replicaValue;
+    if (found && current && sameSchema(current.schema, schema)) {
+      this.emitChanges(current.applyUpdates2(updates));
+      return true;
+    }
+    const fresh = new Replica(schema, this.options.tables, this.options.indexes);
+    if (method === 'monitor') fresh.applyUpdates1(updates);
+    else fresh.applyUpdates2(updates);
+    if (!current) {
+      this.replicaValue = fresh;
+      this.emitChanges([...freshChanges(fresh)]);
+    } else if (sameSchema(current.schema, schema)) {
+      this.emitChanges(current.replaceWith(fresh));
+    } else {
+      // The schema was converted: callers get a new replica object.
+      this.replicaValue = fresh;
+      this.emitChanges([...freshChanges(fresh)]);
+    }
+    return false;
+  }
+
+  private drain(conn: JsonRpcConnection, id: string, live: Set<string>): void {
+    const pending = this.buffered.get(id) ?? [];
+    this.buffered.set(id, []);
+    live.add(id);
+    for (const [method, ...params] of pending) {
+      this.applyNotification(conn, id, method as string, params);
+    }
+  }
+}
+
+function* freshChanges(replica: Replica): Iterable<RowChange> {
+  for (const table of replica.tableNames) {
+    for (const row of replica.rows(table)) yield { table, uuid: row._uuid, new: row };
+  }
+}
+
+function sameSchema(a: DatabaseSchema, b: DatabaseSchema): boolean {
+  return a.version === b.version && a.cksum === b.cksum;
+}
+
+function isRetryable(err: unknown, tx: Transaction): boolean {
+  if (err instanceof TransactionError) return err.isConflict && tx.guardIndexes.has(err.index);
+  if (err instanceof RpcError) return err.error === 'canceled';
+  return err instanceof ConnectionClosedError;
+}
+
+function shuffle<T>(items: T[]): T[] {
+  const out = [...items];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [out[i], out[j]] = [out[j]!, out[i]!];
+  }
+  return out;
+}
