@@ -1,0 +1,147 @@
+/**
+ * Command-line flags and environment variables of the driver, parsed and
+ * checked into a typed configuration. A flag wins over its variable.
+ */
+import { parseArgs } from 'node:util';
+import net from 'node:net';
+
+export interface DriverConfig {
+  pluginName: string;
+  pluginDir: string;
+  /** TCP listener on loopback instead of the unix socket (for a spec-file setup). */
+  listenTcp: { host: string; port: number } | undefined;
+  bridge: string;
+  /** OVN NB remote; undefined = read external_ids:ovn-nb of the local Open_vSwitch row. */
+  nbRemote: string | undefined;
+  nbTls: { privateKey: string; certificate: string; caCert: string } | undefined;
+  /** Local OVS database for ovs-vsctl; undefined = its default socket. */
+  ovsDb: string | undefined;
+  mtu: number;
+  scope: 'local' | 'global';
+  portUpTimeoutMs: number;
+  logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error';
+}
+
+interface OptionDoc {
+  flag: string;
+  env: string;
+  value: string;
+  help: string;
+  default?: string;
+}
+
+const DOCS: OptionDoc[] = [
+  { flag: 'name', env: 'OVN_DOCKER_PLUGIN_NAME', value: 'NAME', default: 'openvswitch', help: 'Plugin name: the driver name in `docker network create -d NAME`; the socket is PLUGIN_DIR/NAME.sock.' },
+  { flag: 'plugin-dir', env: 'OVN_DOCKER_PLUGIN_DIR', value: 'DIR', default: '/run/docker/plugins', help: 'Directory of the plugin socket, where dockerd looks for plugins.' },
+  { flag: 'listen', env: 'OVN_DOCKER_LISTEN', value: 'tcp:127.0.0.1:PORT', help: 'Listen on TCP on a loopback address instead of the unix socket (pair with plugins/openvswitch.spec). Non-loopback addresses are refused: the plugin API has no authentication.' },
+  { flag: 'bridge', env: 'OVN_DOCKER_BRIDGE', value: 'BRIDGE', default: 'br-int', help: 'OVS integration bridge that ovn-controller manages; container veths are plugged into it.' },
+  { flag: 'ovn-nb', env: 'OVN_NB_DB', value: 'REMOTE', help: 'OVN Northbound database: unix:PATH, tcp:HOST:PORT, ssl:HOST:PORT, or a comma-separated list for a RAFT cluster. Default: external_ids:ovn-nb of the local Open_vSwitch row (as the original OVN driver does).' },
+  { flag: 'ovn-nb-private-key', env: 'OVN_NB_PRIVATE_KEY', value: 'FILE', help: 'Client private key for an ssl: NB remote (like ovn-nbctl -p).' },
+  { flag: 'ovn-nb-certificate', env: 'OVN_NB_CERTIFICATE', value: 'FILE', help: 'Client certificate for an ssl: NB remote (like ovn-nbctl -c).' },
+  { flag: 'ovn-nb-ca-cert', env: 'OVN_NB_CA_CERT', value: 'FILE', help: 'CA certificate that signed the NB server certificate (like ovn-nbctl -C).' },
+  { flag: 'ovs-db', env: 'OVS_DB', value: 'REMOTE', help: 'Local Open vSwitch database used by ovs-vsctl. Default: ovs-vsctl\'s own (unix:/var/run/openvswitch/db.sock).' },
+  { flag: 'mtu', env: 'OVN_DOCKER_MTU', value: 'BYTES', default: '1442', help: 'MTU of container interfaces unless a network sets -o com.docker.network.driver.mtu=N. 1442 = 1500 minus geneve overhead (58).' },
+  { flag: 'scope', env: 'OVN_DOCKER_SCOPE', value: 'local|global', default: 'local', help: 'Scope reported to Docker. A standalone engine refuses global-scope networks ("This node is not a swarm manager"), so local is the default.' },
+  { flag: 'port-up-timeout', env: 'OVN_DOCKER_PORT_UP_TIMEOUT', value: 'MS', default: '15000', help: 'How long Join waits for OVN to report the port up before failing the container start; 0 disables the wait.' },
+  { flag: 'log-level', env: 'LOG_LEVEL', value: 'LEVEL', default: 'info', help: 'trace, debug, info, warn or error. Logs are JSON lines on stdout.' },
+];
+
+export class UsageError extends Error {}
+
+export function helpText(): string {
+  const lines = [
+    'Usage: ovn-docker-driver [options]',
+    '',
+    'Docker network plugin that gives containers OVN logical networks: every Docker',
+    'network is an OVN logical switch, every endpoint a logical switch port, so',
+    'containers on all hosts of one OVN deployment share L2 networks over geneve.',
+    '',
+    'Options (each also settable by the environment variable shown):',
+  ];
+  for (const d of DOCS) {
+    lines.push(`  --${d.flag} ${d.value}`.padEnd(34) + `[${d.env}]`);
+    lines.push(`      ${d.help}${d.default ? ` Default: ${d.default}.` : ''}`);
+  }
+  lines.push('  --help                          Show this text.');
+  lines.push('  --version                       Print the version.');
+  lines.push('', 'Example: docker network create -d openvswitch --subnet 10.1.0.0/24 foo');
+  return lines.join('\n');
+}
+
+export type ParsedCommand = { kind: 'help' } | { kind: 'version' } | { kind: 'run'; config: DriverConfig };
+
+export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv): ParsedCommand {
+  const options: Record<string, { type: 'string' | 'boolean' }> = { help: { type: 'boolean' }, version: { type: 'boolean' } };
+  for (const d of DOCS) options[d.flag] = { type: 'string' };
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({ args: argv, options, strict: true, allowPositionals: false }));
+  } catch (err) {
+    throw new UsageError(`${(err as Error).message} (see --help)`);
+  }
+  if (values.help) return { kind: 'help' };
+  if (values.version) return { kind: 'version' };
+  const get = (flag: string): string | undefined => {
+    const d = DOCS.find((x) => x.flag === flag)!;
+    const v = values[flag];
+    const raw = typeof v === 'string' ? v : env[d.env];
+    return raw === undefined || raw === '' ? d.default : raw;
+  };
+
+  const pluginName = get('name')!;
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(pluginName)) throw new UsageError(`invalid plugin name "${pluginName}"`);
+  const pluginDir = get('plugin-dir')!;
+  if (!pluginDir.startsWith('/')) throw new UsageError(`--plugin-dir must be an absolute path, not "${pluginDir}"`);
+  const bridge = get('bridge')!;
+  if (!/^[A-Za-z0-9_.-]{1,15}$/.test(bridge)) throw new UsageError(`invalid bridge name "${bridge}"`);
+  const scope = get('scope');
+  if (scope !== 'local' && scope !== 'global') throw new UsageError(`--scope must be local or global, not "${scope}"`);
+  const logLevel = get('log-level');
+  if (!['trace', 'debug', 'info', 'warn', 'error'].includes(logLevel ?? '')) throw new UsageError(`invalid --log-level "${logLevel}"`);
+
+  const key = get('ovn-nb-private-key');
+  const cert = get('ovn-nb-certificate');
+  const ca = get('ovn-nb-ca-cert');
+  const tlsParts = [key, cert, ca].filter(Boolean).length;
+  if (tlsParts !== 0 && tlsParts !== 3) {
+    throw new UsageError('--ovn-nb-private-key, --ovn-nb-certificate and --ovn-nb-ca-cert go together');
+  }
+
+  return {
+    kind: 'run',
+    config: {
+      pluginName,
+      pluginDir,
+      listenTcp: parseListen(get('listen')),
+      bridge,
+      nbRemote: get('ovn-nb'),
+      nbTls: key && cert && ca ? { privateKey: key, certificate: cert, caCert: ca } : undefined,
+      ovsDb: get('ovs-db'),
+      mtu: integer(get('mtu')!, 'mtu', 1280, 65000),
+      scope,
+      portUpTimeoutMs: integer(get('port-up-timeout')!, 'port-up-timeout', 0, 600_000),
+      logLevel: logLevel as DriverConfig['logLevel'],
+    },
+  };
+}
+
+function integer(text: string, flag: string, min: number, max: number): number {
+  if (!/^[0-9]+$/.test(text)) throw new UsageError(`--${flag} must be a whole number, not "${text}"`);
+  const n = Number(text);
+  if (n < min || n > max) throw new UsageError(`--${flag} must be between ${min} and ${max}, not ${n}`);
+  return n;
+}
+
+function parseListen(text: string | undefined): DriverConfig['listenTcp'] {
+  if (!text) return undefined;
+  const m = /^tcp:(\[[0-9a-fA-F:]+\]|[0-9.]+):([0-9]{1,5})$/.exec(text);
+  if (!m) throw new UsageError(`--listen must look like tcp:127.0.0.1:PORT, not "${text}"`);
+  const host = m[1]!.replace(/^\[|\]$/g, '');
+  const port = Number(m[2]);
+  if (port < 1 || port > 65535) throw new UsageError(`--listen port out of range: ${port}`);
+  const loopback = net.isIPv4(host) ? host.startsWith('127.') : host === '::1';
+  if (!loopback) {
+    throw new UsageError(`--listen ${text}: only loopback addresses are allowed (the plugin API has no authentication)`);
+  }
+  return { host, port };
+}

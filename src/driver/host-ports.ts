@@ -1,0 +1,97 @@
+/**
+ * The host side of an endpoint: a veth pair whose host end is plugged into
+ * the integration bridge with external_ids:iface-id = the OVN port name,
+ * and whose container end Docker moves into the container.
+ */
+import type { Logger } from 'pino';
+import type { Links } from '../host/links.js';
+import { hostIfName, isOurHostIf, peerIfName } from '../host/names.js';
+import type { Ovs } from '../host/ovs.js';
+import { Keys, OWNER } from '../ovn/keys.js';
+
+export interface PlugRequest {
+  endpointId: string;
+  networkId: string;
+  /** Logical_Switch_Port name, written as external_ids:iface-id. */
+  portName: string;
+  mac: string;
+  mtu: number;
+}
+
+export class HostPorts {
+  private netdev: boolean | undefined;
+
+  constructor(
+    private readonly links: Links,
+    private readonly ovs: Ovs,
+    private readonly bridge: string,
+    private readonly log: Logger,
+  ) {}
+
+  /**
+   * Whether the bridge uses the userspace datapath: then TCP needs transmit
+   * checksum offload off on the container side (packets would leave the
+   * kernel with partial checksums that the userspace datapath never fills).
+   */
+  async detectDatapath(): Promise<string> {
+    const type = await this.ovs.datapathType(this.bridge);
+    this.netdev = type === 'netdev';
+    return type;
+  }
+
+  /** Create (or re-use) the veth and plug it. Returns the container-side name. */
+  async plug(req: PlugRequest): Promise<string> {
+    const host = hostIfName(req.endpointId);
+    const peer = peerIfName(req.endpointId);
+    if (this.netdev === undefined) await this.detectDatapath();
+    await this.links.createVeth(host, peer, { mtu: req.mtu, peerMac: req.mac });
+    if (this.netdev) await this.links.disableTxChecksumOffload(peer);
+    await this.ovs.attachPort({
+      bridge: this.bridge,
+      port: host,
+      ifaceId: req.portName,
+      attachedMac: req.mac,
+      externalIds: {
+        [Keys.owner]: OWNER,
+        [Keys.endpointId]: req.endpointId,
+        [Keys.networkId]: req.networkId,
+      },
+    });
+    return peer;
+  }
+
+  /** Unplug and delete the veth; safe to call when any part is already gone. */
+  async unplug(endpointId: string): Promise<void> {
+    const host = hostIfName(endpointId);
+    await this.ovs.detachPort(this.bridge, host);
+    // Deleting one end of a veth deletes both; the container end may already be gone with its namespace.
+    await this.links.deleteLink(host);
+    await this.links.deleteLink(peerIfName(endpointId));
+  }
+
+  /**
+   * Remove what a crash left: bridge ports we made whose endpoint no longer
+   * exists, and veths of ours that nothing uses. `liveEndpoints` are the ids
+   * of endpoints that still exist in OVN for this host.
+   */
+  async reconcile(liveEndpoints: Set<string>): Promise<{ ports: number; links: number }> {
+    const liveHostIfs = new Set([...liveEndpoints].map((id) => hostIfName(id)));
+    let ports = 0;
+    for (const port of await this.ovs.listPorts(this.bridge)) {
+      if (port.externalIds.get(Keys.owner) !== OWNER) continue;
+      const endpointId = port.externalIds.get(Keys.endpointId);
+      if (endpointId && liveEndpoints.has(endpointId)) continue;
+      this.log.info({ port: port.port, endpointId }, 'removing a bridge port whose endpoint is gone');
+      await this.ovs.detachPort(this.bridge, port.port);
+      await this.links.deleteLink(port.port);
+      ports++;
+    }
+    let links = 0;
+    for (const link of await this.links.list()) {
+      if (!isOurHostIf(link.name) || liveHostIfs.has(link.name)) continue;
+      this.log.info({ link: link.name }, 'removing a veth whose endpoint is gone');
+      if (await this.links.deleteLink(link.name)) links++;
+    }
+    return { ports, links };
+  }
+}

@@ -1,0 +1,200 @@
+/**
+ * libnetwork's remote NetworkDriver, method by method, on OVN: networks are
+ * logical switches, endpoints logical switch ports, Join plugs a veth into
+ * the integration bridge and waits for OVN to report the port up.
+ *
+ * Every method is idempotent (the engine retries) and serialized per
+ * network/endpoint id; the truth lives in OVN NB and OVS, nothing here.
+ */
+import type { Logger } from 'pino';
+import { NetworkError, type OvnNetworks } from '../ovn/networks.js';
+import type {
+  AllocateNetworkRequest,
+  CreateEndpointRequest,
+  CreateNetworkRequest,
+  EndpointRequest,
+  JoinRequest,
+  NetworkRequest,
+} from '../server/schemas.js';
+import { DriverError } from './errors.js';
+import type { HostPorts } from './host-ports.js';
+import { KeyedLock } from './keyed-lock.js';
+import { toEndpointSpec, toNetworkSpec } from './translate.js';
+
+export interface DriverSettings {
+  scope: 'local' | 'global';
+  /** MTU of networks that do not set com.docker.network.driver.mtu. */
+  mtu: number;
+  /** How long Join waits for OVN to report the port up; 0 does not wait. */
+  portUpTimeoutMs: number;
+  /** OVS system-id of this host, if known. */
+  chassis: string | undefined;
+}
+
+export interface JoinResponse {
+  InterfaceName: { SrcName: string; DstPrefix: string };
+  StaticRoutes?: { Destination: string; RouteType: number; NextHop?: string }[];
+  DisableGatewayService?: boolean;
+}
+
+export class NetworkDriver {
+  private readonly locks = new KeyedLock();
+
+  constructor(
+    private readonly networks: OvnNetworks,
+    private readonly host: HostPorts,
+    private readonly settings: DriverSettings,
+    private readonly log: Logger,
+  ) {}
+
+  getCapabilities() {
+    return { Scope: this.settings.scope, ConnectivityScope: 'global' };
+  }
+
+  async createNetwork(req: CreateNetworkRequest): Promise<object> {
+    const spec = toNetworkSpec(req, { mtu: this.settings.mtu });
+    return this.locks.run(`net:${spec.networkId}`, async () => {
+      const record = await this.ovn(() => this.networks.ensureNetwork(spec), `create network ${spec.networkId}`);
+      this.log.info(
+        { networkId: spec.networkId, switch: record.uuid, ipv4: spec.ipv4, ipv6: spec.ipv6, mtu: spec.mtu },
+        'network created',
+      );
+      return {};
+    });
+  }
+
+  async deleteNetwork(req: NetworkRequest): Promise<object> {
+    return this.locks.run(`net:${req.NetworkID}`, async () => {
+      const deleted = await this.ovn(() => this.networks.deleteNetwork(req.NetworkID), `delete network ${req.NetworkID}`);
+      this.log.info({ networkId: req.NetworkID, deleted }, deleted ? 'network deleted' : 'network was already gone');
+      return {};
+    });
+  }
+
+  async createEndpoint(req: CreateEndpointRequest): Promise<object> {
+    const network = this.networks.findNetwork(req.NetworkID);
+    if (!network) throw new DriverError(`network ${req.NetworkID} does not exist in OVN (was it removed behind Docker's back?)`, 404);
+    const spec = toEndpointSpec(req, network, this.settings.chassis);
+    return this.locks.run(`ep:${spec.endpointId}`, async () => {
+      const endpoint = await this.ovn(() => this.networks.ensureEndpoint(spec), `create endpoint ${spec.endpointId}`);
+      this.log.info({ endpointId: spec.endpointId, mac: endpoint.mac, ipv4: spec.ipv4, ipv6: spec.ipv6 }, 'endpoint created');
+      // Only fields Docker left empty may be returned, or the engine rolls the endpoint back.
+      return req.Interface?.MacAddress ? {} : { Interface: { MacAddress: endpoint.mac } };
+    });
+  }
+
+  async deleteEndpoint(req: EndpointRequest): Promise<object> {
+    const endpointId = req.EndpointID.toLowerCase();
+    return this.locks.run(`ep:${endpointId}`, async () => {
+      await this.host.unplug(endpointId);
+      const deleted = await this.ovn(() => this.networks.deleteEndpoint(endpointId), `delete endpoint ${endpointId}`);
+      this.log.info({ endpointId, deleted }, deleted ? 'endpoint deleted' : 'endpoint was already gone');
+      return {};
+    });
+  }
+
+  endpointOperInfo(req: EndpointRequest): object {
+    const endpoint = this.networks.findEndpoint(req.EndpointID.toLowerCase());
+    if (!endpoint) return { Value: {} };
+    return {
+      Value: {
+        'ovn.logical_switch_port': endpoint.name,
+        'ovn.mac': endpoint.mac,
+        'ovn.up': endpoint.up,
+      },
+    };
+  }
+
+  async join(req: JoinRequest): Promise<JoinResponse> {
+    const endpointId = req.EndpointID.toLowerCase();
+    return this.locks.run(`ep:${endpointId}`, async () => {
+      const endpoint = this.networks.findEndpoint(endpointId);
+      if (!endpoint) throw new DriverError(`endpoint ${endpointId} does not exist in OVN; CreateEndpoint must come first`, 404);
+      const network = this.networks.findNetwork(endpoint.networkId);
+      if (!network) throw new DriverError(`network ${endpoint.networkId} of endpoint ${endpointId} does not exist in OVN`, 404);
+      const started = Date.now();
+      const srcName = await this.hostStep(
+        () =>
+          this.host.plug({
+            endpointId,
+            networkId: network.networkId,
+            portName: endpoint.name,
+            mac: endpoint.mac,
+            mtu: network.mtu,
+          }),
+        `plug endpoint ${endpointId} into the bridge`,
+      );
+      const plugged = Date.now();
+      if (this.settings.portUpTimeoutMs > 0) {
+        try {
+          await this.networks.waitPortUp(endpointId, this.settings.portUpTimeoutMs);
+        } catch (err) {
+          throw new DriverError(
+            `OVN did not report port ${endpoint.name} up within ${this.settings.portUpTimeoutMs} ms: ` +
+              `check that ovn-controller runs on this host and reaches the southbound database ` +
+              `(ovs-vsctl get Open_vSwitch . external_ids:ovn-remote), then retry (${(err as Error).message})`,
+            503,
+            { cause: err },
+          );
+        }
+      }
+      this.log.info(
+        { endpointId, srcName, plugMs: plugged - started, upMs: Date.now() - plugged },
+        'endpoint joined',
+      );
+      return { InterfaceName: { SrcName: srcName, DstPrefix: 'eth' } };
+    });
+  }
+
+  async leave(req: EndpointRequest): Promise<object> {
+    const endpointId = req.EndpointID.toLowerCase();
+    return this.locks.run(`ep:${endpointId}`, async () => {
+      await this.hostStep(() => this.host.unplug(endpointId), `unplug endpoint ${endpointId}`);
+      this.log.info({ endpointId }, 'endpoint left');
+      return {};
+    });
+  }
+
+  /** Swarm managers only (global scope): echo the options so workers get them in CreateNetwork. */
+  allocateNetwork(req: AllocateNetworkRequest): object {
+    return { Options: req.Options ?? {} };
+  }
+
+  /**
+   * Remove what a crash left on this host: bridge ports and veths whose
+   * endpoint is gone from OVN.
+   */
+  async reconcile(): Promise<{ ports: number; links: number }> {
+    const live = new Set(
+      this.networks
+        .listEndpoints()
+        .filter((e) => !this.settings.chassis || e.chassis === undefined || e.chassis === this.settings.chassis)
+        .map((e) => e.endpointId),
+    );
+    const result = await this.host.reconcile(live);
+    this.log.info(result, 'reconciled host ports with OVN');
+    return result;
+  }
+
+  private async ovn<T>(work: () => Promise<T>, what: string): Promise<T> {
+    try {
+      return await work();
+    } catch (err) {
+      if (err instanceof DriverError) throw err;
+      if (err instanceof NetworkError) {
+        throw new DriverError(err.message, err.code === 'not-found' ? 404 : err.code === 'conflict' ? 409 : 400);
+      }
+      throw new DriverError(`cannot ${what} in the OVN northbound database: ${(err as Error).message}`, 503, {
+        cause: err,
+      });
+    }
+  }
+
+  private async hostStep<T>(work: () => Promise<T>, what: string): Promise<T> {
+    try {
+      return await work();
+    } catch (err) {
+      throw new DriverError(`cannot ${what}: ${(err as Error).message}`, 500, { cause: err });
+    }
+  }
+}

@@ -1,0 +1,100 @@
+/**
+ * Turns schema-checked Docker requests into the driver's network and
+ * endpoint specs, enforcing what a JSON schema cannot: CIDR syntax,
+ * address families, addresses inside the network, option types and MTU
+ * bounds. Every failure is a 400 naming the offending field.
+ */
+import { AddressError, contains, networkOf, parseCidr } from '../ovn/addressing.js';
+import type { EndpointSpec, NetworkRecord, NetworkSpec, SubnetSpec } from '../ovn/networks.js';
+import type { CreateEndpointRequest, CreateNetworkRequest, DockerOptions, IpamData } from '../server/schemas.js';
+import { invalid } from './errors.js';
+
+export const GENERIC_OPTIONS = 'com.docker.network.generic';
+export const MTU_OPTION = 'com.docker.network.driver.mtu';
+const MIN_MTU = 1280;
+const MAX_MTU = 65000;
+
+export interface TranslateDefaults {
+  mtu: number;
+}
+
+export function toNetworkSpec(req: CreateNetworkRequest, defaults: TranslateDefaults): NetworkSpec {
+  const generic = genericOptions(req.Options);
+  const ipv4 = (req.IPv4Data ?? []).map((d, i) => subnetSpec(d, 4, `IPv4Data[${i}]`));
+  const ipv6 = (req.IPv6Data ?? []).map((d, i) => subnetSpec(d, 6, `IPv6Data[${i}]`));
+  const options = req.Options ?? {};
+  return {
+    networkId: req.NetworkID,
+    ipv4,
+    ipv6,
+    mtu: mtuOf(generic, defaults.mtu),
+    internal: options['com.docker.network.internal'] === true,
+    options: generic,
+  };
+}
+
+export function toEndpointSpec(req: CreateEndpointRequest, network: NetworkRecord, chassis: string | undefined): EndpointSpec {
+  const iface = req.Interface ?? {};
+  const spec: EndpointSpec = { networkId: req.NetworkID, endpointId: req.EndpointID.toLowerCase() };
+  if (iface.Address) spec.ipv4 = endpointAddress(iface.Address, 4, network.ipv4, 'Interface.Address');
+  if (iface.AddressIPv6) spec.ipv6 = endpointAddress(iface.AddressIPv6, 6, network.ipv6, 'Interface.AddressIPv6');
+  if (iface.MacAddress) {
+    const mac = iface.MacAddress.toLowerCase();
+    if ((parseInt(mac.slice(0, 2), 16) & 1) !== 0) throw invalid(`Interface.MacAddress ${mac} is a multicast address`);
+    spec.mac = mac;
+  }
+  if (chassis) spec.chassis = chassis;
+  return spec;
+}
+
+/** `-o` options: Docker sends them as a string map under com.docker.network.generic. */
+export function genericOptions(options: DockerOptions): Record<string, string> {
+  const raw = options?.[GENERIC_OPTIONS];
+  if (raw === undefined || raw === null) return {};
+  if (typeof raw !== 'object' || Array.isArray(raw)) throw invalid(`Options.${GENERIC_OPTIONS} must be an object`);
+  const out: Record<string, string> = {};
+  const entries = Object.entries(raw);
+  if (entries.length > 64) throw invalid('too many driver options (at most 64)');
+  for (const [key, value] of entries) {
+    if (typeof value !== 'string') throw invalid(`driver option ${key} must be a string`);
+    if (key.length > 128 || value.length > 1024) throw invalid(`driver option ${key.slice(0, 128)} is too long`);
+    out[key] = value;
+  }
+  return out;
+}
+
+function mtuOf(generic: Record<string, string>, fallback: number): number {
+  const text = generic[MTU_OPTION];
+  if (text === undefined) return fallback;
+  if (!/^[0-9]{1,5}$/.test(text)) throw invalid(`${MTU_OPTION} must be a number, not "${text}"`);
+  const mtu = Number(text);
+  if (mtu < MIN_MTU || mtu > MAX_MTU) throw invalid(`${MTU_OPTION} must be between ${MIN_MTU} and ${MAX_MTU}, not ${mtu}`);
+  return mtu;
+}
+
+function subnetSpec(data: IpamData, family: 4 | 6, field: string): SubnetSpec {
+  const pool = cidr(data.Pool, family, `${field}.Pool`);
+  const subnet = networkOf(pool);
+  if (!data.Gateway) return { subnet };
+  const gateway = cidr(data.Gateway, family, `${field}.Gateway`);
+  if (!contains(subnet, gateway.ip)) throw invalid(`${field}.Gateway ${data.Gateway} is outside the pool ${subnet}`);
+  return { subnet, gateway: gateway.ip };
+}
+
+function endpointAddress(text: string, family: 4 | 6, subnets: SubnetSpec[], field: string): string {
+  const c = cidr(text, family, field);
+  const inside = subnets.some((s) => contains(s.subnet, c.ip));
+  if (subnets.length > 0 && !inside) {
+    throw invalid(`${field} ${text} is not inside the network's subnets (${subnets.map((s) => s.subnet).join(', ')})`);
+  }
+  return `${c.ip}/${c.prefix}`;
+}
+
+function cidr(text: string, family: 4 | 6, field: string) {
+  try {
+    return parseCidr(text, family);
+  } catch (err) {
+    if (err instanceof AddressError) throw invalid(`${field}: ${err.message}`);
+    throw err;
+  }
+}

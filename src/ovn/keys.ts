@@ -1,0 +1,30 @@
+/**
+ * external_ids keys through which the driver keeps its whole state in the
+ * OVN Northbound database: a restarted driver rebuilds everything from them.
+ */
+export const OWNER = 'ovn-docker-driver';
+
+export const Keys = {
+  owner: 'docker:owner',
+  networkId: 'docker:network-id',
+  endpointId: 'docker:endpoint-id',
+  ipv4Subnets: 'docker:ipv4-subnets',
+  ipv4Gateways: 'docker:ipv4-gateways',
+  ipv6Subnets: 'docker:ipv6-subnets',
+  ipv6Gateways: 'docker:ipv6-gateways',
+  mtu: 'docker:mtu',
+  internal: 'docker:internal',
+  options: 'docker:options',
+  /** The endpoint's addresses in CIDR form, as Docker gave them. */
+  ipv4: 'docker:ipv4',
+  ipv6: 'docker:ipv6',
+  /** Chassis (OVS system-id) the endpoint was created on. */
+  chassis: 'docker:chassis',
+} as const;
+
+/** Tables and replica indexes the driver needs from the NB database. */
+export const NB_TABLES = ['Logical_Switch', 'Logical_Switch_Port'];
+export const NB_INDEXES = {
+  Logical_Switch: { externalIds: [Keys.networkId] },
+  Logical_Switch_Port: { externalIds: [Keys.endpointId] },
+};

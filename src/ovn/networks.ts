@@ -1,0 +1,331 @@
+/**
+ * Docker networks and endpoints as OVN Northbound rows: a network is a
+ * Logical_Switch, an endpoint a Logical_Switch_Port. Every write is one
+ * transaction built from the replica, idempotent (re-running it after a
+ * retry or a lost reply converges on the same rows) and guarded against
+ * concurrent writers.
+ */
+import { OvsdbClient, type Replica, type Row, type Transaction } from '../ovsdb/index.js';
+import { contains } from './addressing.js';
+import { Keys, OWNER } from './keys.js';
+import { isUnicastMac, macFromIPv4, macFromId } from './mac.js';
+
+export interface SubnetSpec {
+  /** Canonical network, e.g. "10.1.0.0/24". */
+  subnet: string;
+  /** Gateway address without prefix, if Docker's IPAM reserved one. */
+  gateway?: string;
+}
+
+export interface NetworkSpec {
+  networkId: string;
+  ipv4: SubnetSpec[];
+  ipv6: SubnetSpec[];
+  mtu: number;
+  internal: boolean;
+  /** The `-o` driver options, kept so that a restarted driver knows them. */
+  options: Record<string, string>;
+}
+
+export interface NetworkRecord extends NetworkSpec {
+  uuid: string;
+  name: string;
+}
+
+export interface EndpointSpec {
+  networkId: string;
+  endpointId: string;
+  /** MAC from Docker; when absent one is derived. */
+  mac?: string;
+  /** "10.1.0.2/24" */
+  ipv4?: string;
+  ipv6?: string;
+  /** OVS system-id of this host: pins the port to this chassis (options:requested-chassis). */
+  chassis?: string;
+}
+
+export interface EndpointRecord {
+  uuid: string;
+  name: string;
+  networkId: string;
+  endpointId: string;
+  mac: string;
+  ipv4?: string;
+  ipv6?: string;
+  /** OVS system-id of the host the endpoint was created on. */
+  chassis?: string;
+  up: boolean;
+}
+
+export class NetworkError extends Error {
+  constructor(
+    message: string,
+    readonly code: 'not-found' | 'conflict' | 'invalid',
+  ) {
+    super(message);
+  }
+}
+
+export class OvnNetworks {
+  constructor(private readonly nb: OvsdbClient) {}
+
+  get replica(): Replica {
+    return this.nb.replica;
+  }
+
+  findNetwork(networkId: string): NetworkRecord | undefined {
+    const row = this.switchRow(this.replica, networkId);
+    return row ? toNetwork(row) : undefined;
+  }
+
+  listNetworks(): NetworkRecord[] {
+    const out: NetworkRecord[] = [];
+    for (const row of this.replica.rows('Logical_Switch')) {
+      if (externalIds(row).get(Keys.owner) === OWNER) out.push(toNetwork(row));
+    }
+    return out;
+  }
+
+  findEndpoint(endpointId: string): EndpointRecord | undefined {
+    const row = this.portRow(this.replica, endpointId);
+    return row ? toEndpoint(row) : undefined;
+  }
+
+  /** All endpoints this driver made, on any host. */
+  listEndpoints(): EndpointRecord[] {
+    const out: EndpointRecord[] = [];
+    for (const row of this.replica.rows('Logical_Switch_Port')) {
+      if (externalIds(row).get(Keys.owner) === OWNER) out.push(toEndpoint(row));
+    }
+    return out;
+  }
+
+  /** Create the logical switch of a network unless it exists (same id). */
+  async ensureNetwork(spec: NetworkSpec): Promise<NetworkRecord> {
+    await this.nb.transaction(
+      (tx, replica) => {
+        if (this.switchRow(replica, spec.networkId)) return;
+        tx.guardAbsent('Logical_Switch', 'name', spec.networkId);
+        tx.insert('Logical_Switch', {
+          name: spec.networkId,
+          external_ids: networkExternalIds(spec),
+          other_config: new Map([['mcast_snoop', 'false']]),
+        });
+      },
+      { comment: `ovn-docker-driver: CreateNetwork ${spec.networkId}` },
+    );
+    const created = this.findNetwork(spec.networkId);
+    if (!created) throw new Error(`logical switch for network ${spec.networkId} vanished right after creation`);
+    return created;
+  }
+
+  /** Delete a network's switch (and with it every port on it). Returns false when there was none. */
+  async deleteNetwork(networkId: string): Promise<boolean> {
+    const { value } = await this.nb.transaction(
+      (tx, replica) => {
+        const row = this.switchRow(replica, networkId);
+        if (!row) return false;
+        tx.delete('Logical_Switch', [['_uuid', '==', row._uuid]]);
+        return true;
+      },
+      { comment: `ovn-docker-driver: DeleteNetwork ${networkId}` },
+    );
+    return value;
+  }
+
+  /**
+   * Create the logical switch port of an endpoint, with addresses and
+   * port_security written in the same transaction, unless it exists.
+   */
+  async ensureEndpoint(spec: EndpointSpec): Promise<EndpointRecord> {
+    const { value } = await this.nb.transaction(
+      (tx, replica) => {
+        const existing = this.portRow(replica, spec.endpointId) ?? replica.findOne('Logical_Switch_Port', 'name', spec.endpointId);
+        if (existing) {
+          const record = toEndpoint(existing);
+          if (record.networkId !== spec.networkId) {
+            throw new NetworkError(
+              `endpoint ${spec.endpointId} already exists on network ${record.networkId}, not ${spec.networkId}`,
+              'conflict',
+            );
+          }
+          return record;
+        }
+        const ls = this.switchRow(replica, spec.networkId);
+        if (!ls) throw new NetworkError(`network ${spec.networkId} does not exist in OVN`, 'not-found');
+        const mac = spec.mac ?? this.chooseMac(replica, ls, spec);
+        this.insertPort(tx, ls, spec, mac);
+        return undefined;
+      },
+      { comment: `ovn-docker-driver: CreateEndpoint ${spec.endpointId}` },
+    );
+    if (value) return value;
+    const created = this.findEndpoint(spec.endpointId);
+    if (!created) throw new Error(`logical switch port for endpoint ${spec.endpointId} vanished right after creation`);
+    return created;
+  }
+
+  /** Remove an endpoint's port from its switch. Returns false when there was none. */
+  async deleteEndpoint(endpointId: string): Promise<boolean> {
+    const { value } = await this.nb.transaction(
+      (tx, replica) => {
+        const port = this.portRow(replica, endpointId);
+        if (!port) return false;
+        // A port is non-root: removing the reference deletes it; a direct delete would break referential integrity.
+        for (const ls of replica.rows('Logical_Switch')) {
+          if (Array.isArray(ls.ports) && ls.ports.includes(port._uuid)) {
+            tx.mutate('Logical_Switch', [['_uuid', '==', ls._uuid]], [['ports', 'delete', [port._uuid]]]);
+          }
+        }
+        return true;
+      },
+      { comment: `ovn-docker-driver: DeleteEndpoint ${endpointId}` },
+    );
+    return value;
+  }
+
+  /** Resolve once OVN reports the endpoint's port up (bound and its flows installed). */
+  async waitPortUp(endpointId: string, timeoutMs: number): Promise<void> {
+    await this.replica.waitFor(
+      () => {
+        const port = this.portRow(this.replica, endpointId);
+        if (!port) throw new NetworkError(`endpoint ${endpointId} was deleted while waiting for it to come up`, 'not-found');
+        return port.up === true ? true : undefined;
+      },
+      { timeoutMs, what: `logical switch port ${endpointId} to come up` },
+    );
+  }
+
+  private insertPort(tx: Transaction, ls: Row, spec: EndpointSpec, mac: string): void {
+    const address = [mac, spec.ipv4 && stripPrefix(spec.ipv4), spec.ipv6 && stripPrefix(spec.ipv6)]
+      .filter(Boolean)
+      .join(' ');
+    const ids = new Map<string, string>([
+      [Keys.owner, OWNER],
+      [Keys.networkId, spec.networkId],
+      [Keys.endpointId, spec.endpointId],
+    ]);
+    if (spec.ipv4) ids.set(Keys.ipv4, spec.ipv4);
+    if (spec.ipv6) ids.set(Keys.ipv6, spec.ipv6);
+    if (spec.chassis) ids.set(Keys.chassis, spec.chassis);
+    const options = new Map<string, string>();
+    if (spec.chassis) options.set('requested-chassis', spec.chassis);
+    // Guards: the name must still be free, and the switch must still exist, or the port would be garbage-collected.
+    tx.guardAbsent('Logical_Switch_Port', 'name', spec.endpointId);
+    tx.verify('Logical_Switch', ls, ['name']);
+    const port = tx.insert('Logical_Switch_Port', {
+      name: spec.endpointId,
+      addresses: [address],
+      port_security: [address],
+      external_ids: ids,
+      options,
+    });
+    tx.mutate('Logical_Switch', [['_uuid', '==', ls._uuid]], [['ports', 'insert', [port]]]);
+  }
+
+  /** Derive a MAC nobody on this switch uses. */
+  private chooseMac(replica: Replica, ls: Row, spec: EndpointSpec): string {
+    const used = new Set<string>();
+    for (const uuid of Array.isArray(ls.ports) ? ls.ports : []) {
+      const port = replica.get('Logical_Switch_Port', String(uuid));
+      for (const addr of Array.isArray(port?.addresses) ? port.addresses : []) {
+        used.add(String(addr).split(' ')[0]!.toLowerCase());
+      }
+    }
+    if (spec.ipv4) {
+      const mac = macFromIPv4(stripPrefix(spec.ipv4));
+      if (!used.has(mac)) return mac;
+    }
+    for (let attempt = 0; attempt < 64; attempt++) {
+      const mac = macFromId(spec.endpointId, attempt);
+      if (!used.has(mac) && isUnicastMac(mac)) return mac;
+    }
+    throw new NetworkError(`could not find a free MAC address for endpoint ${spec.endpointId}`, 'conflict');
+  }
+
+  private switchRow(replica: Replica, networkId: string): Row | undefined {
+    return replica.findByExternalId('Logical_Switch', Keys.networkId, networkId)[0];
+  }
+
+  private portRow(replica: Replica, endpointId: string): Row | undefined {
+    return replica.findByExternalId('Logical_Switch_Port', Keys.endpointId, endpointId)[0];
+  }
+}
+
+function networkExternalIds(spec: NetworkSpec): Map<string, string> {
+  const ids = new Map<string, string>([
+    [Keys.owner, OWNER],
+    [Keys.networkId, spec.networkId],
+    [Keys.mtu, String(spec.mtu)],
+    [Keys.internal, String(spec.internal)],
+    [Keys.options, JSON.stringify(spec.options)],
+  ]);
+  const put = (key: string, values: (string | undefined)[]) => {
+    const present = values.filter((v): v is string => Boolean(v));
+    if (present.length) ids.set(key, present.join(' '));
+  };
+  put(Keys.ipv4Subnets, spec.ipv4.map((s) => s.subnet));
+  put(Keys.ipv4Gateways, spec.ipv4.map((s) => s.gateway));
+  put(Keys.ipv6Subnets, spec.ipv6.map((s) => s.subnet));
+  put(Keys.ipv6Gateways, spec.ipv6.map((s) => s.gateway));
+  return ids;
+}
+
+function externalIds(row: Row): Map<string, string> {
+  const ids = row.external_ids;
+  return ids instanceof Map ? (ids as Map<string, string>) : new Map();
+}
+
+function subnets(ids: Map<string, string>, subnetKey: string, gatewayKey: string): SubnetSpec[] {
+  const nets = (ids.get(subnetKey) ?? '').split(' ').filter(Boolean);
+  const gateways = (ids.get(gatewayKey) ?? '').split(' ').filter(Boolean);
+  return nets.map((subnet) => {
+    const gateway = gateways.find((g) => contains(subnet, g));
+    return gateway ? { subnet, gateway } : { subnet };
+  });
+}
+
+function toNetwork(row: Row): NetworkRecord {
+  const ids = externalIds(row);
+  let options: Record<string, string> = {};
+  try {
+    const parsed: unknown = JSON.parse(ids.get(Keys.options) ?? '{}');
+    if (parsed && typeof parsed === 'object') options = parsed as Record<string, string>;
+  } catch {
+    options = {};
+  }
+  return {
+    uuid: row._uuid,
+    name: String(row.name),
+    networkId: ids.get(Keys.networkId) ?? String(row.name),
+    ipv4: subnets(ids, Keys.ipv4Subnets, Keys.ipv4Gateways),
+    ipv6: subnets(ids, Keys.ipv6Subnets, Keys.ipv6Gateways),
+    mtu: Number(ids.get(Keys.mtu) ?? '1442'),
+    internal: ids.get(Keys.internal) === 'true',
+    options,
+  };
+}
+
+function toEndpoint(row: Row): EndpointRecord {
+  const ids = externalIds(row);
+  const first = Array.isArray(row.addresses) ? String(row.addresses[0] ?? '') : '';
+  const ipv4 = ids.get(Keys.ipv4);
+  const ipv6 = ids.get(Keys.ipv6);
+  const chassis = ids.get(Keys.chassis);
+  return {
+    uuid: row._uuid,
+    name: String(row.name),
+    networkId: ids.get(Keys.networkId) ?? '',
+    endpointId: ids.get(Keys.endpointId) ?? String(row.name),
+    mac: first.split(' ')[0] ?? '',
+    ...(ipv4 ? { ipv4 } : {}),
+    ...(ipv6 ? { ipv6 } : {}),
+    ...(chassis ? { chassis } : {}),
+    up: row.up === true,
+  };
+}
+
+function stripPrefix(cidr: string): string {
+  const slash = cidr.indexOf('/');
+  return slash < 0 ? cidr : cidr.slice(0, slash);
+}

@@ -1,0 +1,101 @@
+/**
+ * Starts the whole driver: finds the NB database, syncs a replica of it,
+ * cleans what a previous crash left on this host, then serves Docker.
+ */
+import type { FastifyInstance } from 'fastify';
+import path from 'node:path';
+import { pino, type Logger } from 'pino';
+import type { DriverConfig } from './cli/options.js';
+import { HostPorts } from './driver/host-ports.js';
+import { NetworkDriver } from './driver/network-driver.js';
+import { createRunner } from './host/exec.js';
+import { Links } from './host/links.js';
+import { Ovs } from './host/ovs.js';
+import { NB_INDEXES, NB_TABLES } from './ovn/keys.js';
+import { OvnNetworks } from './ovn/networks.js';
+import { OvsdbClient } from './ovsdb/index.js';
+import { buildApp } from './server/app.js';
+import { listen } from './server/listen.js';
+
+export interface RunningDriver {
+  address: string;
+  driver: NetworkDriver;
+  nb: OvsdbClient;
+  app: FastifyInstance;
+  close(): Promise<void>;
+}
+
+export class StartupError extends Error {}
+
+export async function startDriver(config: DriverConfig, log: Logger = pino({ level: config.logLevel })): Promise<RunningDriver> {
+  const runner = createRunner();
+  const ovs = new Ovs({ runner, ...(config.ovsDb ? { db: config.ovsDb } : {}) });
+  const ovsIds = await ovs.openvswitchExternalIds().catch((err: unknown) => {
+    throw new StartupError(
+      `cannot read the local Open vSwitch database (${config.ovsDb ?? 'default socket'}): ${(err as Error).message}. ` +
+        'Is ovsdb-server running? Start it with /usr/share/openvswitch/scripts/ovs-ctl start, or pass --ovs-db.',
+    );
+  });
+  const nbRemote = config.nbRemote ?? ovsIds.get('ovn-nb');
+  if (!nbRemote) {
+    throw new StartupError(
+      'no OVN Northbound database given: pass --ovn-nb (e.g. tcp:CENTRAL_IP:6641) or set it once with ' +
+        '`ovs-vsctl set Open_vSwitch . external_ids:ovn-nb=tcp:CENTRAL_IP:6641`',
+    );
+  }
+  const chassis = ovsIds.get('system-id');
+  if (!chassis) log.warn('Open_vSwitch external_ids:system-id is not set; ports will not be pinned to this chassis');
+
+  log.info({ nb: nbRemote, bridge: config.bridge, chassis }, 'connecting to the OVN Northbound database');
+  const nb = new OvsdbClient({
+    remote: nbRemote,
+    database: 'OVN_Northbound',
+    tables: NB_TABLES,
+    indexes: NB_INDEXES,
+    ...(config.nbTls ? { tls: config.nbTls } : {}),
+    logger: log.child({ component: 'ovsdb' }),
+  });
+  nb.start();
+  await nb.whenReady(30_000).catch(async (err: unknown) => {
+    await nb.close();
+    throw new StartupError(`cannot sync with the OVN Northbound database at ${nbRemote}: ${(err as Error).message}`);
+  });
+
+  const host = new HostPorts(new Links(runner), ovs, config.bridge, log.child({ component: 'host' }));
+  const datapath = await host.detectDatapath().catch(async (err: unknown) => {
+    await nb.close();
+    throw new StartupError(
+      `integration bridge ${config.bridge} is not usable: ${(err as Error).message}. ` +
+        'ovn-controller creates it once it runs; or pass --bridge.',
+    );
+  });
+  log.info({ bridge: config.bridge, datapath: datapath || 'system' }, 'integration bridge found');
+
+  const driver = new NetworkDriver(
+    new OvnNetworks(nb),
+    host,
+    { scope: config.scope, mtu: config.mtu, portUpTimeoutMs: config.portUpTimeoutMs, chassis },
+    log.child({ component: 'driver' }),
+  );
+  await driver.reconcile();
+
+  const app = buildApp(driver, { logger: log.child({ component: 'http' }) });
+  const address = await listen(
+    app,
+    config.listenTcp
+      ? { kind: 'tcp', ...config.listenTcp }
+      : { kind: 'unix', path: path.join(config.pluginDir, `${config.pluginName}.sock`) },
+  );
+  log.info({ address, plugin: config.pluginName }, 'serving Docker');
+
+  return {
+    address,
+    driver,
+    nb,
+    app,
+    async close() {
+      await app.close();
+      await nb.close();
+    },
+  };
+}

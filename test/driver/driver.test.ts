@@ -1,0 +1,272 @@
+/**
+ * The driver against a real single-chassis OVN (NB, SB, northd, OVS with
+ * the userspace datapath, ovn-controller), driven over its unix socket
+ * exactly as dockerd drives it. Containers are stood in for by network
+ * namespaces this test makes; the engine itself is in test/e2e.
+ */
+import t from 'tap';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { pino } from 'pino';
+import { startOvnStack, type OvnStack } from '../harness/ovn-stack.js';
+import { callPlugin } from '../harness/plugin-client.js';
+import { createNetns, deleteNetns, moveIntoNetns, ping, tcpEcho, tcpRoundTrip } from '../harness/netns.js';
+import { run } from '../harness/process.js';
+import { startDriver, type RunningDriver } from '../../src/service.js';
+import type { DriverConfig } from '../../src/cli/options.js';
+import { hostIfName, peerIfName } from '../../src/host/names.js';
+
+let stack: OvnStack;
+let dir: string;
+let driver: RunningDriver;
+const namespaces: string[] = [];
+const endpointsMade: string[] = [];
+
+const hex = (n: number) => randomBytes(n).toString('hex');
+
+function config(): DriverConfig {
+  return {
+    pluginName: `ovn-test-${hex(3)}`,
+    pluginDir: dir,
+    listenTcp: undefined,
+    bridge: 'br-int',
+    nbRemote: stack.nbRemote,
+    nbTls: undefined,
+    ovsDb: stack.ovsRemote,
+    mtu: 1442,
+    scope: 'local',
+    portUpTimeoutMs: 20_000,
+    logLevel: 'warn',
+  };
+}
+
+const call = (method: string, body?: unknown) => callPlugin(driver.address, method, body);
+
+t.before(async () => {
+  stack = await startOvnStack();
+  dir = await mkdtemp(path.join(os.tmpdir(), 'ovn-test-plugins-'));
+  driver = await startDriver(config(), pino({ level: 'warn' }));
+});
+
+t.teardown(async () => {
+  for (const ns of namespaces) await deleteNetns(ns);
+  for (const id of endpointsMade) {
+    await run('ip', ['link', 'del', hostIfName(id)]).catch(() => undefined);
+  }
+  await driver?.close();
+  await stack?.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function nbSwitches(): Promise<string[]> {
+  const out = await stack.nbctl('--bare', '--columns=name', 'list', 'Logical_Switch');
+  return out.split('\n').filter(Boolean);
+}
+
+async function createNetwork(subnet: string, options: Record<string, string> = {}): Promise<string> {
+  const id = hex(32);
+  const [a, b, c] = subnet.split('.');
+  const reply = await call('NetworkDriver.CreateNetwork', {
+    NetworkID: id,
+    Options: { 'com.docker.network.enable_ipv6': false, 'com.docker.network.generic': options },
+    IPv4Data: [{ AddressSpace: 'LocalDefault', Pool: `${subnet}`, Gateway: `${a}.${b}.${c}.1/24` }],
+    IPv6Data: [],
+  });
+  if (reply.status !== 200) throw new Error(`CreateNetwork: ${JSON.stringify(reply.body)}`);
+  return id;
+}
+
+async function createEndpoint(networkId: string, address: string, mac = ''): Promise<{ id: string; mac: string }> {
+  const id = hex(32);
+  endpointsMade.push(id);
+  const reply = await call('NetworkDriver.CreateEndpoint', {
+    NetworkID: networkId,
+    EndpointID: id,
+    Interface: { Address: address, AddressIPv6: '', MacAddress: mac },
+    Options: {},
+  });
+  if (reply.status !== 200) throw new Error(`CreateEndpoint: ${JSON.stringify(reply.body)}`);
+  const iface = reply.body.Interface as { MacAddress?: string } | undefined;
+  return { id, mac: mac || iface?.MacAddress || '' };
+}
+
+async function join(networkId: string, endpointId: string): Promise<string> {
+  const reply = await call('NetworkDriver.Join', {
+    NetworkID: networkId,
+    EndpointID: endpointId,
+    SandboxKey: `/var/run/docker/netns/${endpointId.slice(0, 12)}`,
+    Options: {},
+  });
+  if (reply.status !== 200) throw new Error(`Join: ${JSON.stringify(reply.body)}`);
+  const name = reply.body.InterfaceName as { SrcName: string; DstPrefix: string };
+  return name.SrcName;
+}
+
+t.test('handshake: Activate and GetCapabilities; the socket is root-only', async (t) => {
+  const activate = await call('Plugin.Activate');
+  t.same(activate, { status: 200, body: { Implements: ['NetworkDriver'] } });
+  const caps = await call('NetworkDriver.GetCapabilities');
+  t.equal(caps.status, 200);
+  t.equal(caps.body.Scope, 'local');
+  const mode = (await stat(driver.address)).mode & 0o777;
+  t.equal(mode, 0o600, 'socket mode 0600');
+});
+
+t.test('a network is a logical switch; endpoints are ports with addresses and port security', async (t) => {
+  const networkId = await createNetwork('10.71.0.0/24', { 'com.docker.network.driver.mtu': '1400', foo: 'bar' });
+  const again = await createNetwork('10.72.0.0/24');
+  t.ok(again);
+  const ids = await stack.nbctl('--bare', '--columns=external_ids', 'find', 'Logical_Switch', `name=${networkId}`);
+  t.match(ids, /docker:ipv4-subnets=\\?"?10\.71\.0\.0\/24/);
+  t.match(ids, /docker:mtu=\\?"?1400/);
+  t.match(ids, /docker:ipv4-gateways=\\?"?10\.71\.0\.1/);
+
+  // Idempotent: the engine may retry.
+  const retry = await call('NetworkDriver.CreateNetwork', {
+    NetworkID: networkId,
+    Options: {},
+    IPv4Data: [{ AddressSpace: '', Pool: '10.71.0.0/24', Gateway: '10.71.0.1/24' }],
+    IPv6Data: [],
+  });
+  t.equal(retry.status, 200);
+  t.equal((await nbSwitches()).filter((n) => n === networkId).length, 1, 'one switch after a retry');
+
+  const ep = await createEndpoint(networkId, '10.71.0.2/24');
+  t.equal(ep.mac, '0a:58:0a:47:00:02', 'MAC derived from the IPv4 address, returned to Docker');
+  const addresses = (await stack.nbctl('get', 'Logical_Switch_Port', ep.id, 'addresses')).trim();
+  const security = (await stack.nbctl('get', 'Logical_Switch_Port', ep.id, 'port_security')).trim();
+  t.equal(addresses, '["0a:58:0a:47:00:02 10.71.0.2"]');
+  t.equal(security, addresses, 'port security locks the port to its address');
+  const chassis = (await stack.nbctl('get', 'Logical_Switch_Port', ep.id, 'options:requested-chassis')).trim();
+  t.equal(chassis.replace(/"/g, ''), stack.systemId, 'pinned to this chassis');
+
+  const withMac = await createEndpoint(networkId, '10.71.0.3/24', '02:42:0a:47:00:03');
+  t.equal(withMac.mac, '02:42:0a:47:00:03', "Docker's MAC is used");
+  // Retried CreateEndpoint answers the same.
+  const retryEp = await call('NetworkDriver.CreateEndpoint', {
+    NetworkID: networkId,
+    EndpointID: ep.id,
+    Interface: { Address: '10.71.0.2/24', AddressIPv6: '', MacAddress: '' },
+    Options: {},
+  });
+  t.same(retryEp.body, { Interface: { MacAddress: '0a:58:0a:47:00:02' } });
+});
+
+t.test('two joined endpoints reach each other by ping and TCP; leave and delete clean up', async (t) => {
+  const networkId = await createNetwork('10.73.0.0/24', { 'com.docker.network.driver.mtu': '1400' });
+  const a = await createEndpoint(networkId, '10.73.0.2/24');
+  const b = await createEndpoint(networkId, '10.73.0.3/24');
+  const [srcA, srcB] = await Promise.all([join(networkId, a.id), join(networkId, b.id)]);
+  t.equal(srcA, peerIfName(a.id));
+  t.equal((await stack.nbctl('get', 'Logical_Switch_Port', a.id, 'up')).trim(), 'true', 'Join returned after the port came up');
+
+  const link = JSON.parse((await run('ip', ['-j', '-d', 'link', 'show', srcA])).stdout) as { mtu: number; address: string }[];
+  t.equal(link[0]?.mtu, 1400, 'MTU of the network');
+  t.equal(link[0]?.address, a.mac, 'container side carries the port MAC');
+  const ifaceId = (await stack.vsctl('get', 'Interface', hostIfName(a.id), 'external_ids:iface-id')).trim();
+  t.equal(ifaceId.replace(/"/g, ''), a.id, 'host side plugged with iface-id = port name');
+
+  // Stand in for Docker: move the container ends into namespaces.
+  const nsA = await createNetns();
+  const nsB = await createNetns();
+  namespaces.push(nsA, nsB);
+  await moveIntoNetns(srcA, nsA, 'eth0', '10.73.0.2/24');
+  await moveIntoNetns(srcB, nsB, 'eth0', '10.73.0.3/24');
+  t.ok(await ping(nsA, '10.73.0.3'), 'ping A -> B');
+  const echo = await tcpEcho(nsB, '10.73.0.3', 7001);
+  try {
+    t.equal(await tcpRoundTrip(nsA, '10.73.0.3', 7001, 'tcp over ovn'), 'tcp over ovn', 'TCP A -> B (tx offload handled)');
+  } finally {
+    await echo.stop();
+  }
+
+  // Port security: A spoofing another address gets nothing through.
+  await run('ip', ['-n', nsA, 'addr', 'add', '10.73.0.99/24', 'dev', 'eth0']);
+  const spoofed = await run('ip', ['netns', 'exec', nsA, 'ping', '-c1', '-W1', '-I', '10.73.0.99', '10.73.0.3']).then(
+    () => true,
+    () => false,
+  );
+  t.notOk(spoofed, 'a spoofed source address is dropped');
+
+  for (const ep of [a, b]) {
+    t.equal((await call('NetworkDriver.Leave', { NetworkID: networkId, EndpointID: ep.id })).status, 200);
+    t.equal((await call('NetworkDriver.DeleteEndpoint', { NetworkID: networkId, EndpointID: ep.id })).status, 200);
+    t.equal((await call('NetworkDriver.DeleteEndpoint', { NetworkID: networkId, EndpointID: ep.id })).status, 200, 'twice is fine');
+  }
+  const ports = await stack.vsctl('list-ports', 'br-int');
+  t.notMatch(ports, hostIfName(a.id), 'nothing left on br-int');
+  t.equal((await stack.nbctl('--bare', '--columns=ports', 'find', 'Logical_Switch', `name=${networkId}`)).trim(), '', 'no ports left');
+  await t.rejects(run('ip', ['link', 'show', hostIfName(b.id)]), 'host veth gone');
+
+  t.equal((await call('NetworkDriver.DeleteNetwork', { NetworkID: networkId })).status, 200);
+  t.notOk((await nbSwitches()).includes(networkId), 'switch deleted');
+  t.equal((await call('NetworkDriver.DeleteNetwork', { NetworkID: networkId })).status, 200, 'twice is fine');
+});
+
+t.test('20 endpoints created and joined at once', async (t) => {
+  const networkId = await createNetwork('10.74.0.0/24');
+  const eps = await Promise.all(Array.from({ length: 20 }, (_, i) => createEndpoint(networkId, `10.74.0.${10 + i}/24`)));
+  await Promise.all(eps.map((ep) => join(networkId, ep.id)));
+  const up = await stack.nbctl('--bare', '--columns=up', 'find', 'Logical_Switch_Port', `external_ids:docker\\:network-id=${networkId}`);
+  t.equal(up.split('\n').filter((l) => l.trim() === 'true').length, 20, 'all 20 up');
+  t.equal(new Set(eps.map((e) => e.mac)).size, 20, 'distinct MACs');
+  await Promise.all(eps.map((ep) => call('NetworkDriver.DeleteEndpoint', { NetworkID: networkId, EndpointID: ep.id })));
+  t.equal((await stack.nbctl('--bare', '--columns=ports', 'find', 'Logical_Switch', `name=${networkId}`)).trim(), '');
+});
+
+t.test('bad requests get {"Err"} and change nothing', async (t) => {
+  const networkId = await createNetwork('10.75.0.0/24');
+  const before = (await nbSwitches()).length;
+  const cases: [string, unknown, RegExp][] = [
+    ['NetworkDriver.CreateNetwork', { NetworkID: 'x; rm -rf /', IPv4Data: [] }, /NetworkID/],
+    ['NetworkDriver.CreateNetwork', { NetworkID: hex(32), IPv4Data: [{ Pool: '10.1.0.0/33' }] }, /Pool|prefix/],
+    ['NetworkDriver.CreateNetwork', { NetworkID: hex(32), IPv4Data: [{ Pool: 'fd00::/64' }] }, /IPv4/],
+    ['NetworkDriver.CreateNetwork', { NetworkID: hex(32), Options: { 'com.docker.network.generic': { 'com.docker.network.driver.mtu': 'lots' } }, IPv4Data: [] }, /mtu/],
+    ['NetworkDriver.CreateNetwork', { NetworkID: hex(32), IPv4Data: [{ Pool: '10.1.0.0/24', Gateway: '10.2.0.1/24' }] }, /outside/],
+    ['NetworkDriver.CreateNetwork', {}, /NetworkID/],
+    ['NetworkDriver.CreateEndpoint', { NetworkID: networkId, EndpointID: hex(32), Interface: { Address: '10.99.0.5/24' } }, /not inside/],
+    ['NetworkDriver.CreateEndpoint', { NetworkID: networkId, EndpointID: 'zz', Interface: {} }, /EndpointID/],
+    ['NetworkDriver.CreateEndpoint', { NetworkID: networkId, EndpointID: hex(32), Interface: { MacAddress: '01:00:5e:00:00:01' } }, /multicast/],
+    ['NetworkDriver.CreateEndpoint', { NetworkID: hex(32), EndpointID: hex(32), Interface: {} }, /does not exist/],
+    ['NetworkDriver.Join', { NetworkID: networkId, EndpointID: hex(32) }, /does not exist/],
+    ['NetworkDriver.NoSuchMethod', {}, /not a method/],
+  ];
+  for (const [method, body, err] of cases) {
+    const reply = await call(method, body);
+    t.not(reply.status, 200, `${method} ${JSON.stringify(body).slice(0, 80)} refused`);
+    t.match(String(reply.body.Err), err, `clear message: ${String(reply.body.Err)}`);
+  }
+  const garbage = await callPlugin(driver.address, 'NetworkDriver.CreateNetwork', undefined, '{"NetworkID": ');
+  t.equal(garbage.status, 400);
+  t.match(String(garbage.body.Err), /not valid JSON/);
+  const huge = await callPlugin(driver.address, 'NetworkDriver.CreateNetwork', undefined, JSON.stringify({ NetworkID: hex(32), pad: 'x'.repeat(2 * 1024 * 1024) }));
+  t.equal(huge.status, 413, 'oversized body refused');
+  t.match(String(huge.body.Err), /large|limit/i);
+  t.equal((await nbSwitches()).length, before, 'no switch created by any bad request');
+  const ports = await stack.nbctl('--bare', '--columns=ports', 'find', 'Logical_Switch', `name=${networkId}`);
+  t.equal(ports.trim(), '', 'no port created by any bad request');
+});
+
+t.test('a restarted driver removes what a crash left and serves again', async (t) => {
+  const networkId = await createNetwork('10.76.0.0/24');
+  const kept = await createEndpoint(networkId, '10.76.0.2/24');
+  const orphan = await createEndpoint(networkId, '10.76.0.3/24');
+  await join(networkId, kept.id);
+  await join(networkId, orphan.id);
+
+  // "Crash": the driver goes away without Leave; meanwhile the orphan's port is deleted in OVN.
+  await driver.close();
+  await stack.nbctl('lsp-del', orphan.id);
+  driver = await startDriver(config(), pino({ level: 'warn' }));
+
+  const ports = await stack.vsctl('list-ports', 'br-int');
+  t.notMatch(ports, hostIfName(orphan.id), 'orphan unplugged from br-int');
+  await t.rejects(run('ip', ['link', 'show', hostIfName(orphan.id)]), 'orphan veth deleted');
+  t.match(ports, hostIfName(kept.id), 'live endpoint kept');
+  await run('ip', ['link', 'show', hostIfName(kept.id)]);
+
+  const fresh = await createEndpoint(networkId, '10.76.0.4/24');
+  t.equal(await join(networkId, fresh.id), peerIfName(fresh.id), 'new endpoints are served after the restart');
+});
