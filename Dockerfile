@@ -1,0 +1,26 @@
+# ovn-docker-driver in a container. It must run in the host's network namespace
+# (it creates veths there), see the host's OVS database socket, and put its
+# plugin socket where dockerd looks:
+#
+#   docker build -t ovn-docker-driver .
+#   docker run -d --name ovn-docker-driver --restart always \
+#     --network host --cap-add NET_ADMIN \
+#     -v /run/docker/plugins:/run/docker/plugins \
+#     -v /var/run/openvswitch:/var/run/openvswitch \
+#     ovn-docker-driver [--ovn-nb tcp:CENTRAL_IP:6641]
+FROM node:20-bookworm-slim AS build
+WORKDIR /src
+COPY package.json package-lock.json tsconfig.json ./
+RUN npm ci
+COPY src ./src
+RUN npx tsc -p tsconfig.json && npm prune --omit=dev
+
+FROM node:20-bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends openvswitch-switch iproute2 ethtool \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /opt/ovn-docker-driver
+COPY --from=build /src/package.json ./
+COPY --from=build /src/node_modules ./node_modules
+COPY --from=build /src/dist ./dist
+ENTRYPOINT ["node", "/opt/ovn-docker-driver/dist/src/cli/main.js"]
