@@ -1,0 +1,154 @@
+/**
+ * Network links in the host namespace, through iproute2 and ethtool: the veth
+ * pair each endpoint gets, and its teardown.
+ */
+import { CommandError, type Runner } from './exec.js';
+import { assertIfName, InvalidArgumentError } from './names.js';
+
+/** A link with the requested name exists but is not the veth pair asked for. */
+export class LinkConflictError extends Error {
+  constructor(
+    readonly link: string,
+    reason: string,
+  ) {
+    super(`link ${link} already exists and ${reason}`);
+    this.name = 'LinkConflictError';
+  }
+}
+
+const MAC = /^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$/;
+
+/** Returns the MAC in lower case, the form ip prints, so it can be compared. */
+export function assertUnicastMac(mac: string, what = 'MAC address'): string {
+  const lower = mac.toLowerCase();
+  if (!MAC.test(lower)) throw new InvalidArgumentError(what, mac, 'not six colon-separated hex pairs');
+  // The I/G bit: a multicast source address is dropped by every switch,
+  // and the kernel refuses to assign one.
+  if ((Number.parseInt(lower.slice(0, 2), 16) & 1) === 1) throw new InvalidArgumentError(what, mac, 'multicast');
+  if (lower === '00:00:00:00:00:00') throw new InvalidArgumentError(what, mac, 'all zeros');
+  return lower;
+}
+
+// ETH_MIN_MTU .. what veth accepts.
+const MIN_MTU = 68;
+const MAX_MTU = 65535;
+
+function assertMtu(mtu: number): number {
+  if (!Number.isInteger(mtu) || mtu < MIN_MTU || mtu > MAX_MTU) {
+    throw new InvalidArgumentError('MTU', String(mtu), `not an integer in ${MIN_MTU}..${MAX_MTU}`);
+  }
+  return mtu;
+}
+
+/** The fields of `ip -j -d link show` that we read. */
+interface IpLink {
+  ifname: string;
+  /** For a veth: the peer's name, when the peer is in this namespace. */
+  link?: string;
+  link_netnsid?: number;
+  mtu?: number;
+  address?: string;
+  linkinfo?: { info_kind?: string };
+}
+
+function parseIpLinks(stdout: string): IpLink[] {
+  const parsed: unknown = JSON.parse(stdout);
+  if (!Array.isArray(parsed)) throw new Error(`ip -j link show: expected a JSON array, got ${stdout.slice(0, 200)}`);
+  return parsed.filter((l): l is IpLink => typeof l === 'object' && l !== null && typeof (l as IpLink).ifname === 'string');
+}
+
+const isNoSuchDevice = (e: unknown): boolean =>
+  e instanceof CommandError && /does not exist|Cannot find device/.test(e.stderr);
+
+const isFileExists = (e: unknown): boolean => e instanceof CommandError && /File exists/.test(e.stderr);
+
+export class Links {
+  constructor(private readonly runner: Runner) {}
+
+  async createVeth(hostName: string, peerName: string, options: { mtu: number; peerMac: string }): Promise<void> {
+    assertIfName(hostName, 'host interface name');
+    assertIfName(peerName, 'peer interface name');
+    if (hostName === peerName) throw new InvalidArgumentError('peer interface name', peerName, 'same as the host side');
+    const mtu = String(assertMtu(options.mtu));
+    const mac = assertUnicastMac(options.peerMac, 'peer MAC address');
+
+    try {
+      // One netlink request creates both ends with their final MTU and MAC,
+      // so no other process can observe a half-configured pair.
+      await this.runner.run('ip', [
+        'link', 'add', 'name', hostName, 'mtu', mtu, 'type', 'veth',
+        'peer', 'name', peerName, 'mtu', mtu, 'address', mac,
+      ]);
+    } catch (e) {
+      if (!isFileExists(e)) throw e;
+      await this.checkExistingPair(hostName, peerName, Number(mtu), mac);
+    }
+    // Also on the idempotent path: a crash between add and up leaves it down.
+    await this.runner.run('ip', ['link', 'set', 'dev', hostName, 'up']);
+  }
+
+  /**
+   * A retried create after a crash finds its own pair; anything else with the
+   * name is someone else's, and so is a pair whose MAC differs: two endpoint
+   * ids that share a name prefix must not share a veth.
+   */
+  private async checkExistingPair(hostName: string, peerName: string, mtu: number, mac: string): Promise<void> {
+    const host = await this.show(hostName);
+    if (!host) throw new LinkConflictError(peerName, `is not the peer of a veth named ${hostName}`);
+    if (host.linkinfo?.info_kind !== 'veth') {
+      throw new LinkConflictError(hostName, `is not a veth (kind ${host.linkinfo?.info_kind ?? 'none'})`);
+    }
+    if (host.link_netnsid !== undefined || host.link === undefined) {
+      throw new LinkConflictError(hostName, 'has its peer in another network namespace');
+    }
+    if (host.link !== peerName) throw new LinkConflictError(hostName, `is a veth whose peer is ${host.link}, not ${peerName}`);
+    const peer = await this.show(peerName);
+    if (!peer) throw new LinkConflictError(hostName, `has a peer ${peerName} that vanished`);
+    const actual = { hostMtu: host.mtu, peerMtu: peer.mtu, peerMac: peer.address?.toLowerCase() };
+    if (actual.hostMtu !== mtu || actual.peerMtu !== mtu || actual.peerMac !== mac) {
+      throw new LinkConflictError(
+        hostName,
+        `differs from the request (MTU ${actual.hostMtu}/${actual.peerMtu}, peer MAC ${actual.peerMac}; wanted MTU ${mtu}, MAC ${mac})`,
+      );
+    }
+  }
+
+  private async show(name: string): Promise<IpLink | undefined> {
+    try {
+      const { stdout } = await this.runner.run('ip', ['-j', '-d', 'link', 'show', 'dev', name]);
+      return parseIpLinks(stdout)[0];
+    } catch (e) {
+      if (isNoSuchDevice(e)) return undefined;
+      throw e;
+    }
+  }
+
+  async disableTxChecksumOffload(name: string): Promise<void> {
+    assertIfName(name);
+    await this.runner.run('ethtool', ['-K', name, 'tx', 'off']);
+  }
+
+  async deleteLink(name: string): Promise<boolean> {
+    assertIfName(name);
+    try {
+      await this.runner.run('ip', ['link', 'del', 'dev', name]);
+      return true;
+    } catch (e) {
+      if (isNoSuchDevice(e)) return false;
+      throw e;
+    }
+  }
+
+  async exists(name: string): Promise<boolean> {
+    assertIfName(name);
+    return (await this.show(name)) !== undefined;
+  }
+
+  async list(): Promise<{ name: string; kind?: string }[]> {
+    const { stdout } = await this.runner.run('ip', ['-j', '-d', 'link', 'show']);
+    return parseIpLinks(stdout).map((l) => {
+      const kind = l.linkinfo?.info_kind;
+      return kind === undefined ? { name: l.ifname } : { name: l.ifname, kind };
+    });
+  }
+}

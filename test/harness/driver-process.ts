@@ -1,0 +1,93 @@
+/**
+ * The driver as its own process, started the way an operator starts it
+ * (the CLI with flags), so that a test can kill -9 it and start it again.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { createWriteStream } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { waitFor } from './process.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+export interface DriverProcess {
+  socket: string;
+  readonly pid: number;
+  /** SIGKILL: no cleanup, no Leave, as in a crash. */
+  kill(): Promise<void>;
+  /** Start again with the same flags. */
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function startDriverProcess(opts: {
+  name: string;
+  pluginDir: string;
+  nbRemote: string;
+  ovsDb: string;
+  logFile: string;
+  extraArgs?: string[];
+}): Promise<DriverProcess> {
+  const socket = path.join(opts.pluginDir, `${opts.name}.sock`);
+  const args = [
+    '--import',
+    'tsx',
+    path.join(ROOT, 'src/cli/main.ts'),
+    '--name',
+    opts.name,
+    '--plugin-dir',
+    opts.pluginDir,
+    '--ovn-nb',
+    opts.nbRemote,
+    '--ovs-db',
+    opts.ovsDb,
+    ...(opts.extraArgs ?? []),
+  ];
+  let child: ChildProcess | undefined;
+
+  const start = async () => {
+    const log = createWriteStream(opts.logFile, { flags: 'a' });
+    await once(log, 'open');
+    const c = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', log, log] });
+    child = c;
+    await waitFor(
+      async () => {
+        if (c.exitCode !== null) throw new Error(`driver exited with ${c.exitCode}; see ${opts.logFile}`);
+        return (await canConnect(socket)) || undefined;
+      },
+      { timeoutMs: 30_000, intervalMs: 100, what: `driver socket ${socket}` },
+    );
+  };
+
+  const stopWith = async (signal: NodeJS.Signals) => {
+    const c = child;
+    if (!c || c.exitCode !== null || c.signalCode !== null) return;
+    const exited = once(c, 'exit');
+    c.kill(signal);
+    await exited;
+  };
+
+  await start();
+  return {
+    socket,
+    get pid() {
+      return child?.pid ?? -1;
+    },
+    kill: () => stopWith('SIGKILL'),
+    start,
+    stop: () => stopWith('SIGTERM'),
+  };
+}
+
+function canConnect(socket: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect({ path: socket });
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}

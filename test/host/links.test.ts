@@ -1,0 +1,196 @@
+/**
+ * Veth pairs in the real host namespace: created in one go with MTU and MAC,
+ * idempotent on retry, refusing to adopt someone else's link, offload off,
+ * deleted exactly once. Every link a test makes has a random name and is
+ * removed by that name in teardown.
+ */
+import { randomBytes } from 'node:crypto';
+import t from 'tap';
+import { CommandError, createRunner, type Runner } from '../../src/host/exec.js';
+import { LinkConflictError, Links } from '../../src/host/links.js';
+import { InvalidArgumentError } from '../../src/host/names.js';
+import { run } from '../harness/process.js';
+
+const runner = createRunner();
+const links = new Links(runner);
+
+/** 'tl' + 10 hex = 12 chars: unique, and obviously a test leftover if one survives. */
+const randomName = (): string => `tl${randomBytes(5).toString('hex')}`;
+const randomMac = (): string => `02:${[...randomBytes(5)].map((b) => b.toString(16).padStart(2, '0')).join(':')}`;
+
+/** Deletes by exact name; a name that is already gone is fine. */
+function removeInTeardown(t: { teardown(fn: () => Promise<void>): void }, ...names: string[]): void {
+  t.teardown(async () => {
+    for (const name of names) await run('ip', ['link', 'del', 'dev', name]).catch(() => undefined);
+  });
+}
+
+interface IpLinkJson {
+  ifname: string;
+  ifindex: number;
+  link?: string;
+  mtu: number;
+  address: string;
+  flags: string[];
+  linkinfo?: { info_kind?: string };
+}
+
+async function ipShow(name: string): Promise<IpLinkJson | undefined> {
+  const r = await run('ip', ['-j', '-d', 'link', 'show', 'dev', name]).catch(() => undefined);
+  return r ? (JSON.parse(r.stdout) as IpLinkJson[])[0] : undefined;
+}
+
+/** A real runner that also records what it was asked to run. */
+function countingRunner(): Runner & { calls: string[] } {
+  const calls: string[] = [];
+  return {
+    calls,
+    run(command, args, options) {
+      calls.push([command, ...args].join(' '));
+      return runner.run(command, args, options);
+    },
+  };
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)] ?? NaN;
+}
+
+t.test('createVeth makes the pair with MTU and peer MAC, host side up', async (t) => {
+  const host = randomName();
+  const peer = randomName();
+  const mac = randomMac();
+  removeInTeardown(t, host, peer);
+
+  await links.createVeth(host, peer, { mtu: 1442, peerMac: mac.toUpperCase() });
+
+  const h = await ipShow(host);
+  const p = await ipShow(peer);
+  t.ok(h && p, 'both ends exist');
+  t.equal(h?.linkinfo?.info_kind, 'veth');
+  t.equal(h?.link, peer, 'host side is paired with the peer');
+  t.equal(p?.link, host, 'and the peer with the host side');
+  t.equal(h?.mtu, 1442);
+  t.equal(p?.mtu, 1442);
+  t.equal(p?.address, mac, 'peer MAC as requested (normalised to lower case)');
+  t.ok(h?.flags.includes('UP'), 'host side is up');
+  t.notOk(p?.flags.includes('UP'), 'peer left for Docker to bring up');
+
+  t.ok(await links.exists(host));
+  t.ok(await links.exists(peer));
+  const listed = await links.list();
+  t.same(listed.find((l) => l.name === host), { name: host, kind: 'veth' });
+  t.ok(listed.some((l) => l.name === 'lo'), 'lo is listed too');
+
+  // Retry after a crash: same request, same pair, nothing recreated.
+  await links.createVeth(host, peer, { mtu: 1442, peerMac: mac });
+  t.equal((await ipShow(host))?.ifindex, h?.ifindex, 'idempotent create keeps the same link');
+
+  // A crash between add and up: the retry finishes the job.
+  await run('ip', ['link', 'set', 'dev', host, 'down']);
+  await links.createVeth(host, peer, { mtu: 1442, peerMac: mac });
+  t.ok((await ipShow(host))?.flags.includes('UP'), 'retry brings a downed host side up');
+});
+
+t.test('createVeth refuses links that are not the pair asked for', async (t) => {
+  const host = randomName();
+  const peer = randomName();
+  const other = randomName();
+  const fresh = randomName();
+  const bridge = randomName();
+  const mac = randomMac();
+  removeInTeardown(t, host, peer, other, fresh, bridge);
+  await run('ip', ['link', 'add', 'name', host, 'mtu', '1442', 'type', 'veth', 'peer', 'name', peer, 'mtu', '1442', 'address', mac]);
+  await run('ip', ['link', 'add', 'name', bridge, 'type', 'bridge']);
+
+  await t.rejects(links.createVeth(host, other, { mtu: 1442, peerMac: mac }), LinkConflictError, 'a veth with another peer');
+  t.equal(await ipShow(other), undefined, 'no half pair left behind');
+  await t.rejects(links.createVeth(host, peer, { mtu: 1442, peerMac: randomMac() }), LinkConflictError, 'the pair, but another MAC');
+  await t.rejects(links.createVeth(host, peer, { mtu: 1500, peerMac: mac }), LinkConflictError, 'the pair, but another MTU');
+  await t.rejects(links.createVeth(bridge, other, { mtu: 1442, peerMac: mac }), /is not a veth \(kind bridge\)/, 'a bridge');
+  await t.rejects(links.createVeth(fresh, peer, { mtu: 1442, peerMac: mac }), LinkConflictError, 'the peer name is taken');
+  t.equal(await ipShow(fresh), undefined, 'the host side was not created either');
+  t.equal((await ipShow(peer))?.link, host, 'the existing pair is untouched');
+  t.notOk((await ipShow(host))?.flags.includes('UP'), 'and was not brought up');
+});
+
+t.test('disableTxChecksumOffload turns tx checksumming off', async (t) => {
+  const host = randomName();
+  const peer = randomName();
+  removeInTeardown(t, host, peer);
+  await links.createVeth(host, peer, { mtu: 1442, peerMac: randomMac() });
+  t.match((await run('ethtool', ['-k', peer])).stdout, /^tx-checksumming: on/m, 'veth starts with it on');
+  await links.disableTxChecksumOffload(peer);
+  t.match((await run('ethtool', ['-k', peer])).stdout, /^tx-checksumming: off/m);
+  await links.disableTxChecksumOffload(peer);
+  t.pass('a second call is harmless');
+  await t.rejects(links.disableTxChecksumOffload(randomName()), CommandError, 'a missing link is an error');
+});
+
+t.test('deleteLink: true, then false', async (t) => {
+  const host = randomName();
+  const peer = randomName();
+  removeInTeardown(t, host, peer);
+  await links.createVeth(host, peer, { mtu: 1500, peerMac: randomMac() });
+  t.equal(await links.deleteLink(host), true);
+  t.equal(await links.deleteLink(host), false);
+  t.equal(await links.exists(peer), false, 'the peer went with it');
+  t.equal(await links.exists(host), false);
+});
+
+t.test('invalid names, MACs and MTUs are rejected before anything runs', async (t) => {
+  const counting = countingRunner();
+  const l = new Links(counting);
+  const ok = randomName();
+  const mac = '02:00:00:00:00:01';
+  const badNames = ['', 'x'.repeat(16), '.', '..', 'a/b', 'a b', 'eth0:1', 'eth%d', '-j', 'a\nb'];
+  for (const bad of badNames) {
+    await t.rejects(l.createVeth(bad, ok, { mtu: 1500, peerMac: mac }), InvalidArgumentError, `host ${JSON.stringify(bad)}`);
+    await t.rejects(l.createVeth(ok, bad, { mtu: 1500, peerMac: mac }), InvalidArgumentError, `peer ${JSON.stringify(bad)}`);
+    await t.rejects(l.deleteLink(bad), InvalidArgumentError);
+    await t.rejects(l.exists(bad), InvalidArgumentError);
+    await t.rejects(l.disableTxChecksumOffload(bad), InvalidArgumentError);
+  }
+  const badMacs = ['01:00:5e:00:00:01', 'ff:ff:ff:ff:ff:ff', '00:00:00:00:00:00', '02:00:00:00:00', '02-00-00-00-00-01', '02:00:00:00:00:0g', '02:00:00:00:00:001', '0200.0000.0001', ''];
+  for (const bad of badMacs) {
+    await t.rejects(l.createVeth(ok, randomName(), { mtu: 1500, peerMac: bad }), InvalidArgumentError, `MAC ${JSON.stringify(bad)}`);
+  }
+  for (const bad of [0, 67, 65536, 1500.5, Number.NaN]) {
+    await t.rejects(l.createVeth(ok, randomName(), { mtu: bad, peerMac: mac }), InvalidArgumentError, `MTU ${bad}`);
+  }
+  await t.rejects(l.createVeth(ok, ok, { mtu: 1500, peerMac: mac }), InvalidArgumentError, 'peer named like the host side');
+  t.same(counting.calls, [], 'no command was run');
+  t.equal(await ipShow(ok), undefined);
+});
+
+t.test('timings', async (t) => {
+  const rounds = 10;
+  const add: number[] = [];
+  const create: number[] = [];
+  const ethtool: number[] = [];
+  const del: number[] = [];
+  for (let i = 0; i < rounds; i++) {
+    const [a, b, c, d] = [randomName(), randomName(), randomName(), randomName()];
+    removeInTeardown(t, a, b, c, d);
+    let s = performance.now();
+    await runner.run('ip', ['link', 'add', 'name', a, 'mtu', '1442', 'type', 'veth', 'peer', 'name', b, 'mtu', '1442', 'address', randomMac()]);
+    add.push(performance.now() - s);
+    s = performance.now();
+    await links.createVeth(c, d, { mtu: 1442, peerMac: randomMac() });
+    create.push(performance.now() - s);
+    s = performance.now();
+    await links.disableTxChecksumOffload(d);
+    ethtool.push(performance.now() - s);
+    s = performance.now();
+    await links.deleteLink(a);
+    del.push(performance.now() - s);
+    await links.deleteLink(c);
+  }
+  const fmt = (xs: number[]): string => `median ${median(xs).toFixed(1)} ms (min ${Math.min(...xs).toFixed(1)}, max ${Math.max(...xs).toFixed(1)})`;
+  t.comment(`ip link add (veth pair, one call): ${fmt(add)}`);
+  t.comment(`Links.createVeth (add + set up): ${fmt(create)}`);
+  t.comment(`ethtool -K tx off: ${fmt(ethtool)}`);
+  t.comment(`ip link del: ${fmt(del)}`);
+  t.pass(`${rounds} rounds`);
+});
