@@ -1,0 +1,176 @@
+/**
+ * bench/docker-run: `docker run --rm --net <ovn network> busybox true`
+ * against `--net bridge` (Docker's built-in driver), paired in one run, at 0
+ * and at 10,000 existing ports in NB; and the driver's own CreateEndpoint +
+ * Join latency (Join includes the wait for OVN to report the port up).
+ *
+ * Real parts: single-chassis OVN (userspace datapath), the driver as its
+ * own process, Debian's dockerd. Prints a Markdown table for the README.
+ *
+ *   npm run bench:docker-run [-- --pairs 20 --ports 10000 --engine 20.10]
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { OvsdbClient } from '../src/ovsdb/index.js';
+import { ensureBusyboxImage, startDockerEngine, type DockerEngine } from '../test/harness/docker.js';
+import { startDriverProcess, type DriverProcess } from '../test/harness/driver-process.js';
+import { startOvnStack, type OvnStack } from '../test/harness/ovn-stack.js';
+import { callPlugin } from '../test/harness/plugin-client.js';
+import { run } from '../test/harness/process.js';
+
+function arg(name: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? (process.argv[i + 1] ?? fallback) : fallback;
+}
+const PAIRS = Number(arg('pairs', '20'));
+const PORTS = Number(arg('ports', '10000'));
+const ENGINE = arg('engine', '20.10') as '20.10' | '26.1';
+const CALLS = Number(arg('calls', '30'));
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+async function timed(fn: () => Promise<unknown>): Promise<number> {
+  const start = performance.now();
+  await fn();
+  return performance.now() - start;
+}
+
+interface Result {
+  ports: number;
+  ovn: number;
+  bridge: number;
+  ratios: number[];
+  createEndpoint: number;
+  join: number;
+}
+
+async function main(): Promise<void> {
+  const sfx = randomBytes(3).toString('hex');
+  const name = `ovnb${sfx}`;
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'ovn-bench-'));
+  const socketDir = path.join(dir, 'sock');
+  const pluginDir = path.join(dir, 'plugins');
+  await run('mkdir', ['-p', socketDir, pluginDir]);
+  await writeFile(path.join(pluginDir, `${name}.spec`), `unix://${path.join(socketDir, `${name}.sock`)}\n`);
+
+  let stack: OvnStack | undefined;
+  let driver: DriverProcess | undefined;
+  let engine: DockerEngine | undefined;
+  let nb: OvsdbClient | undefined;
+  const results: Result[] = [];
+  try {
+    stack = await startOvnStack();
+    driver = await startDriverProcess({
+      name,
+      pluginDir: socketDir,
+      nbRemote: stack.nbRemote,
+      ovsDb: stack.ovsRemote,
+      logFile: path.join(dir, 'driver.log'),
+      extraArgs: ['--log-level', 'warn'],
+    });
+    engine = await startDockerEngine({ engine: ENGINE, pluginDir, bridge: true });
+    const image = await ensureBusyboxImage(engine);
+    const net = `bench-${sfx}`;
+    const netId = (await engine.docker('network', 'create', '-d', name, '--subnet', '10.90.0.0/16', net)).stdout.trim();
+    nb = await OvsdbClient.connect({ remote: stack.nbRemote, database: 'OVN_Northbound', tables: ['Logical_Switch'] });
+
+    const dockerRun = (network: string) => () => engine!.docker('run', '--rm', '--net', network, image, 'true');
+    for (const size of [0, PORTS]) {
+      if (size > 0) await fill(nb, size);
+      for (let i = 0; i < 3; i++) {
+        await dockerRun(net)();
+        await dockerRun('bridge')();
+      }
+      const ovn: number[] = [];
+      const bridge: number[] = [];
+      const ratios: number[] = [];
+      for (let i = 0; i < PAIRS; i++) {
+        // Alternate the order so that neither side always runs on a warmer machine.
+        const [o, b] =
+          i % 2 === 0
+            ? [await timed(dockerRun(net)), await timed(dockerRun('bridge'))]
+            : [await timed(dockerRun('bridge')), await timed(dockerRun(net))].reverse();
+        ovn.push(o!);
+        bridge.push(b!);
+        ratios.push(o! / b!);
+      }
+      const { create, join } = await pluginLatency(driver.socket, netId, CALLS, size);
+      results.push({ ports: size, ovn: median(ovn), bridge: median(bridge), ratios, createEndpoint: create, join });
+      console.error(`done at ${size} ports`);
+    }
+    await engine.docker('network', 'rm', net);
+  } finally {
+    await nb?.close();
+    await engine?.stop();
+    await driver?.stop();
+    await stack?.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+
+  console.log('| ports in NB | `--net` ovn (median) | `--net bridge` (median) | ratio (median of pairs) | CreateEndpoint (median) | Join incl. port up (median) |');
+  console.log('|---:|---:|---:|---:|---:|---:|');
+  for (const r of results) {
+    console.log(
+      `| ${r.ports} | ${r.ovn.toFixed(0)} ms | ${r.bridge.toFixed(0)} ms | ${median(r.ratios).toFixed(2)}x | ${r.createEndpoint.toFixed(1)} ms | ${r.join.toFixed(1)} ms |`,
+    );
+  }
+  console.log(`\n${PAIRS} pairs per size, engine ${ENGINE}, node ${process.version}.`);
+}
+
+/** Put `count` ports on a separate switch, in batches, as other tenants' load. */
+async function fill(nb: OvsdbClient, count: number): Promise<void> {
+  await nb.transaction((tx) => {
+    tx.insert('Logical_Switch', { name: 'bench-fill' });
+  });
+  for (let done = 0; done < count; done += 1000) {
+    await nb.transaction((tx) => {
+      const ports = [];
+      for (let i = done; i < Math.min(count, done + 1000); i++) {
+        ports.push(tx.insert('Logical_Switch_Port', { name: `fill-${i}`, addresses: ['unknown'] }));
+      }
+      tx.mutate('Logical_Switch', [['name', '==', 'bench-fill']], [['ports', 'insert', ports]]);
+    });
+  }
+}
+
+/** The driver's own CreateEndpoint and Join (incl. waiting for the port to be up), called as dockerd does. */
+async function pluginLatency(socket: string, networkId: string, calls: number, size: number) {
+  const create: number[] = [];
+  const join: number[] = [];
+  for (let i = 0; i < calls; i++) {
+    const endpointId = randomBytes(32).toString('hex');
+    const address = `10.90.${200 + (size ? 1 : 0)}.${10 + i}/16`;
+    create.push(
+      await timed(async () => {
+        const r = await callPlugin(socket, 'NetworkDriver.CreateEndpoint', {
+          NetworkID: networkId,
+          EndpointID: endpointId,
+          Interface: { Address: address, AddressIPv6: '', MacAddress: '' },
+          Options: {},
+        });
+        if (r.status !== 200) throw new Error(JSON.stringify(r.body));
+      }),
+    );
+    join.push(
+      await timed(async () => {
+        const r = await callPlugin(socket, 'NetworkDriver.Join', { NetworkID: networkId, EndpointID: endpointId, SandboxKey: '', Options: {} });
+        if (r.status !== 200) throw new Error(JSON.stringify(r.body));
+      }),
+    );
+    await callPlugin(socket, 'NetworkDriver.Leave', { NetworkID: networkId, EndpointID: endpointId });
+    await callPlugin(socket, 'NetworkDriver.DeleteEndpoint', { NetworkID: networkId, EndpointID: endpointId });
+  }
+  return { create: median(create), join: median(join) };
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});

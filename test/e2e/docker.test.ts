@@ -1,0 +1,126 @@
+/**
+ * End to end with a real Docker engine: Debian 12's 20.10 and Debian 13's
+ * 26.1 (they differ in when the Join interface moves into the container).
+ * Real OVN (single chassis), the driver as its own process, busybox
+ * containers. Each engine has a private plugin directory, so it only finds
+ * this test's driver.
+ */
+import t from 'tap';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { dockerAvailable, ensureBusyboxImage, startDockerEngine, type DockerEngine } from '../harness/docker.js';
+import { startDriverProcess, type DriverProcess } from '../harness/driver-process.js';
+import { startOvnStack, type OvnStack } from '../harness/ovn-stack.js';
+import { run, waitFor } from '../harness/process.js';
+
+const ENGINES = ['20.10', '26.1'] as const;
+
+for (const version of ENGINES) {
+  t.test(`Docker engine ${version}`, async (t) => {
+    if (!(await dockerAvailable(version))) {
+      t.fail(`engine ${version} cannot be started on this machine`);
+      return;
+    }
+    const sfx = randomBytes(3).toString('hex');
+    const name = `ovn${sfx}`;
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'ovn-test-e2e-'));
+    const socketDir = path.join(dir, 'sock');
+    const pluginDir = path.join(dir, 'plugins');
+    await run('mkdir', ['-p', socketDir, pluginDir]);
+    // The engine finds the driver through a spec file in its private plugin directory.
+    await writeFile(path.join(pluginDir, `${name}.spec`), `unix://${path.join(socketDir, `${name}.sock`)}\n`);
+
+    let stack: OvnStack | undefined;
+    let engine: DockerEngine | undefined;
+    let driver: DriverProcess | undefined;
+    t.teardown(async () => {
+      if (engine) {
+        await engine.docker('rm', '-f', `a-${sfx}`, `b-${sfx}`, `c-${sfx}`, `d-${sfx}`).catch(() => undefined);
+        for (const net of [`n1-${sfx}`, `n2-${sfx}`]) await engine.docker('network', 'rm', net).catch(() => undefined);
+        await engine.stop();
+      }
+      await driver?.stop();
+      await stack?.stop();
+      await rm(dir, { recursive: true, force: true });
+    });
+
+    stack = await startOvnStack();
+    driver = await startDriverProcess({
+      name,
+      pluginDir: socketDir,
+      nbRemote: stack.nbRemote,
+      ovsDb: stack.ovsRemote,
+      logFile: path.join(dir, 'driver.log'),
+    });
+    engine = await startDockerEngine({ engine: version, pluginDir });
+    const image = await ensureBusyboxImage(engine);
+    const docker = (...args: string[]) => engine!.docker(...args).then((r) => r.stdout.trim());
+    const exec = (container: string, ...cmd: string[]) => docker('exec', container, ...cmd);
+    const ipOf = async (container: string, net: string) =>
+      docker('inspect', '-f', `{{(index .NetworkSettings.Networks "${net}").IPAddress}}`, container);
+
+    const n1 = `n1-${sfx}`;
+    const n2 = `n2-${sfx}`;
+    const id1 = await docker('network', 'create', '-d', name, '--subnet', '10.81.0.0/24', n1);
+    t.match(await stack.nbctl('--bare', '--columns=name', 'list', 'Logical_Switch'), id1, 'network is a logical switch');
+
+    for (const c of ['a', 'b']) {
+      await docker('run', '-d', '--net', n1, '--name', `${c}-${sfx}`, image, 'sleep', '3600');
+    }
+    const ipB = await ipOf(`b-${sfx}`, n1);
+    t.match(ipB, /^10\.81\.0\.\d+$/);
+    const mtu = await exec(`a-${sfx}`, 'cat', '/sys/class/net/eth0/mtu');
+    t.equal(mtu, '1442', 'container MTU leaves room for geneve');
+    t.match(await exec(`a-${sfx}`, 'ping', '-c1', '-W2', ipB), /1 packets received/, 'a pings b by IP');
+    t.match(await exec(`a-${sfx}`, 'ping', '-c1', '-W2', `b-${sfx}`), /1 packets received/, 'a pings b by name');
+
+    // TCP, not only ping: the userspace datapath needs transmit checksum offload off.
+    await docker('exec', '-d', `b-${sfx}`, 'sh', '-c', 'nc -l -p 7070 > /tmp/got');
+    await waitFor(async () => (await exec(`b-${sfx}`, 'netstat', '-ltn')).includes(':7070') || undefined, {
+      timeoutMs: 10_000,
+      what: 'nc listening in b',
+    });
+    await exec(`a-${sfx}`, 'sh', '-c', `echo hello-over-ovn | nc -w 5 ${ipB} 7070`);
+    await waitFor(async () => (await exec(`b-${sfx}`, 'cat', '/tmp/got')).includes('hello-over-ovn') || undefined, {
+      timeoutMs: 10_000,
+      what: 'TCP payload in b',
+    });
+    t.pass('TCP a -> b');
+
+    // A second network, isolated from the first; connect and disconnect a running container.
+    const id2 = await docker('network', 'create', '-d', name, '--subnet', '10.82.0.0/24', n2);
+    await docker('run', '-d', '--net', n2, '--name', `c-${sfx}`, image, 'sleep', '3600');
+    const ipC = await ipOf(`c-${sfx}`, n2);
+    await t.rejects(exec(`c-${sfx}`, 'ping', '-c1', '-W1', ipB), 'c on n2 cannot reach b on n1');
+    await docker('network', 'connect', n2, `a-${sfx}`);
+    const ipA2 = await ipOf(`a-${sfx}`, n2);
+    t.match(ipA2, /^10\.82\.0\.\d+$/, 'a got an address on n2');
+    t.match(await exec(`c-${sfx}`, 'ping', '-c1', '-W2', ipA2), /1 packets received/, 'c reaches a over n2 after connect');
+    const portsOnN2 = async () =>
+      (await stack!.nbctl('--bare', '--columns=ports', 'find', 'Logical_Switch', `name=${id2}`)).split(/\s+/).filter(Boolean).length;
+    t.equal(await portsOnN2(), 2, 'two ports on n2');
+    await docker('network', 'disconnect', n2, `a-${sfx}`);
+    t.equal(await portsOnN2(), 1, 'disconnect removed the port');
+    await t.rejects(exec(`c-${sfx}`, 'ping', '-c1', '-W1', ipA2), 'a is gone from n2');
+
+    // The driver crashes: traffic keeps flowing; a restarted driver serves new containers.
+    await driver.kill();
+    t.match(await exec(`a-${sfx}`, 'ping', '-c1', '-W2', ipB), /1 packets received/, 'traffic flows with the driver down');
+    await driver.start();
+    await docker('run', '-d', '--net', n1, '--name', `d-${sfx}`, image, 'sleep', '3600');
+    t.match(await exec(`d-${sfx}`, 'ping', '-c1', '-W2', ipB), /1 packets received/, 'new container after restart reaches b');
+    t.match(await exec(`a-${sfx}`, 'ping', '-c1', '-W2', ipC).catch(() => 'unreachable'), /unreachable|0 packets/, 'still isolated');
+
+    // Cleanup leaves nothing behind.
+    await docker('rm', '-f', `a-${sfx}`, `b-${sfx}`, `c-${sfx}`, `d-${sfx}`);
+    await docker('network', 'rm', n1, n2);
+    const switches = await stack.nbctl('--bare', '--columns=name', 'list', 'Logical_Switch');
+    t.notMatch(switches, id1, 'network rm removed the switch');
+    t.notMatch(switches, id2);
+    t.equal((await stack.vsctl('list-ports', 'br-int')).trim(), '', 'nothing left on br-int');
+    const links = (await run('ip', ['-o', 'link', 'show'])).stdout;
+    t.notMatch(links, /\bov[nc][0-9a-f]{12}\b/, 'no veth of ours left in the host namespace');
+  });
+}
