@@ -10,16 +10,14 @@
  *   npm run bench:docker-run [-- --pairs 20 --ports 10000 --engine 20.10]
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
-import { performance } from 'node:perf_hooks';
 import { OvsdbClient } from '../src/ovsdb/index.js';
 import { ensureBusyboxImage, startDockerEngine, type DockerEngine } from '../test/harness/docker.js';
 import { startDriverProcess, type DriverProcess } from '../test/harness/driver-process.js';
 import { startOvnStack, type OvnStack } from '../test/harness/ovn-stack.js';
 import { callPlugin } from '../test/harness/plugin-client.js';
-import { run } from '../test/harness/process.js';
+import { makePluginDirs } from '../test/harness/plugin-dirs.js';
+import { median, time } from './stats.js';
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -30,17 +28,6 @@ const PORTS = Number(arg('ports', '10000'));
 const ENGINE = arg('engine', '20.10') as '20.10' | '26.1';
 const CALLS = Number(arg('calls', '30'));
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
-
-async function timed(fn: () => Promise<unknown>): Promise<number> {
-  const start = performance.now();
-  await fn();
-  return performance.now() - start;
-}
 
 interface Result {
   ports: number;
@@ -54,11 +41,7 @@ interface Result {
 async function main(): Promise<void> {
   const sfx = randomBytes(3).toString('hex');
   const name = `ovnb${sfx}`;
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'ovn-bench-'));
-  const socketDir = path.join(dir, 'sock');
-  const pluginDir = path.join(dir, 'plugins');
-  await run('mkdir', ['-p', socketDir, pluginDir]);
-  await writeFile(path.join(pluginDir, `${name}.spec`), `unix://${path.join(socketDir, `${name}.sock`)}\n`);
+  const dirs = await makePluginDirs(name);
 
   let stack: OvnStack | undefined;
   let driver: DriverProcess | undefined;
@@ -69,13 +52,13 @@ async function main(): Promise<void> {
     stack = await startOvnStack();
     driver = await startDriverProcess({
       name,
-      pluginDir: socketDir,
+      pluginDir: dirs.socketDir,
       nbRemote: stack.nbRemote,
       ovsDb: stack.ovsRemote,
-      logFile: path.join(dir, 'driver.log'),
+      logFile: path.join(dirs.dir, 'driver.log'),
       extraArgs: ['--log-level', 'warn'],
     });
-    engine = await startDockerEngine({ engine: ENGINE, pluginDir, bridge: true });
+    engine = await startDockerEngine({ engine: ENGINE, pluginDir: dirs.pluginDir, bridge: true });
     const image = await ensureBusyboxImage(engine);
     const net = `bench-${sfx}`;
     const netId = (await engine.docker('network', 'create', '-d', name, '--subnet', '10.90.0.0/16', net)).stdout.trim();
@@ -95,8 +78,8 @@ async function main(): Promise<void> {
         // Alternate the order so that neither side always runs on a warmer machine.
         const [o, b] =
           i % 2 === 0
-            ? [await timed(dockerRun(net)), await timed(dockerRun('bridge'))]
-            : [await timed(dockerRun('bridge')), await timed(dockerRun(net))].reverse();
+            ? [await time(dockerRun(net)), await time(dockerRun('bridge'))]
+            : [await time(dockerRun('bridge')), await time(dockerRun(net))].reverse();
         ovn.push(o!);
         bridge.push(b!);
         ratios.push(o! / b!);
@@ -111,7 +94,7 @@ async function main(): Promise<void> {
     await engine?.stop();
     await driver?.stop();
     await stack?.stop();
-    await rm(dir, { recursive: true, force: true });
+    await dirs.remove();
   }
 
   console.log('| ports in NB | `--net` ovn (median) | `--net bridge` (median) | ratio (median of pairs) | CreateEndpoint (median) | Join incl. port up (median) |');
@@ -148,7 +131,7 @@ async function pluginLatency(socket: string, networkId: string, calls: number, s
     const endpointId = randomBytes(32).toString('hex');
     const address = `10.90.${200 + (size ? 1 : 0)}.${10 + i}/16`;
     create.push(
-      await timed(async () => {
+      await time(async () => {
         const r = await callPlugin(socket, 'NetworkDriver.CreateEndpoint', {
           NetworkID: networkId,
           EndpointID: endpointId,
@@ -159,7 +142,7 @@ async function pluginLatency(socket: string, networkId: string, calls: number, s
       }),
     );
     join.push(
-      await timed(async () => {
+      await time(async () => {
         const r = await callPlugin(socket, 'NetworkDriver.Join', { NetworkID: networkId, EndpointID: endpointId, SandboxKey: '', Options: {} });
         if (r.status !== 200) throw new Error(JSON.stringify(r.body));
       }),

@@ -13,6 +13,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { performance } from 'node:perf_hooks';
 import { OvsdbClient } from '../src/ovsdb/index.js';
+import { median, time } from './stats.js';
 import { startOvsdbServer } from '../test/harness/ovsdb-server.js';
 
 const exec = promisify(execFile);
@@ -28,17 +29,6 @@ const PORTS = arg('ports', 10_000);
 const SAMPLES = arg('samples', 30);
 const BATCH = 1000;
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
-
-async function time(fn: () => Promise<unknown> | unknown): Promise<number> {
-  const start = performance.now();
-  await fn();
-  return performance.now() - start;
-}
 
 interface Row {
   size: number;

@@ -74,17 +74,17 @@ export class Links {
 
     try {
       // One netlink request creates both ends with their final MTU and MAC,
-      // so no other process can observe a half-configured pair.
+      // the host end already up, so no other process can observe a half-configured pair.
       await this.runner.run('ip', [
-        'link', 'add', 'name', hostName, 'mtu', mtu, 'type', 'veth',
+        'link', 'add', 'name', hostName, 'mtu', mtu, 'up', 'type', 'veth',
         'peer', 'name', peerName, 'mtu', mtu, 'address', mac,
       ]);
     } catch (e) {
       if (!isFileExists(e)) throw e;
       await this.checkExistingPair(hostName, peerName, Number(mtu), mac);
+      // Someone (an admin, a partial cleanup) may have set it down since.
+      await this.runner.run('ip', ['link', 'set', 'dev', hostName, 'up']);
     }
-    // Also on the idempotent path: a crash between add and up leaves it down.
-    await this.runner.run('ip', ['link', 'set', 'dev', hostName, 'up']);
   }
 
   /**

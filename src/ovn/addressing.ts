@@ -3,6 +3,7 @@
  * form ("10.1.0.0/24", "10.1.0.2/24"), validated with ip-cidr.
  */
 import IPCIDR from 'ip-cidr';
+import type { Address4, Address6 } from 'ip-address';
 import { isIP } from 'node:net';
 
 export interface Cidr {
@@ -12,7 +13,9 @@ export interface Cidr {
   family: 4 | 6;
 }
 
-export class AddressError extends Error {}
+export class AddressError extends Error {
+  override name = 'AddressError';
+}
 
 /** Parse "ADDR/LEN"; `family` restricts the address family. */
 export function parseCidr(text: string, family?: 4 | 6): Cidr {
@@ -29,10 +32,10 @@ export function parseCidr(text: string, family?: 4 | 6): Cidr {
   return { ip: fam === 6 ? ip.toLowerCase() : ip, prefix, family: fam };
 }
 
-/** The network of a CIDR in canonical form, e.g. "10.1.0.2/24" -> "10.1.0.0/24". */
+/** The network of a CIDR in canonical form, e.g. "10.1.0.2/24" -> "10.1.0.0/24", "fd78::5/64" -> "fd78::/64". */
 export function networkOf(cidr: Cidr): string {
-  const start = new IPCIDR(`${cidr.ip}/${cidr.prefix}`).start<string>();
-  return `${start}/${cidr.prefix}`;
+  const start = new IPCIDR(`${cidr.ip}/${cidr.prefix}`).start<Address4 | Address6>({ type: 'addressObject' });
+  return `${start.correctForm()}/${cidr.prefix}`;
 }
 
 export function contains(subnet: string, ip: string): boolean {

@@ -63,6 +63,7 @@ export class NetworkError extends Error {
     readonly code: 'not-found' | 'conflict' | 'invalid',
   ) {
     super(message);
+    this.name = 'NetworkError';
   }
 }
 

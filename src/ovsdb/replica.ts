@@ -306,39 +306,11 @@ export class Replica extends EventEmitter<ReplicaEvents> {
   }
 
   private index(t: TableState, row: Row): void {
-    for (const [column, index] of t.byColumn) {
-      const value = row[column];
-      if (value !== null && value !== undefined && !Array.isArray(value) && !(value instanceof Map)) {
-        addTo(index, value, row._uuid);
-      }
-    }
-    if (t.byExternalId.size > 0) {
-      const ids = row.external_ids;
-      if (ids instanceof Map) {
-        for (const [key, index] of t.byExternalId) {
-          const value = ids.get(key);
-          if (value !== undefined) addTo(index, value, row._uuid);
-        }
-      }
-    }
+    forEachIndexEntry(t, row, addTo);
   }
 
   private unindex(t: TableState, row: Row): void {
-    for (const [column, index] of t.byColumn) {
-      const value = row[column];
-      if (value !== null && value !== undefined && !Array.isArray(value) && !(value instanceof Map)) {
-        removeFrom(index, value, row._uuid);
-      }
-    }
-    if (t.byExternalId.size > 0) {
-      const ids = row.external_ids;
-      if (ids instanceof Map) {
-        for (const [key, index] of t.byExternalId) {
-          const value = ids.get(key);
-          if (value !== undefined) removeFrom(index, value, row._uuid);
-        }
-      }
-    }
+    forEachIndexEntry(t, row, removeFrom);
   }
 
   private commit(changes: RowChange[]): void {
@@ -353,6 +325,23 @@ function rowsEqual(table: TableSchema, a: Row, b: Row): boolean {
     if (!datumEquals(a[column] ?? null, b[column] ?? null)) return false;
   }
   return true;
+}
+
+/** Call `fn` for every index of the table with the key this row has in it. */
+function forEachIndexEntry(t: TableState, row: Row, fn: (index: UuidSets, key: Atom, uuid: string) => void): void {
+  for (const [column, index] of t.byColumn) {
+    const value = row[column];
+    if (value !== null && value !== undefined && !Array.isArray(value) && !(value instanceof Map)) {
+      fn(index, value, row._uuid);
+    }
+  }
+  if (t.byExternalId.size === 0) return;
+  const ids = row.external_ids;
+  if (!(ids instanceof Map)) return;
+  for (const [key, index] of t.byExternalId) {
+    const value = ids.get(key);
+    if (value !== undefined) fn(index, value, row._uuid);
+  }
 }
 
 function addTo(index: UuidSets, key: Atom, uuid: string): void {

@@ -205,6 +205,67 @@ t.test('two joined endpoints reach each other by ping and TCP; leave and delete 
   t.equal((await call('NetworkDriver.DeleteNetwork', { NetworkID: networkId })).status, 200, 'twice is fine');
 });
 
+t.test('dual stack: IPv6 subnets, addresses and port security are carried; ping6 passes', async (t) => {
+  const networkId = hex(32);
+  const created = await call('NetworkDriver.CreateNetwork', {
+    NetworkID: networkId,
+    Options: { 'com.docker.network.enable_ipv6': true, 'com.docker.network.generic': {} },
+    IPv4Data: [{ AddressSpace: 'LocalDefault', Pool: '10.78.0.0/24', Gateway: '10.78.0.1/24' }],
+    IPv6Data: [{ AddressSpace: 'LocalDefault', Pool: 'fd78::/64', Gateway: 'fd78::1/64' }],
+  });
+  t.equal(created.status, 200, JSON.stringify(created.body));
+  const ids = await stack.nbctl('--bare', '--columns=external_ids', 'find', 'Logical_Switch', `name=${networkId}`);
+  t.match(ids, /docker:ipv6-subnets=\\?"?fd78::\/64/);
+  t.match(ids, /docker:ipv6-gateways=\\?"?fd78::1/);
+
+  const eps: { id: string; v6: string; src: string }[] = [];
+  for (const n of [2, 3]) {
+    const id = hex(32);
+    endpointsMade.push(id);
+    const reply = await call('NetworkDriver.CreateEndpoint', {
+      NetworkID: networkId,
+      EndpointID: id,
+      Interface: { Address: `10.78.0.${n}/24`, AddressIPv6: `fd78::${n}/64`, MacAddress: '' },
+      Options: {},
+    });
+    t.equal(reply.status, 200, JSON.stringify(reply.body));
+    eps.push({ id, v6: `fd78::${n}`, src: await join(networkId, id) });
+  }
+  const addresses = (await stack.nbctl('get', 'Logical_Switch_Port', eps[0]!.id, 'addresses')).trim();
+  t.equal(addresses, '["0a:58:0a:4e:00:02 10.78.0.2 fd78::2"]');
+  t.equal((await stack.nbctl('get', 'Logical_Switch_Port', eps[0]!.id, 'port_security')).trim(), addresses);
+
+  const [a, b] = [await createNetns(), await createNetns()];
+  namespaces.push(a, b);
+  for (const [ns, ep] of [[a, eps[0]!], [b, eps[1]!]] as const) {
+    await moveIntoNetns(ep.src, ns, 'eth0', ep.v6.replace('fd78::', '10.78.0.') + '/24');
+    await run('ip', ['-n', ns, 'addr', 'add', `${ep.v6}/64`, 'dev', 'eth0', 'nodad']);
+  }
+  const ping6 = await run('ip', ['netns', 'exec', a, 'ping', '-6', '-c1', '-W3', eps[1]!.v6]).then(
+    (r) => r.stdout,
+    (e: Error) => e.message,
+  );
+  t.match(ping6, /1 received/, 'IPv6 between the two endpoints');
+  for (const ep of eps) await call('NetworkDriver.DeleteEndpoint', { NetworkID: networkId, EndpointID: ep.id });
+});
+
+t.test('the NB database defaults to external_ids:ovn-nb of the local Open_vSwitch row', async (t) => {
+  const cfg = { ...config(), nbRemote: undefined };
+  await stack.vsctl('remove', 'Open_vSwitch', '.', 'external_ids', 'ovn-nb');
+  await t.rejects(startDriver(cfg, pino({ level: 'silent' })), /external_ids:ovn-nb/, 'a clear error when there is none');
+  await stack.vsctl('set', 'Open_vSwitch', '.', `external_ids:ovn-nb="${stack.nbRemote}"`);
+  const second = await startDriver(cfg, pino({ level: 'silent' }));
+  t.teardown(() => second.close());
+  const networkId = await createNetwork('10.79.0.0/24');
+  const seen = await second.nb.replica.waitFor(
+    () => second.nb.replica.findByExternalId('Logical_Switch', 'docker:network-id', networkId)[0],
+    { timeoutMs: 5000, what: 'the network in the second driver' },
+  );
+  t.equal(seen.name, networkId, 'second driver reads the same NB database');
+  const caps = await callPlugin(second.address, 'NetworkDriver.GetCapabilities');
+  t.equal(caps.status, 200, 'second driver serves');
+});
+
 t.test('20 endpoints created and joined at once', async (t) => {
   const networkId = await createNetwork('10.74.0.0/24');
   const eps = await Promise.all(Array.from({ length: 20 }, (_, i) => createEndpoint(networkId, `10.74.0.${10 + i}/24`)));

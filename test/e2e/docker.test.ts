@@ -7,12 +7,11 @@
  */
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { dockerAvailable, ensureBusyboxImage, startDockerEngine, type DockerEngine } from '../harness/docker.js';
 import { startDriverProcess, type DriverProcess } from '../harness/driver-process.js';
 import { startOvnStack, type OvnStack } from '../harness/ovn-stack.js';
+import { makePluginDirs } from '../harness/plugin-dirs.js';
 import { run, waitFor } from '../harness/process.js';
 
 const ENGINES = ['20.10', '26.1'] as const;
@@ -25,12 +24,7 @@ for (const version of ENGINES) {
     }
     const sfx = randomBytes(3).toString('hex');
     const name = `ovn${sfx}`;
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'ovn-test-e2e-'));
-    const socketDir = path.join(dir, 'sock');
-    const pluginDir = path.join(dir, 'plugins');
-    await run('mkdir', ['-p', socketDir, pluginDir]);
-    // The engine finds the driver through a spec file in its private plugin directory.
-    await writeFile(path.join(pluginDir, `${name}.spec`), `unix://${path.join(socketDir, `${name}.sock`)}\n`);
+    const dirs = await makePluginDirs(name);
 
     let stack: OvnStack | undefined;
     let engine: DockerEngine | undefined;
@@ -43,18 +37,18 @@ for (const version of ENGINES) {
       }
       await driver?.stop();
       await stack?.stop();
-      await rm(dir, { recursive: true, force: true });
+      await dirs.remove();
     });
 
     stack = await startOvnStack();
     driver = await startDriverProcess({
       name,
-      pluginDir: socketDir,
+      pluginDir: dirs.socketDir,
       nbRemote: stack.nbRemote,
       ovsDb: stack.ovsRemote,
-      logFile: path.join(dir, 'driver.log'),
+      logFile: path.join(dirs.dir, 'driver.log'),
     });
-    engine = await startDockerEngine({ engine: version, pluginDir });
+    engine = await startDockerEngine({ engine: version, pluginDir: dirs.pluginDir });
     const image = await ensureBusyboxImage(engine);
     const docker = (...args: string[]) => engine!.docker(...args).then((r) => r.stdout.trim());
     const exec = (container: string, ...cmd: string[]) => docker('exec', container, ...cmd);

@@ -15,6 +15,7 @@ import {
   TransactionError,
   type OvsdbClientOptions,
   type RowChange,
+  newRowUuid,
 } from '../../src/ovsdb/index.js';
 
 const NB_TABLES = ['NB_Global', 'Logical_Switch', 'Logical_Switch_Port'];
@@ -246,6 +247,44 @@ t.test('create-if-absent under concurrency: exactly one row', async (t) => {
   t.equal(b.replica.findBy('Logical_Switch', 'name', 'ls-once').length, 1);
   const out = await run('ovsdb-client', ['dump', '--format=csv', server.unixRemote, 'OVN_Northbound', 'Logical_Switch', 'name']);
   t.equal(out.stdout.split('\n').filter((l: string) => l.includes('ls-once')).length, 1, 'server has one row');
+});
+
+t.test('a client-chosen row uuid makes a retried insert detectable', async (t) => {
+  const c = await connect();
+  const uuid = newRowUuid();
+  const insert = () =>
+    c.transaction(
+      (tx) => {
+        tx.insert('Logical_Switch', { name: 'ls-chosen-uuid' }, { uuid });
+      },
+      { retries: 0 },
+    );
+  const { result } = await insert();
+  t.equal(result!.results.length, 1);
+  t.ok(c.replica.get('Logical_Switch', uuid), 'row has the uuid we chose');
+  const again = await insert().catch((e: unknown) => e);
+  t.type(again, TransactionError);
+  t.equal((again as TransactionError).error, 'duplicate uuid', 'the retry is refused, not applied twice');
+  t.equal(c.replica.findBy('Logical_Switch', 'name', 'ls-chosen-uuid').length, 1);
+});
+
+t.test('assert fails unless this connection holds the lock', async (t) => {
+  const a = await connect();
+  const b = await connect();
+  t.same(await a.call('lock', ['driver_leader']), { locked: true });
+  t.same(await b.call('lock', ['driver_leader']), { locked: false });
+  const write = (c: OvsdbClient, name: string) =>
+    c.transaction((tx) => {
+      tx.assertLock('driver_leader');
+      tx.insert('Logical_Switch', { name });
+    });
+  await write(a, 'ls-locked-a');
+  const err = await write(b, 'ls-locked-b').catch((e: unknown) => e);
+  t.type(err, TransactionError);
+  t.equal((err as TransactionError).error, 'not owner');
+  t.equal((err as TransactionError).index, 0);
+  t.notOk(a.replica.findOne('Logical_Switch', 'name', 'ls-locked-b'), 'nothing written without the lock');
+  await a.call('unlock', ['driver_leader']);
 });
 
 t.test('a parked wait times out on the client and is canceled on the server', async (t) => {
