@@ -7,6 +7,7 @@ import path from 'node:path';
 import { pino, type Logger } from 'pino';
 import type { DriverConfig } from './cli/options.js';
 import { HostPorts } from './driver/host-ports.js';
+import { PortReadiness } from './driver/port-readiness.js';
 import { NetworkDriver } from './driver/network-driver.js';
 import { createRunner } from './host/exec.js';
 import { Links } from './host/links.js';
@@ -29,7 +30,8 @@ export class StartupError extends Error {}
 
 export async function startDriver(config: DriverConfig, log: Logger = pino({ level: config.logLevel })): Promise<RunningDriver> {
   const runner = createRunner();
-  const ovs = new Ovs({ runner, ...(config.ovsDb ? { db: config.ovsDb } : {}) });
+  // When Join waits for OVN to report the port up, waiting for ovs-vswitchd as well only adds latency.
+  const ovs = new Ovs({ runner, noWait: config.portUpTimeoutMs > 0, ...(config.ovsDb ? { db: config.ovsDb } : {}) });
   const ovsIds = await ovs.openvswitchExternalIds().catch((err: unknown) => {
     throw new StartupError(
       `cannot read the local Open vSwitch database (${config.ovsDb ?? 'default socket'}): ${(err as Error).message}. ` +
@@ -71,9 +73,12 @@ export async function startDriver(config: DriverConfig, log: Logger = pino({ lev
   });
   log.info({ bridge: config.bridge, datapath: datapath || 'system' }, 'integration bridge found');
 
+  const localOvs = await watchLocalInterfaces(config.ovsDb ?? DEFAULT_OVS_DB, log);
+  const networks = new OvnNetworks(nb);
   const driver = new NetworkDriver(
-    new OvnNetworks(nb),
+    networks,
     host,
+    new PortReadiness(networks, localOvs),
     { scope: config.scope, mtu: config.mtu, portUpTimeoutMs: config.portUpTimeoutMs, chassis },
     log.child({ component: 'driver' }),
   );
@@ -95,7 +100,33 @@ export async function startDriver(config: DriverConfig, log: Logger = pino({ lev
     app,
     async close() {
       await app.close();
+      await localOvs?.close();
       await nb.close();
     },
   };
+}
+
+const DEFAULT_OVS_DB = 'unix:/var/run/openvswitch/db.sock';
+
+/**
+ * A replica of the local Interface table, for ovn-installed (see
+ * port-readiness.ts). Optional: without it Join waits for NB `up` alone.
+ */
+async function watchLocalInterfaces(remote: string, log: Logger): Promise<OvsdbClient | undefined> {
+  const client = new OvsdbClient({
+    remote,
+    database: 'Open_vSwitch',
+    tables: ['Interface'],
+    leaderOnly: false,
+    logger: log.child({ component: 'ovsdb-local' }),
+  });
+  client.start();
+  try {
+    await client.whenReady(5000);
+    return client;
+  } catch (err) {
+    await client.close();
+    log.warn({ remote, err: (err as Error).message }, 'cannot monitor the local OVS database; Join will wait for NB up only');
+    return undefined;
+  }
 }

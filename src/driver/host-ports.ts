@@ -45,28 +45,30 @@ export class HostPorts {
     const peer = peerIfName(req.endpointId);
     if (this.netdev === undefined) await this.detectDatapath();
     await this.links.createVeth(host, peer, { mtu: req.mtu, peerMac: req.mac });
-    if (this.netdev) await this.links.disableTxChecksumOffload(peer);
-    await this.ovs.attachPort({
-      bridge: this.bridge,
-      port: host,
-      ifaceId: req.portName,
-      attachedMac: req.mac,
-      externalIds: {
-        [Keys.owner]: OWNER,
-        [Keys.endpointId]: req.endpointId,
-        [Keys.networkId]: req.networkId,
-      },
-    });
+    // Independent of each other: run them side by side.
+    await Promise.all([
+      this.netdev ? this.links.disableTxChecksumOffload(peer) : undefined,
+      this.ovs.attachPort({
+        bridge: this.bridge,
+        port: host,
+        ifaceId: req.portName,
+        attachedMac: req.mac,
+        externalIds: {
+          [Keys.owner]: OWNER,
+          [Keys.endpointId]: req.endpointId,
+          [Keys.networkId]: req.networkId,
+        },
+      }),
+    ]);
     return peer;
   }
 
   /** Unplug and delete the veth; safe to call when any part is already gone. */
   async unplug(endpointId: string): Promise<void> {
     const host = hostIfName(endpointId);
-    await this.ovs.detachPort(this.bridge, host);
-    // Deleting one end of a veth deletes both; the container end may already be gone with its namespace.
-    await this.links.deleteLink(host);
-    await this.links.deleteLink(peerIfName(endpointId));
+    const [, hostDeleted] = await Promise.all([this.ovs.detachPort(this.bridge, host), this.links.deleteLink(host)]);
+    // Deleting one end of a veth deletes both; only a lone container end (its host end gone) needs its own delete.
+    if (!hostDeleted) await this.links.deleteLink(peerIfName(endpointId));
   }
 
   /**

@@ -18,6 +18,8 @@ import type {
 } from '../server/schemas.js';
 import { DriverError } from './errors.js';
 import type { HostPorts } from './host-ports.js';
+import { hostIfName } from '../host/names.js';
+import type { PortReadiness } from './port-readiness.js';
 import { KeyedLock } from './keyed-lock.js';
 import { toEndpointSpec, toNetworkSpec } from './translate.js';
 
@@ -39,10 +41,17 @@ export interface JoinResponse {
 
 export class NetworkDriver {
   private readonly locks = new KeyedLock();
+  /**
+   * Endpoints whose host side this process already removed in Leave, so that
+   * DeleteEndpoint can skip doing it again. Only a shortcut: after a restart
+   * the set is empty and DeleteEndpoint cleans up in full.
+   */
+  private readonly unplugged = new Set<string>();
 
   constructor(
     private readonly networks: OvnNetworks,
     private readonly host: HostPorts,
+    private readonly readiness: PortReadiness,
     private readonly settings: DriverSettings,
     private readonly log: Logger,
   ) {}
@@ -86,7 +95,9 @@ export class NetworkDriver {
   async deleteEndpoint(req: EndpointRequest): Promise<object> {
     const endpointId = req.EndpointID.toLowerCase();
     return this.locks.run(`ep:${endpointId}`, async () => {
-      await this.host.unplug(endpointId);
+      if (!this.unplugged.delete(endpointId)) {
+        await this.hostStep(() => this.host.unplug(endpointId), `unplug endpoint ${endpointId}`);
+      }
       const deleted = await this.ovn(() => this.networks.deleteEndpoint(endpointId), `delete endpoint ${endpointId}`);
       this.log.info({ endpointId, deleted }, deleted ? 'endpoint deleted' : 'endpoint was already gone');
       return {};
@@ -113,6 +124,7 @@ export class NetworkDriver {
       const network = this.networks.findNetwork(endpoint.networkId);
       if (!network) throw new DriverError(`network ${endpoint.networkId} of endpoint ${endpointId} does not exist in OVN`, 404);
       const started = Date.now();
+      this.unplugged.delete(endpointId);
       const srcName = await this.hostStep(
         () =>
           this.host.plug({
@@ -125,9 +137,10 @@ export class NetworkDriver {
         `plug endpoint ${endpointId} into the bridge`,
       );
       const plugged = Date.now();
+      let ready = 'not waited for';
       if (this.settings.portUpTimeoutMs > 0) {
         try {
-          await this.networks.waitPortUp(endpointId, this.settings.portUpTimeoutMs);
+          ready = await this.readiness.wait(endpointId, hostIfName(endpointId), this.settings.portUpTimeoutMs);
         } catch (err) {
           throw new DriverError(
             `OVN did not report port ${endpoint.name} up within ${this.settings.portUpTimeoutMs} ms: ` +
@@ -139,7 +152,7 @@ export class NetworkDriver {
         }
       }
       this.log.info(
-        { endpointId, srcName, plugMs: plugged - started, upMs: Date.now() - plugged },
+        { endpointId, srcName, plugMs: plugged - started, upMs: Date.now() - plugged, ready },
         'endpoint joined',
       );
       return { InterfaceName: { SrcName: srcName, DstPrefix: 'eth' } };
@@ -150,6 +163,7 @@ export class NetworkDriver {
     const endpointId = req.EndpointID.toLowerCase();
     return this.locks.run(`ep:${endpointId}`, async () => {
       await this.hostStep(() => this.host.unplug(endpointId), `unplug endpoint ${endpointId}`);
+      this.unplugged.add(endpointId);
       this.log.info({ endpointId }, 'endpoint left');
       return {};
     });

@@ -168,15 +168,24 @@ export interface OvsOptions {
   /** An OVSDB remote such as unix:/var/run/openvswitch/db.sock; ovs-vsctl's default otherwise. */
   db?: string;
   timeoutSec?: number;
+  /**
+   * Return from writes once the database committed them, without waiting
+   * for ovs-vswitchd to apply them (ovs-vsctl --no-wait). For callers that
+   * wait for a later signal anyway (OVN reporting the port up): saves a
+   * vswitchd round per call. ofport is then not yet known on return.
+   */
+  noWait?: boolean;
 }
 
 export class Ovs {
   private readonly runner: Runner;
   private readonly db: string | undefined;
   private readonly timeoutSec: number;
+  private readonly writeFlags: string[];
 
   constructor(options: OvsOptions) {
     this.runner = options.runner;
+    this.writeFlags = options.noWait ? ['--no-wait'] : [];
     this.db = options.db;
     this.timeoutSec = options.timeoutSec ?? 5;
     if (!Number.isInteger(this.timeoutSec) || this.timeoutSec < 1) {
@@ -203,7 +212,7 @@ export class Ovs {
     // Key by key, not the whole map: ovn-controller writes its own keys
     // (ovn-installed) to the same column, and they must survive a re-attach.
     const sets = ids.map(([k, v]) => `external_ids:${ovsQuote(k)}=${ovsQuote(v)}`);
-    await this.vsctl(['--', '--may-exist', 'add-port', a.bridge, a.port, '--', 'set', 'Interface', a.port, ...sets], a.bridge);
+    await this.vsctl([...this.writeFlags, '--', '--may-exist', 'add-port', a.bridge, a.port, '--', 'set', 'Interface', a.port, ...sets], a.bridge);
   }
 
   /**
@@ -217,7 +226,7 @@ export class Ovs {
     // The read and the delete are one transaction, so "deleted something" is
     // exact even when two callers race.
     const stdout = await this.vsctl(
-      ['--', '--if-exists', 'get', 'Port', port, 'name', '--', '--if-exists', 'del-port', bridge, port],
+      [...this.writeFlags, '--', '--if-exists', 'get', 'Port', port, 'name', '--', '--if-exists', 'del-port', bridge, port],
       bridge,
     );
     return stdout.trim() !== '';

@@ -186,14 +186,14 @@ export class OvnNetworks {
   }
 
   /** Resolve once OVN reports the endpoint's port up (bound and its flows installed). */
-  async waitPortUp(endpointId: string, timeoutMs: number): Promise<void> {
+  async waitPortUp(endpointId: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
     await this.replica.waitFor(
       () => {
         const port = this.portRow(this.replica, endpointId);
         if (!port) throw new NetworkError(`endpoint ${endpointId} was deleted while waiting for it to come up`, 'not-found');
         return port.up === true ? true : undefined;
       },
-      { timeoutMs, what: `logical switch port ${endpointId} to come up` },
+      { timeoutMs, what: `logical switch port ${endpointId} to come up`, ...(signal ? { signal } : {}) },
     );
   }
 

@@ -13,7 +13,7 @@ import { pino } from 'pino';
 import { startOvnStack, type OvnStack } from '../harness/ovn-stack.js';
 import { callPlugin } from '../harness/plugin-client.js';
 import { createNetns, deleteNetns, moveIntoNetns, ping, tcpEcho, tcpRoundTrip } from '../harness/netns.js';
-import { run } from '../harness/process.js';
+import { run, waitFor } from '../harness/process.js';
 import { startDriver, type RunningDriver } from '../../src/service.js';
 import type { DriverConfig } from '../../src/cli/options.js';
 import { hostIfName, peerIfName } from '../../src/host/names.js';
@@ -264,6 +264,28 @@ t.test('the NB database defaults to external_ids:ovn-nb of the local Open_vSwitc
   t.equal(seen.name, networkId, 'second driver reads the same NB database');
   const caps = await callPlugin(second.address, 'NetworkDriver.GetCapabilities');
   t.equal(caps.status, 200, 'second driver serves');
+});
+
+t.test('Join is ready on ovn-installed even while ovn-northd cannot report up', async (t) => {
+  const networkId = await createNetwork('10.80.0.0/24');
+  const ep = await createEndpoint(networkId, '10.80.0.2/24');
+  // The binding must exist first (northd makes it); after that only `up` needs northd.
+  await waitFor(async () => (await stack.sbctl('--bare', '--columns=logical_port', 'find', 'Port_Binding', `logical_port=${ep.id}`)).trim() || undefined, {
+    timeoutMs: 10_000,
+    what: 'the Port_Binding',
+  });
+  process.kill(stack.pids.northd, 'SIGSTOP');
+  try {
+    const started = Date.now();
+    await join(networkId, ep.id);
+    t.ok(Date.now() - started < 10_000, 'Join returned');
+    const installed = (await stack.vsctl('get', 'Interface', hostIfName(ep.id), 'external_ids:ovn-installed')).trim();
+    t.equal(installed.replace(/"/g, ''), 'true', 'flows installed on this chassis');
+    t.not((await stack.nbctl('get', 'Logical_Switch_Port', ep.id, 'up')).trim(), 'true', 'NB up not written while northd is stopped');
+  } finally {
+    process.kill(stack.pids.northd, 'SIGCONT');
+  }
+  await call('NetworkDriver.DeleteEndpoint', { NetworkID: networkId, EndpointID: ep.id });
 });
 
 t.test('20 endpoints created and joined at once', async (t) => {

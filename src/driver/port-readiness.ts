@@ -1,0 +1,51 @@
+/**
+ * When is a container's port ready for its first packet? OVN says so in two
+ * places: ovn-controller writes external_ids:ovn-installed=true on the local
+ * OVS Interface once the port's flows are installed on this chassis, and
+ * ovn-northd then copies the binding's state to Logical_Switch_Port.up in
+ * NB. Both mean the same; `up` lags by one ovn-northd round, which on a
+ * large NB (full recompute, OVN < 23.09) is hundreds of milliseconds. Join
+ * waits for whichever comes first.
+ */
+import type { OvsdbClient } from '../ovsdb/index.js';
+import type { OvnNetworks } from '../ovn/networks.js';
+
+export type ReadySignal = 'ovn-installed' | 'up';
+
+export class PortReadiness {
+  constructor(
+    private readonly networks: OvnNetworks,
+    /** A replica of the local Open_vSwitch database's Interface table, if available. */
+    private readonly localOvs: OvsdbClient | undefined,
+  ) {}
+
+  async wait(endpointId: string, hostIf: string, timeoutMs: number): Promise<ReadySignal> {
+    const done = new AbortController();
+    const waits: Promise<ReadySignal>[] = [
+      this.networks.waitPortUp(endpointId, timeoutMs, done.signal).then(() => 'up' as const),
+    ];
+    if (this.localOvs?.isReady) {
+      const replica = this.localOvs.replica;
+      waits.push(
+        replica
+          .waitFor(
+            () => {
+              const iface = replica.findOne('Interface', 'name', hostIf);
+              const ids = iface?.external_ids;
+              return ids instanceof Map && ids.get('ovn-installed') === 'true' ? true : undefined;
+            },
+            { timeoutMs, signal: done.signal, what: `ovn-installed on interface ${hostIf}` },
+          )
+          .then(() => 'ovn-installed' as const),
+      );
+    }
+    try {
+      return await Promise.any(waits);
+    } catch (err) {
+      // Every wait failed: report the NB one, which names the port.
+      throw err instanceof AggregateError ? (err.errors[0] as Error) : err;
+    } finally {
+      done.abort();
+    }
+  }
+}
