@@ -100,6 +100,7 @@ export async function startDriver(config: DriverConfig, log: Logger = pino({ lev
     app,
     async close() {
       await app.close();
+      await driver.drain();
       await localOvs?.close();
       await nb.close();
     },

@@ -23,6 +23,9 @@ import type { PortReadiness } from './port-readiness.js';
 import { KeyedLock } from './keyed-lock.js';
 import { toEndpointSpec, toNetworkSpec } from './translate.js';
 
+/** How long a finished Leave teardown is remembered, so that the DeleteEndpoint right after it can skip its own. */
+const UNPLUG_MEMORY_MS = 60_000;
+
 export interface DriverSettings {
   scope: 'local' | 'global';
   /** MTU of networks that do not set com.docker.network.driver.mtu. */
@@ -42,11 +45,13 @@ export interface JoinResponse {
 export class NetworkDriver {
   private readonly locks = new KeyedLock();
   /**
-   * Endpoints whose host side this process already removed in Leave, so that
-   * DeleteEndpoint can skip doing it again. Only a shortcut: after a restart
-   * the set is empty and DeleteEndpoint cleans up in full.
+   * Host-side teardown started by Leave, running after Leave has answered:
+   * deleting a veth takes the kernel tens of milliseconds, and nothing the
+   * engine does next depends on it. DeleteEndpoint then need not repeat it.
+   * Only a shortcut: after a restart the map is empty, DeleteEndpoint unplugs
+   * in full, and reconcile() removes whatever a crash interrupted.
    */
-  private readonly unplugged = new Set<string>();
+  private readonly unplugs = new Map<string, Promise<void>>();
 
   constructor(
     private readonly networks: OvnNetworks,
@@ -94,13 +99,16 @@ export class NetworkDriver {
 
   async deleteEndpoint(req: EndpointRequest): Promise<object> {
     const endpointId = req.EndpointID.toLowerCase();
-    return this.locks.run(`ep:${endpointId}`, async () => {
-      if (!this.unplugged.delete(endpointId)) {
-        await this.hostStep(() => this.host.unplug(endpointId), `unplug endpoint ${endpointId}`);
-      }
+    const deletePort = async () => {
       const deleted = await this.ovn(() => this.networks.deleteEndpoint(endpointId), `delete endpoint ${endpointId}`);
       this.log.info({ endpointId, deleted }, deleted ? 'endpoint deleted' : 'endpoint was already gone');
       return {};
+    };
+    // Leave's teardown holds the endpoint's lock; the NB delete need not wait for it.
+    if (this.unplugs.has(endpointId)) return deletePort();
+    return this.locks.run(`ep:${endpointId}`, async () => {
+      await this.hostStep(() => this.host.unplug(endpointId), `unplug endpoint ${endpointId}`);
+      return deletePort();
     });
   }
 
@@ -124,7 +132,8 @@ export class NetworkDriver {
       const network = this.networks.findNetwork(endpoint.networkId);
       if (!network) throw new DriverError(`network ${endpoint.networkId} of endpoint ${endpointId} does not exist in OVN`, 404);
       const started = Date.now();
-      this.unplugged.delete(endpointId);
+      // A Join after Leave (an engine retry) must not race the teardown.
+      await this.unplugs.get(endpointId);
       const srcName = await this.hostStep(
         () =>
           this.host.plug({
@@ -159,14 +168,25 @@ export class NetworkDriver {
     });
   }
 
-  async leave(req: EndpointRequest): Promise<object> {
+  leave(req: EndpointRequest): object {
     const endpointId = req.EndpointID.toLowerCase();
-    return this.locks.run(`ep:${endpointId}`, async () => {
-      await this.hostStep(() => this.host.unplug(endpointId), `unplug endpoint ${endpointId}`);
-      this.unplugged.add(endpointId);
-      this.log.info({ endpointId }, 'endpoint left');
-      return {};
-    });
+    if (!this.unplugs.has(endpointId)) {
+      const unplug = this.locks
+        .run(`ep:${endpointId}`, () => this.host.unplug(endpointId))
+        .then(
+          () => this.log.info({ endpointId }, 'endpoint left; host side removed'),
+          (err: unknown) =>
+            this.log.error({ endpointId, err }, 'cannot remove the host side of a left endpoint; reconcile will retry'),
+        )
+        .finally(() => setTimeout(() => this.unplugs.delete(endpointId), UNPLUG_MEMORY_MS).unref());
+      this.unplugs.set(endpointId, unplug);
+    }
+    return {};
+  }
+
+  /** Wait for host-side teardown still running after Leave (on shutdown). */
+  async drain(): Promise<void> {
+    await Promise.all(this.unplugs.values());
   }
 
   /** Swarm managers only (global scope): echo the options so workers get them in CreateNetwork. */

@@ -44,6 +44,10 @@ export function buildApp(driver: NetworkDriver, options: AppOptions): FastifyIns
     keepAliveTimeout: 10 * 60 * 1000,
   });
 
+  app.addHook('onResponse', async (request, reply) => {
+    request.log.debug({ url: request.url, status: reply.statusCode, ms: Number(reply.elapsedTime.toFixed(1)) }, 'handled');
+  });
+
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'string', bodyLimit }, (_req, body, done) => {
     const text = typeof body === 'string' ? body : body.toString('utf8');

@@ -195,10 +195,17 @@ t.test('two joined endpoints reach each other by ping and TCP; leave and delete 
     t.equal((await call('NetworkDriver.DeleteEndpoint', { NetworkID: networkId, EndpointID: ep.id })).status, 200);
     t.equal((await call('NetworkDriver.DeleteEndpoint', { NetworkID: networkId, EndpointID: ep.id })).status, 200, 'twice is fine');
   }
-  const ports = await stack.vsctl('list-ports', 'br-int');
-  t.notMatch(ports, hostIfName(a.id), 'nothing left on br-int');
   t.equal((await stack.nbctl('--bare', '--columns=ports', 'find', 'Logical_Switch', `name=${networkId}`)).trim(), '', 'no ports left');
-  await t.rejects(run('ip', ['link', 'show', hostIfName(b.id)]), 'host veth gone');
+  // Leave's host teardown finishes after Leave has answered.
+  await waitFor(
+    async () => {
+      const ports = await stack.vsctl('list-ports', 'br-int');
+      const gone = await run('ip', ['link', 'show', hostIfName(b.id)]).then(() => false, () => true);
+      return (!ports.includes(hostIfName(a.id)) && !ports.includes(hostIfName(b.id)) && gone) || undefined;
+    },
+    { timeoutMs: 5000, what: 'host side of both endpoints removed' },
+  );
+  t.pass('nothing left on br-int, host veths gone');
 
   t.equal((await call('NetworkDriver.DeleteNetwork', { NetworkID: networkId })).status, 200);
   t.notOk((await nbSwitches()).includes(networkId), 'switch deleted');

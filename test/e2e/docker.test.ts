@@ -113,8 +113,18 @@ for (const version of ENGINES) {
     const switches = await stack.nbctl('--bare', '--columns=name', 'list', 'Logical_Switch');
     t.notMatch(switches, id1, 'network rm removed the switch');
     t.notMatch(switches, id2);
-    t.equal((await stack.vsctl('list-ports', 'br-int')).trim(), '', 'nothing left on br-int');
-    const links = (await run('ip', ['-o', 'link', 'show'])).stdout;
-    t.notMatch(links, /\bov[nc][0-9a-f]{12}\b/, 'no veth of ours left in the host namespace');
+    // Leave's host teardown finishes after Leave has answered.
+    const leftovers = async () => {
+      const ports = (await stack!.vsctl('list-ports', 'br-int')).trim();
+      const veths = (await run('ip', ['-o', 'link', 'show'])).stdout.match(/\bov[nc][0-9a-f]{12}\b/g) ?? [];
+      return { ports, veths };
+    };
+    await waitFor(async () => {
+      const l = await leftovers();
+      return (l.ports === '' && l.veths.length === 0) || undefined;
+    }, { timeoutMs: 5000, what: 'host side cleaned up' }).catch(() => undefined);
+    const left = await leftovers();
+    t.equal(left.ports, '', 'nothing left on br-int');
+    t.same(left.veths, [], 'no veth of ours left in the host namespace');
   });
 }
