@@ -132,8 +132,8 @@ export class NetworkDriver {
       const network = this.networks.findNetwork(endpoint.networkId);
       if (!network) throw new DriverError(`network ${endpoint.networkId} of endpoint ${endpointId} does not exist in OVN`, 404);
       const started = Date.now();
-      // A Join after Leave (an engine retry) must not race the teardown.
-      await this.unplugs.get(endpointId);
+      // The lock orders this after any teardown a Leave started; a re-plugged endpoint needs a full teardown again.
+      this.unplugs.delete(endpointId);
       const srcName = await this.hostStep(
         () =>
           this.host.plug({
@@ -151,6 +151,10 @@ export class NetworkDriver {
         try {
           ready = await this.readiness.wait(endpointId, hostIfName(endpointId), this.settings.portUpTimeoutMs);
         } catch (err) {
+          // Leave nothing behind for a Join that failed.
+          await this.host.unplug(endpointId).catch((e: unknown) =>
+            this.log.warn({ endpointId, err: e }, 'cannot undo the plug of a failed Join; reconcile will'),
+          );
           throw new DriverError(
             `OVN did not report port ${endpoint.name} up within ${this.settings.portUpTimeoutMs} ms: ` +
               `check that ovn-controller runs on this host and reaches the southbound database ` +

@@ -295,6 +295,25 @@ t.test('Join is ready on ovn-installed even while ovn-northd cannot report up', 
   await call('NetworkDriver.DeleteEndpoint', { NetworkID: networkId, EndpointID: ep.id });
 });
 
+t.test('a Join that times out waiting for OVN says what to check and leaves nothing plugged', async (t) => {
+  const impatient = await startDriver({ ...config(), portUpTimeoutMs: 800 }, pino({ level: 'silent' }));
+  t.teardown(() => impatient.close());
+  const networkId = await createNetwork('10.84.0.0/24');
+  const ep = await createEndpoint(networkId, '10.84.0.2/24');
+  process.kill(stack.pids.controller, 'SIGSTOP');
+  let reply;
+  try {
+    reply = await callPlugin(impatient.address, 'NetworkDriver.Join', { NetworkID: networkId, EndpointID: ep.id, SandboxKey: '', Options: {} });
+  } finally {
+    process.kill(stack.pids.controller, 'SIGCONT');
+  }
+  t.equal(reply.status, 503);
+  t.match(String(reply.body.Err), /did not report port .* up within 800 ms: check that ovn-controller runs/);
+  t.notMatch(await stack.vsctl('list-ports', 'br-int'), hostIfName(ep.id), 'unplugged again');
+  await t.rejects(run('ip', ['link', 'show', hostIfName(ep.id)]), 'veth removed');
+  await call('NetworkDriver.DeleteEndpoint', { NetworkID: networkId, EndpointID: ep.id });
+});
+
 t.test('20 endpoints created and joined at once', async (t) => {
   const networkId = await createNetwork('10.74.0.0/24');
   const eps = await Promise.all(Array.from({ length: 20 }, (_, i) => createEndpoint(networkId, `10.74.0.${10 + i}/24`)));
