@@ -8,6 +8,9 @@ import { pino, type Logger } from 'pino';
 import type { DriverConfig } from './cli/options.js';
 import { HostPorts } from './driver/host-ports.js';
 import { PortReadiness } from './driver/port-readiness.js';
+import { IpamDriver } from './driver/ipam-driver.js';
+import { OvnPools } from './ovn/pools.js';
+import os from 'node:os';
 import { NetworkDriver } from './driver/network-driver.js';
 import { createRunner } from './host/exec.js';
 import { Links } from './host/links.js';
@@ -21,6 +24,7 @@ import { listen } from './server/listen.js';
 export interface RunningDriver {
   address: string;
   driver: NetworkDriver;
+  ipam: IpamDriver;
   nb: OvsdbClient;
   app: FastifyInstance;
   close(): Promise<void>;
@@ -46,7 +50,8 @@ export async function startDriver(config: DriverConfig, log: Logger = pino({ lev
     );
   }
   const chassis = ovsIds.get('system-id');
-  if (!chassis) log.warn('Open_vSwitch external_ids:system-id is not set; ports will not be pinned to this chassis');
+  if (!chassis) log.warn('Open_vSwitch external_ids:system-id is not set; using the hostname as the chassis name');
+  const hostId = chassis ?? os.hostname();
 
   log.info({ nb: nbRemote, bridge: config.bridge, chassis }, 'connecting to the OVN Northbound database');
   const nb = new OvsdbClient({
@@ -75,16 +80,19 @@ export async function startDriver(config: DriverConfig, log: Logger = pino({ lev
 
   const localOvs = await watchLocalInterfaces(config.ovsDb ?? DEFAULT_OVS_DB, log);
   const networks = new OvnNetworks(nb);
+  const pools = new OvnPools(nb);
   const driver = new NetworkDriver(
     networks,
+    pools,
     host,
     new PortReadiness(networks, localOvs),
-    { scope: config.scope, mtu: config.mtu, portUpTimeoutMs: config.portUpTimeoutMs, chassis },
+    { scope: config.scope, mtu: config.mtu, portUpTimeoutMs: config.portUpTimeoutMs, chassis: hostId },
     log.child({ component: 'driver' }),
   );
   await driver.reconcile();
 
-  const app = buildApp(driver, { logger: log.child({ component: 'http' }) });
+  const ipam = new IpamDriver(pools, hostId, log.child({ component: 'ipam' }));
+  const app = buildApp(driver, ipam, { logger: log.child({ component: 'http' }) });
   const address = await listen(
     app,
     config.listenTcp
@@ -96,6 +104,7 @@ export async function startDriver(config: DriverConfig, log: Logger = pino({ lev
   return {
     address,
     driver,
+    ipam,
     nb,
     app,
     async close() {

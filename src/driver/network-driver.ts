@@ -8,6 +8,7 @@
  */
 import type { Logger } from 'pino';
 import { NetworkError, type OvnNetworks } from '../ovn/networks.js';
+import { ADDRESS_SPACE, type OvnPools } from '../ovn/pools.js';
 import type {
   AllocateNetworkRequest,
   CreateEndpointRequest,
@@ -55,6 +56,7 @@ export class NetworkDriver {
 
   constructor(
     private readonly networks: OvnNetworks,
+    private readonly pools: OvnPools,
     private readonly host: HostPorts,
     private readonly readiness: PortReadiness,
     private readonly settings: DriverSettings,
@@ -67,8 +69,20 @@ export class NetworkDriver {
 
   async createNetwork(req: CreateNetworkRequest): Promise<object> {
     const spec = toNetworkSpec(req, { mtu: this.settings.mtu });
+    if (this.settings.chassis) spec.chassis = this.settings.chassis;
+    // Subnets from our IPAM are cluster-wide pools: the network joins the pool's switch.
+    const ours = (data: CreateNetworkRequest['IPv4Data']) => (data ?? []).some((d) => d.AddressSpace === ADDRESS_SPACE);
+    const pool = (subnets: { subnet: string }[]) => (subnets[0] ? this.pools.poolOf(subnets[0].subnet) : undefined);
+    const v4 = ours(req.IPv4Data) ? pool(spec.ipv4) : undefined;
+    const v6 = ours(req.IPv6Data) ? pool(spec.ipv6) : undefined;
+    if (v4 || v6) spec.pools = { ...(v4 ? { v4 } : {}), ...(v6 ? { v6 } : {}) };
     return this.locks.run(`net:${spec.networkId}`, async () => {
       const record = await this.ovn(() => this.networks.ensureNetwork(spec), `create network ${spec.networkId}`);
+      if (spec.pools) {
+        for (const s of [...spec.ipv4, ...spec.ipv6]) {
+          await this.ovn(() => this.pools.markNetworkCreated(s.subnet, this.settings.chassis ?? '', spec.networkId), 'update pool');
+        }
+      }
       this.log.info(
         { networkId: spec.networkId, switch: record.uuid, ipv4: spec.ipv4, ipv6: spec.ipv6, mtu: spec.mtu },
         'network created',

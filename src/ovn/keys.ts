@@ -18,13 +18,23 @@ export const Keys = {
   /** The endpoint's addresses in CIDR form, as Docker gave them. */
   ipv4: 'docker:ipv4',
   ipv6: 'docker:ipv6',
+  /** Pools (Address_Set rows), see pools.ts. */
+  pool: 'docker:pool',
+  poolRange: 'docker:range',
+  poolUser: 'docker:user:',
+  poolIp: 'docker:ip:',
+  /** Logical_Switch: one key per Docker network (on any host) attached to the switch. */
+  networkPrefix: 'docker:network:',
+  /** Logical_Switch: the pools (Address_Set names) whose network this switch is. */
+  poolV4: 'docker:pool-v4',
+  poolV6: 'docker:pool-v6',
   /** Chassis (OVS system-id) the endpoint was created on. */
   chassis: 'docker:chassis',
 } as const;
 
 /** Tables and replica indexes the driver needs from the NB database. */
-export const NB_TABLES = ['Logical_Switch', 'Logical_Switch_Port'];
+export const NB_TABLES = ['Logical_Switch', 'Logical_Switch_Port', 'Address_Set'];
 export const NB_INDEXES = {
-  Logical_Switch: { externalIds: [Keys.networkId] },
+  Logical_Switch: { externalIds: [Keys.networkId, Keys.poolV4, Keys.poolV6] },
   Logical_Switch_Port: { externalIds: [Keys.endpointId] },
 };

@@ -25,11 +25,21 @@ export interface NetworkSpec {
   internal: boolean;
   /** The `-o` driver options, kept so that a restarted driver knows them. */
   options: Record<string, string>;
+  /**
+   * Pools (Address_Set names, see pools.ts) of our cluster-wide IPAM: a
+   * network on a pool shares the pool's logical switch with every other
+   * host's network on it.
+   */
+  pools?: { v4?: string; v6?: string };
+  /** OVS system-id of the host creating it. */
+  chassis?: string;
 }
 
 export interface NetworkRecord extends NetworkSpec {
   uuid: string;
   name: string;
+  /** Docker networks (of any host) attached to this switch. */
+  attached: string[];
 }
 
 export interface EndpointSpec {
@@ -68,6 +78,11 @@ export class NetworkError extends Error {
 }
 
 export class OvnNetworks {
+  /** Docker network id -> switch uuid, rebuilt when the replica moved on. */
+  private attachments = new Map<string, string>();
+  private attachmentsSeqno = -1;
+  private attachmentsReplica: Replica | undefined;
+
   constructor(private readonly nb: OvsdbClient) {}
 
   get replica(): Replica {
@@ -76,15 +91,7 @@ export class OvnNetworks {
 
   findNetwork(networkId: string): NetworkRecord | undefined {
     const row = this.switchRow(this.replica, networkId);
-    return row ? toNetwork(row) : undefined;
-  }
-
-  listNetworks(): NetworkRecord[] {
-    const out: NetworkRecord[] = [];
-    for (const row of this.replica.rows('Logical_Switch')) {
-      if (externalIds(row).get(Keys.owner) === OWNER) out.push(toNetwork(row));
-    }
-    return out;
+    return row ? toNetwork(row, networkId) : undefined;
   }
 
   findEndpoint(endpointId: string): EndpointRecord | undefined {
@@ -101,15 +108,34 @@ export class OvnNetworks {
     return out;
   }
 
-  /** Create the logical switch of a network unless it exists (same id). */
+  /**
+   * Create the logical switch of a network unless it exists (same id). A
+   * network on a pool of our IPAM attaches to the pool's switch when another
+   * host made it already.
+   */
   async ensureNetwork(spec: NetworkSpec): Promise<NetworkRecord> {
+    const attachKey = `${Keys.networkPrefix}${spec.networkId}`;
+    const attachValue = spec.chassis ?? '';
     await this.nb.transaction(
       (tx, replica) => {
         if (this.switchRow(replica, spec.networkId)) return;
-        tx.guardAbsent('Logical_Switch', 'name', spec.networkId);
+        const shared = this.poolSwitch(replica, spec);
+        if (shared) {
+          checkSameSubnets(toNetwork(shared, spec.networkId), spec);
+          tx.verify('Logical_Switch', shared, ['name']);
+          tx.mutate('Logical_Switch', [['_uuid', '==', shared._uuid]], [
+            ['external_ids', 'insert', new Map([[attachKey, attachValue]])],
+          ]);
+          return;
+        }
+        // A pool's switch is named after the pool, so two hosts creating it at once collide on the guard.
+        const name = spec.pools?.v4 ?? spec.pools?.v6 ?? spec.networkId;
+        tx.guardAbsent('Logical_Switch', 'name', name);
+        const ids = networkExternalIds(spec);
+        ids.set(attachKey, attachValue);
         tx.insert('Logical_Switch', {
-          name: spec.networkId,
-          external_ids: networkExternalIds(spec),
+          name,
+          external_ids: ids,
           other_config: new Map([['mcast_snoop', 'false']]),
         });
       },
@@ -120,13 +146,25 @@ export class OvnNetworks {
     return created;
   }
 
-  /** Delete a network's switch (and with it every port on it). Returns false when there was none. */
+  /**
+   * Detach a network from its switch; the last network out deletes the
+   * switch (and every port left on it). Returns false when there was none.
+   */
   async deleteNetwork(networkId: string): Promise<boolean> {
     const { value } = await this.nb.transaction(
       (tx, replica) => {
         const row = this.switchRow(replica, networkId);
         if (!row) return false;
-        tx.delete('Logical_Switch', [['_uuid', '==', row._uuid]]);
+        const others = attachedNetworks(row).filter((id) => id !== networkId);
+        if (others.length > 0) {
+          tx.mutate('Logical_Switch', [['_uuid', '==', row._uuid]], [
+            ['external_ids', 'delete', [`${Keys.networkPrefix}${networkId}`]],
+          ]);
+        } else {
+          // Guard: a host attaching right now must not lose its switch.
+          tx.verify('Logical_Switch', row, ['external_ids']);
+          tx.delete('Logical_Switch', [['_uuid', '==', row._uuid]]);
+        }
         return true;
       },
       { comment: `ovn-docker-driver: DeleteNetwork ${networkId}` },
@@ -245,7 +283,27 @@ export class OvnNetworks {
   }
 
   private switchRow(replica: Replica, networkId: string): Row | undefined {
-    return replica.findByExternalId('Logical_Switch', Keys.networkId, networkId)[0];
+    if (replica !== this.attachmentsReplica || replica.seqno !== this.attachmentsSeqno) {
+      // Networks are few and change rarely: a full scan after each update is cheap and never stale.
+      this.attachments = new Map();
+      for (const row of replica.rows('Logical_Switch')) {
+        if (externalIds(row).get(Keys.owner) !== OWNER) continue;
+        for (const id of attachedNetworks(row)) this.attachments.set(id, row._uuid);
+      }
+      this.attachmentsReplica = replica;
+      this.attachmentsSeqno = replica.seqno;
+    }
+    const uuid = this.attachments.get(networkId);
+    return uuid ? replica.get('Logical_Switch', uuid) : undefined;
+  }
+
+  private poolSwitch(replica: Replica, spec: NetworkSpec): Row | undefined {
+    if (spec.pools?.v4) {
+      const row = replica.findByExternalId('Logical_Switch', Keys.poolV4, spec.pools.v4)[0];
+      if (row) return row;
+    }
+    if (spec.pools?.v6) return replica.findByExternalId('Logical_Switch', Keys.poolV6, spec.pools.v6)[0];
+    return undefined;
   }
 
   private portRow(replica: Replica, endpointId: string): Row | undefined {
@@ -256,7 +314,6 @@ export class OvnNetworks {
 function networkExternalIds(spec: NetworkSpec): Map<string, string> {
   const ids = new Map<string, string>([
     [Keys.owner, OWNER],
-    [Keys.networkId, spec.networkId],
     [Keys.mtu, String(spec.mtu)],
     [Keys.internal, String(spec.internal)],
     [Keys.options, JSON.stringify(spec.options)],
@@ -269,7 +326,31 @@ function networkExternalIds(spec: NetworkSpec): Map<string, string> {
   put(Keys.ipv4Gateways, spec.ipv4.map((s) => s.gateway));
   put(Keys.ipv6Subnets, spec.ipv6.map((s) => s.subnet));
   put(Keys.ipv6Gateways, spec.ipv6.map((s) => s.gateway));
+  if (spec.pools?.v4) ids.set(Keys.poolV4, spec.pools.v4);
+  if (spec.pools?.v6) ids.set(Keys.poolV6, spec.pools.v6);
   return ids;
+}
+
+function attachedNetworks(row: Row): string[] {
+  const out: string[] = [];
+  for (const key of externalIds(row).keys()) {
+    if (key.startsWith(Keys.networkPrefix)) out.push(key.slice(Keys.networkPrefix.length));
+  }
+  return out;
+}
+
+/** A host attaching to a pool's switch must mean the same network: same subnets. */
+function checkSameSubnets(existing: NetworkRecord, spec: NetworkSpec): void {
+  const same = (a: SubnetSpec[], b: SubnetSpec[]) =>
+    a.map((x) => x.subnet).sort().join(' ') === b.map((x) => x.subnet).sort().join(' ');
+  if (!same(existing.ipv4, spec.ipv4) || !same(existing.ipv6, spec.ipv6)) {
+    const show = (n: { ipv4: SubnetSpec[]; ipv6: SubnetSpec[] }) => [...n.ipv4, ...n.ipv6].map((x) => x.subnet).join(', ');
+    throw new NetworkError(
+      `the pool's logical switch ${existing.name} carries subnets ${show(existing)}, not ${show(spec)}; ` +
+        'create the network with the same --subnet options on every host',
+      'conflict',
+    );
+  }
 }
 
 function externalIds(row: Row): Map<string, string> {
@@ -286,7 +367,7 @@ function subnets(ids: Map<string, string>, subnetKey: string, gatewayKey: string
   });
 }
 
-function toNetwork(row: Row): NetworkRecord {
+function toNetwork(row: Row, networkId: string): NetworkRecord {
   const ids = externalIds(row);
   let options: Record<string, string> = {};
   try {
@@ -298,7 +379,8 @@ function toNetwork(row: Row): NetworkRecord {
   return {
     uuid: row._uuid,
     name: String(row.name),
-    networkId: ids.get(Keys.networkId) ?? String(row.name),
+    networkId,
+    attached: attachedNetworks(row),
     ipv4: subnets(ids, Keys.ipv4Subnets, Keys.ipv4Gateways),
     ipv6: subnets(ids, Keys.ipv6Subnets, Keys.ipv6Gateways),
     mtu: Number(ids.get(Keys.mtu) ?? '1442'),

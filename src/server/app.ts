@@ -8,6 +8,7 @@
  */
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
 import { DriverError } from '../driver/errors.js';
+import type { IpamDriver } from '../driver/ipam-driver.js';
 import type { NetworkDriver } from '../driver/network-driver.js';
 import {
   allocateNetworkSchema,
@@ -17,7 +18,15 @@ import {
   endpointSchema,
   joinSchema,
   networkSchema,
+  releaseAddressSchema,
+  releasePoolSchema,
+  requestAddressSchema,
+  requestPoolSchema,
   type AllocateNetworkRequest,
+  type ReleaseAddressRequest,
+  type ReleasePoolRequest,
+  type RequestAddressRequest,
+  type RequestPoolRequest,
   type CreateEndpointRequest,
   type CreateNetworkRequest,
   type EndpointRequest,
@@ -31,7 +40,7 @@ export interface AppOptions {
   bodyLimit?: number;
 }
 
-export function buildApp(driver: NetworkDriver, options: AppOptions): FastifyInstance {
+export function buildApp(driver: NetworkDriver, ipam: IpamDriver, options: AppOptions): FastifyInstance {
   const bodyLimit = options.bodyLimit ?? 1024 * 1024;
   const app = Fastify({
     loggerInstance: options.logger,
@@ -73,8 +82,10 @@ export function buildApp(driver: NetworkDriver, options: AppOptions): FastifyIns
   });
 
   // Requests that the engine sends with an empty body: any body is ignored.
-  app.post('/Plugin.Activate', async () => ({ Implements: ['NetworkDriver'] }));
+  app.post('/Plugin.Activate', async () => ({ Implements: ['NetworkDriver', 'IpamDriver'] }));
   app.post('/NetworkDriver.GetCapabilities', async () => driver.getCapabilities());
+  app.post('/IpamDriver.GetCapabilities', async () => ipam.getCapabilities());
+  app.post('/IpamDriver.GetDefaultAddressSpaces', async () => ipam.getDefaultAddressSpaces());
 
   const route = <B>(path: string, schema: object, handler: (body: B) => Promise<object> | object) => {
     app.post<{ Body: B }>(path, { schema: { body: schema } }, async (request) => {
@@ -99,6 +110,11 @@ export function buildApp(driver: NetworkDriver, options: AppOptions): FastifyIns
   route<object>('/NetworkDriver.DiscoverDelete', discoverySchema, () => ({}));
   route<AllocateNetworkRequest>('/NetworkDriver.AllocateNetwork', allocateNetworkSchema, (b) => driver.allocateNetwork(b));
   route<NetworkRequest>('/NetworkDriver.FreeNetwork', networkSchema, () => ({}));
+
+  route<RequestPoolRequest>('/IpamDriver.RequestPool', requestPoolSchema, (b) => ipam.requestPool(b));
+  route<ReleasePoolRequest>('/IpamDriver.ReleasePool', releasePoolSchema, (b) => ipam.releasePool(b));
+  route<RequestAddressRequest>('/IpamDriver.RequestAddress', requestAddressSchema, (b) => ipam.requestAddress(b));
+  route<ReleaseAddressRequest>('/IpamDriver.ReleaseAddress', releaseAddressSchema, (b) => ipam.releaseAddress(b));
 
   return app;
 }

@@ -139,3 +139,50 @@ export const discoverySchema = {
   required: ['DiscoveryType'],
   properties: { DiscoveryType: { type: 'integer' }, DiscoveryData: {} },
 } as const;
+
+// ---- IpamDriver (libnetwork ipams/remote/api) ------------------------------
+
+const stringMap = { type: ['object', 'null'], maxProperties: 64, additionalProperties: shortString } as const;
+const poolId = { type: 'string', maxLength: 128 } as const;
+
+export interface RequestPoolRequest {
+  AddressSpace?: string;
+  Pool?: string;
+  SubPool?: string;
+  Options?: Record<string, string> | null;
+  V6?: boolean;
+}
+export const requestPoolSchema = {
+  type: 'object',
+  properties: { AddressSpace: shortString, Pool: cidrOrEmpty, SubPool: cidrOrEmpty, Options: stringMap, V6: { type: 'boolean' } },
+} as const;
+
+export interface ReleasePoolRequest {
+  PoolID: string;
+}
+export const releasePoolSchema = {
+  type: 'object',
+  required: ['PoolID'],
+  properties: { PoolID: poolId },
+} as const;
+
+export interface RequestAddressRequest {
+  PoolID: string;
+  Address?: string;
+  Options?: Record<string, string> | null;
+}
+export const requestAddressSchema = {
+  type: 'object',
+  required: ['PoolID'],
+  properties: { PoolID: poolId, Address: cidrOrEmpty, Options: stringMap },
+} as const;
+
+export interface ReleaseAddressRequest {
+  PoolID: string;
+  Address: string;
+}
+export const releaseAddressSchema = {
+  type: 'object',
+  required: ['PoolID', 'Address'],
+  properties: { PoolID: poolId, Address: cidrOrEmpty },
+} as const;

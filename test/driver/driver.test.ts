@@ -106,7 +106,7 @@ async function join(networkId: string, endpointId: string): Promise<string> {
 
 t.test('handshake: Activate and GetCapabilities; the socket is root-only', async (t) => {
   const activate = await call('Plugin.Activate');
-  t.same(activate, { status: 200, body: { Implements: ['NetworkDriver'] } });
+  t.same(activate, { status: 200, body: { Implements: ['NetworkDriver', 'IpamDriver'] } });
   const caps = await call('NetworkDriver.GetCapabilities');
   t.equal(caps.status, 200);
   t.equal(caps.body.Scope, 'local');
@@ -265,7 +265,7 @@ t.test('the NB database defaults to external_ids:ovn-nb of the local Open_vSwitc
   t.teardown(() => second.close());
   const networkId = await createNetwork('10.79.0.0/24');
   const seen = await second.nb.replica.waitFor(
-    () => second.nb.replica.findByExternalId('Logical_Switch', 'docker:network-id', networkId)[0],
+    () => [...second.nb.replica.rows('Logical_Switch')].find((r) => (r.external_ids as Map<string, string>).has(`docker:network:${networkId}`)),
     { timeoutMs: 5000, what: 'the network in the second driver' },
   );
   t.equal(seen.name, networkId, 'second driver reads the same NB database');

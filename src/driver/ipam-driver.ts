@@ -1,0 +1,76 @@
+/**
+ * libnetwork's remote IpamDriver on OVN: pools and addresses live in the
+ * Northbound database (pools.ts), so that every host of the deployment
+ * allocates from the same pools and no two containers get one address.
+ *
+ *   docker network create -d openvswitch --ipam-driver openvswitch --subnet 10.1.0.0/24 foo
+ */
+import type { Logger } from 'pino';
+import { ADDRESS_SPACE, PoolError, type OvnPools } from '../ovn/pools.js';
+import type {
+  ReleaseAddressRequest,
+  ReleasePoolRequest,
+  RequestAddressRequest,
+  RequestPoolRequest,
+} from '../server/schemas.js';
+import { DriverError } from './errors.js';
+
+const GATEWAY_REQUEST = 'com.docker.network.gateway';
+
+export class IpamDriver {
+  constructor(
+    private readonly pools: OvnPools,
+    private readonly chassis: string,
+    private readonly log: Logger,
+  ) {}
+
+  getCapabilities() {
+    return { RequiresMACAddress: false, RequiresRequestReplay: false };
+  }
+
+  getDefaultAddressSpaces() {
+    return { LocalDefaultAddressSpace: ADDRESS_SPACE, GlobalDefaultAddressSpace: ADDRESS_SPACE };
+  }
+
+  async requestPool(req: RequestPoolRequest): Promise<object> {
+    if (req.AddressSpace && req.AddressSpace !== ADDRESS_SPACE) {
+      throw new DriverError(`unknown address space "${req.AddressSpace}" (this IPAM has only "${ADDRESS_SPACE}")`, 400);
+    }
+    const lease = await this.run(() =>
+      this.pools.requestPool({ pool: req.Pool ?? '', subPool: req.SubPool ?? '', v6: req.V6 === true, chassis: this.chassis }),
+    );
+    this.log.info({ pool: lease.pool, poolId: lease.poolId }, 'pool requested');
+    return { PoolID: lease.poolId, Pool: lease.pool, Data: {} };
+  }
+
+  async releasePool(req: ReleasePoolRequest): Promise<object> {
+    await this.run(() => this.pools.releasePool(req.PoolID));
+    this.log.info({ poolId: req.PoolID }, 'pool released');
+    return {};
+  }
+
+  async requestAddress(req: RequestAddressRequest): Promise<object> {
+    const kind = req.Options?.RequestAddressType === GATEWAY_REQUEST ? 'gateway' : 'endpoint';
+    const address = await this.run(() => this.pools.requestAddress(req.PoolID, req.Address ?? '', kind));
+    this.log.debug({ poolId: req.PoolID, address, kind }, 'address reserved');
+    return { Address: address, Data: {} };
+  }
+
+  async releaseAddress(req: ReleaseAddressRequest): Promise<object> {
+    await this.run(() => this.pools.releaseAddress(req.PoolID, req.Address));
+    return {};
+  }
+
+  private async run<T>(work: () => Promise<T>): Promise<T> {
+    try {
+      return await work();
+    } catch (err) {
+      if (err instanceof PoolError) {
+        const status = err.code === 'invalid' ? 400 : err.code === 'not-found' ? 404 : 409;
+        throw new DriverError(err.message, status);
+      }
+      if (err instanceof DriverError) throw err;
+      throw new DriverError(`OVN Northbound database: ${(err as Error).message}`, 503, { cause: err });
+    }
+  }
+}

@@ -1,0 +1,314 @@
+/**
+ * Cluster-wide IPAM in the OVN Northbound database, so that every host sees
+ * the same allocations.
+ *
+ * A pool is an Address_Set row (a root table with a unique name, unused by
+ * any ACL, so it costs OVN nothing): name `docker_pool_<subnet>`, and in its
+ * external_ids:
+ *   docker:pool          the subnet ("10.1.0.0/24")
+ *   docker:range         the sub-range addresses come from (--ip-range), if any
+ *   docker:user:<token>  one key per RequestPool (a network on some host): "<chassis> <state>"
+ *   docker:ip:<address>  one key per reserved address: who holds it
+ *
+ * Reserving an address is a map `insert` mutation, which the server applies
+ * only when the key is absent; the replica then tells whether our value won.
+ * Two hosts reserving the same address at the same instant: exactly one of
+ * them sees its own value, the other tries the next address.
+ */
+import { randomBytes } from 'node:crypto';
+import IPCIDR from 'ip-cidr';
+import type { Address4, Address6 } from 'ip-address';
+import type { OvsdbClient, Replica, Row } from '../ovsdb/index.js';
+import { contains, networkOf, parseCidr } from './addressing.js';
+import { OWNER, Keys } from './keys.js';
+
+export const ADDRESS_SPACE = 'ovn';
+const GATEWAY = 'gateway';
+const AUX = 'aux';
+/** Pool users whose network does not exist yet: explicit addresses they reserve are --aux-address ones. */
+const PENDING = 'pending';
+
+export class PoolError extends Error {
+  constructor(
+    message: string,
+    readonly code: 'invalid' | 'not-found' | 'conflict' | 'exhausted',
+  ) {
+    super(message);
+    this.name = 'PoolError';
+  }
+}
+
+export interface PoolLease {
+  poolId: string;
+  pool: string;
+}
+
+export interface PoolRequest {
+  /** "" lets the driver choose a free /24 from `defaultPools`. */
+  pool: string;
+  subPool: string;
+  v6: boolean;
+  chassis: string;
+}
+
+export class OvnPools {
+  constructor(
+    private readonly nb: OvsdbClient,
+    /** Where pools come from when Docker asks for one without --subnet. */
+    private readonly defaultPools = '10.128.0.0/9',
+  ) {}
+
+  private get replica(): Replica {
+    return this.nb.replica;
+  }
+
+  /** Join (or create) the pool of a subnet; every call is one more user of it. */
+  async requestPool(req: PoolRequest): Promise<PoolLease> {
+    const subnet = req.pool ? this.subnetOf(req.pool, req.v6) : this.chooseDefaultPool();
+    const range = req.subPool ? this.subnetOf(req.subPool, req.v6) : '';
+    if (range && !contains(subnet, range.split('/')[0]!)) {
+      throw new PoolError(`--ip-range ${range} is not inside the pool ${subnet}`, 'invalid');
+    }
+    const name = poolName(subnet);
+    const token = randomBytes(6).toString('hex');
+    await this.nb.transaction(
+      (tx, replica) => {
+        const row = replica.findOne('Address_Set', 'name', name);
+        const user = new Map([[`${Keys.poolUser}${token}`, `${req.chassis} ${PENDING}`]]);
+        if (row) {
+          const existingRange = externalIds(row).get(Keys.poolRange) ?? '';
+          if (existingRange !== range) {
+            throw new PoolError(
+              `pool ${subnet} is already in use with ${existingRange ? `--ip-range ${existingRange}` : 'no --ip-range'}; ` +
+                'every network on it must use the same range',
+              'conflict',
+            );
+          }
+          tx.mutate('Address_Set', [['_uuid', '==', row._uuid]], [['external_ids', 'insert', user]]);
+          return;
+        }
+        tx.guardAbsent('Address_Set', 'name', name);
+        const ids = new Map([[Keys.owner, OWNER], [Keys.pool, subnet], ...user]);
+        if (range) ids.set(Keys.poolRange, range);
+        tx.insert('Address_Set', { name, external_ids: ids });
+      },
+      { comment: `ovn-docker-driver: RequestPool ${subnet}` },
+    );
+    return { poolId: `${name}/${token}`, pool: subnet };
+  }
+
+  /** Drop one user of a pool; the last one out deletes it with every reservation in it. */
+  async releasePool(poolId: string): Promise<void> {
+    const { name, token } = parsePoolId(poolId);
+    await this.nb.transaction(
+      (tx, replica) => {
+        const row = replica.findOne('Address_Set', 'name', name);
+        if (!row) return;
+        const ids = externalIds(row);
+        const users = [...ids.keys()].filter((k) => k.startsWith(Keys.poolUser));
+        const mine = `${Keys.poolUser}${token}`;
+        if (users.length === 0 || (users.length === 1 && users[0] === mine)) {
+          tx.verify('Address_Set', row, ['external_ids']);
+          tx.delete('Address_Set', [['_uuid', '==', row._uuid]]);
+        } else if (ids.has(mine)) {
+          tx.mutate('Address_Set', [['_uuid', '==', row._uuid]], [['external_ids', 'delete', [mine]]]);
+        }
+      },
+      { comment: `ovn-docker-driver: ReleasePool ${poolId}` },
+    );
+  }
+
+  /** The pool's users on this host have a network now: explicit addresses they ask for are endpoints (--ip), not --aux-address. */
+  async markNetworkCreated(subnet: string, chassis: string, networkId: string): Promise<void> {
+    await this.nb.transaction((tx, replica) => {
+      const row = replica.findOne('Address_Set', 'name', poolName(subnet));
+      if (!row) return;
+      const pending = new Map<string, string>();
+      for (const [key, value] of externalIds(row)) {
+        if (key.startsWith(Keys.poolUser) && value === `${chassis} ${PENDING}`) pending.set(key, `${chassis} ${networkId}`);
+      }
+      if (pending.size === 0) return;
+      tx.mutate('Address_Set', [['_uuid', '==', row._uuid]], [
+        ['external_ids', 'delete', [...pending.keys()]],
+        ['external_ids', 'insert', pending],
+      ]);
+    });
+  }
+
+  /**
+   * Reserve an address: the gateway (shared by every host using the pool),
+   * a given one (--ip, --aux-address), or the lowest free one.
+   */
+  async requestAddress(poolId: string, address: string, kind: 'gateway' | 'endpoint'): Promise<string> {
+    const { name, token } = parsePoolId(poolId);
+    const pool = this.poolRow(name, poolId);
+    const subnet = externalIds(pool).get(Keys.pool)!;
+    const prefix = subnet.split('/')[1]!;
+    const user = externalIds(pool).get(`${Keys.poolUser}${token}`);
+    if (user === undefined) throw new PoolError(`pool ${poolId} was released`, 'not-found');
+
+    if (address) {
+      const ip = this.addressIn(subnet, address);
+      // Before its network exists, a pool user reserves only the gateway and --aux-address ones; other hosts reserve the same.
+      const shared = kind === 'gateway' ? GATEWAY : user.endsWith(` ${PENDING}`) ? AUX : undefined;
+      const holder = await this.reserve(name, ip, shared ?? `${token} ${randomBytes(4).toString('hex')}`);
+      if (shared ? holder !== shared : !holder.startsWith(`${token} `)) {
+        throw new PoolError(`address ${ip} is already in use in pool ${subnet}`, 'conflict');
+      }
+      return `${ip}/${prefix}`;
+    }
+    if (kind === 'gateway') {
+      const ip = firstHost(subnet);
+      const holder = await this.reserve(name, ip, GATEWAY);
+      if (holder !== GATEWAY) throw new PoolError(`the first address ${ip} of pool ${subnet} is taken`, 'conflict');
+      return `${ip}/${prefix}`;
+    }
+    const range = externalIds(pool).get(Keys.poolRange) || subnet;
+    for (let attempt = 0; attempt < 64; attempt++) {
+      const ip = this.lowestFree(name, subnet, range);
+      if (!ip) throw new PoolError(`no free address left in pool ${subnet}${range !== subnet ? ` (range ${range})` : ''}`, 'exhausted');
+      const mine = `${token} ${randomBytes(4).toString('hex')}`;
+      if ((await this.reserve(name, ip, mine)) === mine) return `${ip}/${prefix}`;
+      // Another host took it in the same instant: the replica now knows, try the next one.
+    }
+    throw new PoolError(`could not reserve an address in pool ${subnet}: too much contention`, 'conflict');
+  }
+
+  /** Free an endpoint's address. The gateway and --aux-address ones live as long as the pool. */
+  async releaseAddress(poolId: string, address: string): Promise<void> {
+    const { name } = parsePoolId(poolId);
+    const ip = address.split('/')[0]!.toLowerCase();
+    await this.nb.transaction(
+      (tx, replica) => {
+        const row = replica.findOne('Address_Set', 'name', name);
+        const key = `${Keys.poolIp}${ip}`;
+        const holder = row ? externalIds(row).get(key) : undefined;
+        if (!row || holder === undefined || holder === GATEWAY || holder === AUX) return;
+        tx.mutate('Address_Set', [['_uuid', '==', row._uuid]], [['external_ids', 'delete', [key]]]);
+      },
+      { comment: `ovn-docker-driver: ReleaseAddress ${ip}` },
+    );
+  }
+
+  /** Name of the pool that holds `subnet`, if our IPAM manages it. */
+  poolOf(subnet: string): string | undefined {
+    const name = poolName(subnet);
+    return this.replica.findOne('Address_Set', 'name', name) ? name : undefined;
+  }
+
+  /** Insert `key -> value` unless present; returns whoever holds the address afterwards. */
+  private async reserve(name: string, ip: string, value: string): Promise<string> {
+    const key = `${Keys.poolIp}${ip}`;
+    await this.nb.transaction(
+      (tx, replica) => {
+        const row = replica.findOne('Address_Set', 'name', name);
+        if (!row) throw new PoolError(`pool ${name} no longer exists`, 'not-found');
+        if (externalIds(row).has(key)) return;
+        tx.mutate('Address_Set', [['_uuid', '==', row._uuid]], [['external_ids', 'insert', new Map([[key, value]])]]);
+      },
+      { comment: `ovn-docker-driver: RequestAddress ${ip}` },
+    );
+    // The server sent the update before its reply: the replica shows who won.
+    const row = this.replica.findOne('Address_Set', 'name', name);
+    return (row && externalIds(row).get(key)) ?? '';
+  }
+
+  private lowestFree(name: string, subnet: string, range: string): string | undefined {
+    const row = this.replica.findOne('Address_Set', 'name', name);
+    const taken = new Set<string>();
+    for (const key of row ? externalIds(row).keys() : []) {
+      if (key.startsWith(Keys.poolIp)) taken.add(key.slice(Keys.poolIp.length));
+    }
+    const v4 = !subnet.includes(':');
+    let [ip, end] = bounds(range);
+    const [netStart, netEnd] = bounds(subnet);
+    // An IPv4 --ip-range's own first and last addresses look like network and broadcast addresses to people and tools: skip them too.
+    const [rangeStart, rangeEnd] = [ip, end];
+    // Bounded scan: a pool with more reservations than this is full enough to say so.
+    for (let i = 0; ip <= end && i < taken.size + 2 + 1024; ip++, i++) {
+      if (ip === netStart || (v4 && (ip === netEnd || ip === rangeStart || ip === rangeEnd))) continue;
+      const text = v4 ? bigToV4(ip) : bigToV6(ip);
+      if (!taken.has(text)) return text;
+    }
+    return undefined;
+  }
+
+  private poolRow(name: string, poolId: string): Row {
+    const row = this.replica.findOne('Address_Set', 'name', name);
+    if (!row) throw new PoolError(`pool ${poolId} does not exist (released, or never requested)`, 'not-found');
+    return row;
+  }
+
+  private subnetOf(text: string, v6: boolean): string {
+    try {
+      return networkOf(parseCidr(text, v6 ? 6 : 4));
+    } catch (err) {
+      throw new PoolError(`invalid pool ${text}: ${(err as Error).message}`, 'invalid');
+    }
+  }
+
+  private addressIn(subnet: string, address: string): string {
+    const ip = address.split('/')[0]!;
+    let cidr;
+    try {
+      cidr = parseCidr(`${ip}/${subnet.split('/')[1]}`, subnet.includes(':') ? 6 : 4);
+    } catch (err) {
+      throw new PoolError(`invalid address ${address}: ${(err as Error).message}`, 'invalid');
+    }
+    if (!contains(subnet, cidr.ip)) throw new PoolError(`address ${address} is not in pool ${subnet}`, 'invalid');
+    return cidr.ip;
+  }
+
+  /** The first /24 of the default range that no pool uses yet. */
+  private chooseDefaultPool(): string {
+    const used = new Set<string>();
+    for (const row of this.replica.rows('Address_Set')) {
+      const pool = externalIds(row).get(Keys.pool);
+      if (pool) used.add(pool);
+    }
+    const [start, end] = bounds(this.defaultPools);
+    for (let net = start; net <= end; net += 256n) {
+      const candidate = `${bigToV4(net)}/24`;
+      if (!used.has(candidate)) return candidate;
+    }
+    throw new PoolError(`no free /24 left in the default pool range ${this.defaultPools}; pass --subnet`, 'exhausted');
+  }
+}
+
+export function poolName(subnet: string): string {
+  // Address_Set names allow [a-zA-Z_.0-9] only.
+  return `docker_pool_${subnet.replace(/[/:]/g, '_')}`;
+}
+
+function parsePoolId(poolId: string): { name: string; token: string } {
+  const m = /^(docker_pool_[0-9a-fA-F._]+)\/([0-9a-f]{12})$/.exec(poolId);
+  if (!m) throw new PoolError(`invalid PoolID "${poolId}"`, 'invalid');
+  return { name: m[1]!, token: m[2]! };
+}
+
+function externalIds(row: Row): Map<string, string> {
+  return row.external_ids instanceof Map ? (row.external_ids as Map<string, string>) : new Map();
+}
+
+function firstHost(subnet: string): string {
+  const start = bounds(subnet)[0] + 1n;
+  return subnet.includes(':') ? bigToV6(start) : bigToV4(start);
+}
+
+/** First and last address of a CIDR as numbers. */
+function bounds(cidr: string): [bigint, bigint] {
+  const c = new IPCIDR(cidr);
+  const num = (a: Address4 | Address6) => BigInt(a.bigInteger().toString());
+  return [num(c.start<Address4 | Address6>({ type: 'addressObject' })), num(c.end<Address4 | Address6>({ type: 'addressObject' }))];
+}
+
+function bigToV4(n: bigint): string {
+  return [24n, 16n, 8n, 0n].map((s) => String((n >> s) & 255n)).join('.');
+}
+
+function bigToV6(n: bigint): string {
+  const groups: string[] = [];
+  for (let s = 112n; s >= 0n; s -= 16n) groups.push(((n >> s) & 0xffffn).toString(16));
+  // Canonical compressed form, as parseCidr/networkOf produce it.
+  return networkOf(parseCidr(`${groups.join(':')}/128`, 6)).split('/')[0]!;
+}
