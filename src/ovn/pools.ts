@@ -151,8 +151,8 @@ export class OvnPools {
       const ip = this.addressIn(subnet, address);
       // Before its network exists, a pool user reserves only the gateway and --aux-address ones; other hosts reserve the same.
       const shared = kind === 'gateway' ? GATEWAY : user.endsWith(` ${PENDING}`) ? AUX : undefined;
-      const holder = await this.reserve(name, ip, shared ?? `${token} ${randomBytes(4).toString('hex')}`);
-      if (shared ? holder !== shared : !holder.startsWith(`${token} `)) {
+      const value = shared ?? `${token} ${randomBytes(4).toString('hex')}`;
+      if ((await this.reserve(name, ip, value)) !== value) {
         throw new PoolError(`address ${ip} is already in use in pool ${subnet}`, 'conflict');
       }
       return `${ip}/${prefix}`;

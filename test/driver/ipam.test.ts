@@ -111,6 +111,8 @@ t.test('two hosts share a pool: one gateway, aux shared, 40 concurrent requests 
   const taken = await address(hostB, poolB, '10.60.0.200');
   t.equal(taken.status, 409);
   t.match(String(taken.body.Err), /10\.60\.0\.200 is already in use/);
+  t.equal((await address(hostA, poolA, '10.60.0.201')).status, 200);
+  t.equal((await address(hostA, poolA, '10.60.0.201')).status, 409, 'the same host cannot take a held --ip twice either');
   const outside = await address(hostB, poolB, '10.61.0.5');
   t.equal(outside.status, 400);
   t.match(String(outside.body.Err), /not in pool/);

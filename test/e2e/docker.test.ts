@@ -31,8 +31,8 @@ for (const version of ENGINES) {
     let driver: DriverProcess | undefined;
     t.teardown(async () => {
       if (engine) {
-        await engine.docker('rm', '-f', `a-${sfx}`, `b-${sfx}`, `c-${sfx}`, `d-${sfx}`).catch(() => undefined);
-        for (const net of [`n1-${sfx}`, `n2-${sfx}`]) await engine.docker('network', 'rm', net).catch(() => undefined);
+        await engine.docker('rm', '-f', ...['a', 'b', 'c', 'd', 'e', 'f', 'g'].map((c) => `${c}-${sfx}`)).catch(() => undefined);
+        for (const net of [`n1-${sfx}`, `n2-${sfx}`, `n3-${sfx}`]) await engine.docker('network', 'rm', net).catch(() => undefined);
         await engine.stop();
       }
       await driver?.stop();
@@ -106,6 +106,21 @@ for (const version of ENGINES) {
     await docker('run', '-d', '--net', n1, '--name', `d-${sfx}`, image, 'sleep', '3600');
     t.match(await exec(`d-${sfx}`, 'ping', '-c1', '-W2', ipB), /1 packets received/, 'new container after restart reaches b');
     t.match(await exec(`a-${sfx}`, 'ping', '-c1', '-W2', ipC).catch(() => 'unreachable'), /unreachable|0 packets/, 'still isolated');
+
+    // Our IPAM: the pool and its addresses live in OVN NB.
+    const n3 = `n3-${sfx}`;
+    await docker('network', 'create', '-d', name, '--ipam-driver', name, '--subnet', '10.86.0.0/24', '--aux-address', 'x=10.86.0.250', n3);
+    t.match(await stack.nbctl('--bare', '--columns=name', 'list', 'Address_Set'), 'docker_pool_10.86.0.0_24', 'pool in NB');
+    await docker('run', '-d', '--net', n3, '--ip', '10.86.0.50', '--name', `e-${sfx}`, image, 'sleep', '3600');
+    await docker('run', '-d', '--net', n3, '--name', `f-${sfx}`, image, 'sleep', '3600');
+    t.equal(await ipOf(`e-${sfx}`, n3), '10.86.0.50', '--ip honored');
+    t.equal(await ipOf(`f-${sfx}`, n3), '10.86.0.2', 'first free address after the gateway');
+    t.match(await exec(`f-${sfx}`, 'ping', '-c1', '-W2', '10.86.0.50'), /1 packets received/);
+    const clash = await docker('run', '-d', '--net', n3, '--ip', '10.86.0.50', '--name', `g-${sfx}`, image, 'true').catch((e: Error) => e.message);
+    t.match(clash, /10\.86\.0\.50 is already in use/, 'a taken --ip is refused with a clear error');
+    await docker('rm', '-f', `e-${sfx}`, `f-${sfx}`, `g-${sfx}`).catch(() => undefined);
+    await docker('network', 'rm', n3);
+    t.notMatch(await stack.nbctl('--bare', '--columns=name', 'list', 'Address_Set'), 'docker_pool_10.86.0.0_24', 'pool released');
 
     // Cleanup leaves nothing behind.
     await docker('rm', '-f', `a-${sfx}`, `b-${sfx}`, `c-${sfx}`, `d-${sfx}`);
