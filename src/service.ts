@@ -10,6 +10,9 @@ import { HostPorts } from './driver/host-ports.js';
 import { PortReadiness } from './driver/port-readiness.js';
 import { IpamDriver } from './driver/ipam-driver.js';
 import { OvnPools } from './ovn/pools.js';
+import { DnsPublisher } from './driver/dns-publisher.js';
+import { DockerApi } from './docker/api.js';
+import { existsSync } from 'node:fs';
 import os from 'node:os';
 import { NetworkDriver } from './driver/network-driver.js';
 import { createRunner } from './host/exec.js';
@@ -92,6 +95,13 @@ export async function startDriver(config: DriverConfig, log: Logger = pino({ lev
   await driver.reconcile();
 
   const ipam = new IpamDriver(pools, hostId, log.child({ component: 'ipam' }));
+  let dns: DnsPublisher | undefined;
+  if (config.dockerSocket && existsSync(config.dockerSocket)) {
+    dns = new DnsPublisher(new DockerApi(config.dockerSocket), networks, hostId, log.child({ component: 'dns' }));
+    dns.start();
+  } else if (config.dockerSocket) {
+    log.warn({ socket: config.dockerSocket }, 'no Docker API socket: container names will not be published in OVN DNS');
+  }
   const app = buildApp(driver, ipam, { logger: log.child({ component: 'http' }) });
   const address = await listen(
     app,
@@ -109,6 +119,7 @@ export async function startDriver(config: DriverConfig, log: Logger = pino({ lev
     app,
     async close() {
       await app.close();
+      await dns?.stop();
       await driver.drain();
       await localOvs?.close();
       await nb.close();

@@ -20,6 +20,8 @@ export interface DriverConfig {
   scope: 'local' | 'global';
   portUpTimeoutMs: number;
   logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error';
+  /** Unix socket of the local Docker engine's API, for container names (OVN DNS); undefined disables. */
+  dockerSocket: string | undefined;
 }
 
 interface OptionDoc {
@@ -43,6 +45,7 @@ const DOCS: OptionDoc[] = [
   { flag: 'mtu', env: 'OVN_DOCKER_MTU', value: 'BYTES', default: '1442', help: 'MTU of container interfaces unless a network sets -o com.docker.network.driver.mtu=N. 1442 = 1500 minus geneve overhead (58).' },
   { flag: 'scope', env: 'OVN_DOCKER_SCOPE', value: 'local|global', default: 'local', help: 'Scope reported to Docker. A standalone engine refuses global-scope networks ("This node is not a swarm manager"), so local is the default.' },
   { flag: 'port-up-timeout', env: 'OVN_DOCKER_PORT_UP_TIMEOUT', value: 'MS', default: '15000', help: 'How long Join waits for OVN to report the port up before failing the container start; 0 disables the wait.' },
+  { flag: 'docker-host', env: 'OVN_DOCKER_ENGINE', value: 'unix:///PATH', default: 'unix:///var/run/docker.sock', help: 'API socket of the local Docker engine. The driver reads container names from it and publishes them in OVN DNS, so containers on other hosts resolve them. "none" disables.' },
   { flag: 'log-level', env: 'LOG_LEVEL', value: 'LEVEL', default: 'info', help: 'trace, debug, info, warn or error. Logs are JSON lines on stdout.' },
 ];
 
@@ -121,6 +124,7 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv): Parsed
       scope,
       portUpTimeoutMs: integer(get('port-up-timeout')!, 'port-up-timeout', 0, 600_000),
       logLevel: logLevel as DriverConfig['logLevel'],
+      dockerSocket: parseDockerHost(get('docker-host')!),
     },
   };
 }
@@ -130,6 +134,13 @@ function integer(text: string, flag: string, min: number, max: number): number {
   const n = Number(text);
   if (n < min || n > max) throw new UsageError(`--${flag} must be between ${min} and ${max}, not ${n}`);
   return n;
+}
+
+function parseDockerHost(text: string): string | undefined {
+  if (text === 'none') return undefined;
+  const m = /^unix:\/\/(\/.+)$/.exec(text);
+  if (!m) throw new UsageError(`--docker-host must be unix:///PATH or none, not "${text}"`);
+  return m[1];
 }
 
 function parseListen(text: string | undefined): DriverConfig['listenTcp'] {

@@ -28,12 +28,16 @@ export const Keys = {
   /** Logical_Switch: the pools (Address_Set names) whose network this switch is. */
   poolV4: 'docker:pool-v4',
   poolV6: 'docker:pool-v6',
+  /** Logical_Switch_Port: "gateway" on the network's gateway localport. */
+  role: 'docker:role',
+  /** Logical_Switch_Port: the DNS names published for it (removed with it). */
+  dnsNames: 'docker:dns-names',
   /** Chassis (OVS system-id) the endpoint was created on. */
   chassis: 'docker:chassis',
 } as const;
 
 /** Tables and replica indexes the driver needs from the NB database. */
-export const NB_TABLES = ['Logical_Switch', 'Logical_Switch_Port', 'Address_Set'];
+export const NB_TABLES = ['Logical_Switch', 'Logical_Switch_Port', 'Address_Set', 'DNS'];
 export const NB_INDEXES = {
   Logical_Switch: { externalIds: [Keys.networkId, Keys.poolV4, Keys.poolV6] },
   Logical_Switch_Port: { externalIds: [Keys.endpointId] },

@@ -5,7 +5,7 @@
  * retry or a lost reply converges on the same rows) and guarded against
  * concurrent writers.
  */
-import { OvsdbClient, type Replica, type Row, type Transaction } from '../ovsdb/index.js';
+import { OvsdbClient, type EncodableDatum, type Replica, type Row, type Transaction } from '../ovsdb/index.js';
 import { contains } from './addressing.js';
 import { Keys, OWNER } from './keys.js';
 import { isUnicastMac, macFromIPv4, macFromId } from './mac.js';
@@ -103,7 +103,8 @@ export class OvnNetworks {
   listEndpoints(): EndpointRecord[] {
     const out: EndpointRecord[] = [];
     for (const row of this.replica.rows('Logical_Switch_Port')) {
-      if (externalIds(row).get(Keys.owner) === OWNER) out.push(toEndpoint(row));
+      const ids = externalIds(row);
+      if (ids.get(Keys.owner) === OWNER && ids.has(Keys.endpointId)) out.push(toEndpoint(row));
     }
     return out;
   }
@@ -133,10 +134,13 @@ export class OvnNetworks {
         tx.guardAbsent('Logical_Switch', 'name', name);
         const ids = networkExternalIds(spec);
         ids.set(attachKey, attachValue);
+        const gateway = gatewayPort(name, spec);
+        if (gateway) tx.guardAbsent('Logical_Switch_Port', 'name', gateway.name);
         tx.insert('Logical_Switch', {
           name,
           external_ids: ids,
           other_config: new Map([['mcast_snoop', 'false']]),
+          ports: gateway ? [tx.insert('Logical_Switch_Port', gateway.row)] : [],
         });
       },
       { comment: `ovn-docker-driver: CreateNetwork ${spec.networkId}` },
@@ -214,6 +218,7 @@ export class OvnNetworks {
         for (const ls of replica.rows('Logical_Switch')) {
           if (Array.isArray(ls.ports) && ls.ports.includes(port._uuid)) {
             tx.mutate('Logical_Switch', [['_uuid', '==', ls._uuid]], [['ports', 'delete', [port._uuid]]]);
+            removeDnsNames(tx, replica, ls, port);
           }
         }
         return true;
@@ -282,6 +287,56 @@ export class OvnNetworks {
     throw new NetworkError(`could not find a free MAC address for endpoint ${spec.endpointId}`, 'conflict');
   }
 
+  /**
+   * Publish DNS names of an endpoint in its switch's DNS row (OVN answers
+   * them for every port of the switch, on every host). Returns false when
+   * the endpoint is unknown.
+   */
+  async publishNames(endpointId: string, names: string[]): Promise<boolean> {
+    const clean = [...new Set(names.map((n) => n.toLowerCase()).filter((n) => DNS_NAME.test(n)))];
+    const { value } = await this.nb.transaction(
+      (tx, replica) => {
+        const port = this.portRow(replica, endpointId);
+        const endpoint = port && toEndpoint(port);
+        const ls = endpoint && this.switchRow(replica, endpoint.networkId);
+        if (!port || !endpoint || !ls) return false;
+        const ips = [endpoint.ipv4, endpoint.ipv6].filter(Boolean).map((c) => stripPrefix(c!));
+        if (ips.length === 0 || clean.length === 0) return true;
+        const records = new Map(clean.map((n) => [n, ips.join(' ')]));
+        const dns = ownedDnsRow(replica, ls);
+        if (dns) {
+          tx.mutate('DNS', [['_uuid', '==', dns._uuid]], [
+            ['records', 'delete', clean],
+            ['records', 'insert', records],
+          ]);
+        } else {
+          // One DNS row per switch; the guard makes a concurrent creator retry and find it.
+          tx.verify('Logical_Switch', ls, ['dns_records']);
+          const row = tx.insert('DNS', { records, external_ids: new Map([[Keys.owner, OWNER]]) });
+          tx.mutate('Logical_Switch', [['_uuid', '==', ls._uuid]], [['dns_records', 'insert', [row]]]);
+        }
+        tx.mutate('Logical_Switch_Port', [['_uuid', '==', port._uuid]], [
+          ['external_ids', 'delete', [Keys.dnsNames]],
+          ['external_ids', 'insert', new Map([[Keys.dnsNames, clean.join(' ')]])],
+        ]);
+        return true;
+      },
+      { comment: `ovn-docker-driver: publish DNS names of ${endpointId}` },
+    );
+    return value;
+  }
+
+  /** Docker networks of this host (by chassis) that are attached to our switches. */
+  localNetworkIds(chassis: string): string[] {
+    const out: string[] = [];
+    for (const row of this.replica.rows('Logical_Switch')) {
+      for (const [key, value] of externalIds(row)) {
+        if (key.startsWith(Keys.networkPrefix) && value === chassis) out.push(key.slice(Keys.networkPrefix.length));
+      }
+    }
+    return out;
+  }
+
   private switchRow(replica: Replica, networkId: string): Row | undefined {
     if (replica !== this.attachmentsReplica || replica.seqno !== this.attachmentsSeqno) {
       // Networks are few and change rarely: a full scan after each update is cheap and never stale.
@@ -329,6 +384,49 @@ function networkExternalIds(spec: NetworkSpec): Map<string, string> {
   if (spec.pools?.v4) ids.set(Keys.poolV4, spec.pools.v4);
   if (spec.pools?.v6) ids.set(Keys.poolV6, spec.pools.v6);
   return ids;
+}
+
+/**
+ * The network's gateway address as a localport: OVN then answers ARP for
+ * it on every chassis, so containers can reach OVN's DNS responder at that
+ * address (`--dns <gateway>`), though nothing behind it forwards traffic.
+ */
+function gatewayPort(switchName: string, spec: NetworkSpec): { name: string; row: Record<string, EncodableDatum> } | undefined {
+  const v4 = spec.ipv4.find((s) => s.gateway)?.gateway;
+  if (!v4) return undefined;
+  const v6 = spec.ipv6.find((s) => s.gateway)?.gateway;
+  const address = [macFromIPv4(v4), v4, v6].filter(Boolean).join(' ');
+  const name = `${switchName}-gw`;
+  return {
+    name,
+    row: {
+      name,
+      type: 'localport',
+      addresses: [address],
+      external_ids: new Map([
+        [Keys.owner, OWNER],
+        [Keys.role, 'gateway'],
+      ]),
+    },
+  };
+}
+
+/** What OVN's DNS answers for: host names, letters, digits, '-', '_' and '.'. */
+const DNS_NAME = /^[a-z0-9_]([a-z0-9_.-]{0,251}[a-z0-9_])?$/;
+
+function ownedDnsRow(replica: Replica, ls: Row): Row | undefined {
+  for (const uuid of Array.isArray(ls.dns_records) ? ls.dns_records : []) {
+    const row = replica.get('DNS', String(uuid));
+    if (row && externalIds(row).get(Keys.owner) === OWNER) return row;
+  }
+  return undefined;
+}
+
+/** Drop the names a port published from its switch's DNS row (in the port's delete transaction). */
+function removeDnsNames(tx: Transaction, replica: Replica, ls: Row, port: Row): void {
+  const names = (externalIds(port).get(Keys.dnsNames) ?? '').split(' ').filter(Boolean);
+  const dns = ownedDnsRow(replica, ls);
+  if (names.length && dns) tx.mutate('DNS', [['_uuid', '==', dns._uuid]], [['records', 'delete', names]]);
 }
 
 function attachedNetworks(row: Row): string[] {

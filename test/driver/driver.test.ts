@@ -16,6 +16,7 @@ import { createNetns, deleteNetns, moveIntoNetns, ping, tcpEcho, tcpRoundTrip } 
 import { run, waitFor } from '../harness/process.js';
 import { startDriver, type RunningDriver } from '../../src/service.js';
 import type { DriverConfig } from '../../src/cli/options.js';
+import { testDriverConfig } from '../harness/driver-config.js';
 import { hostIfName, peerIfName } from '../../src/host/names.js';
 
 let stack: OvnStack;
@@ -26,21 +27,7 @@ const endpointsMade: string[] = [];
 
 const hex = (n: number) => randomBytes(n).toString('hex');
 
-function config(): DriverConfig {
-  return {
-    pluginName: `ovn-test-${hex(3)}`,
-    pluginDir: dir,
-    listenTcp: undefined,
-    bridge: 'br-int',
-    nbRemote: stack.nbRemote,
-    nbTls: undefined,
-    ovsDb: stack.ovsRemote,
-    mtu: 1442,
-    scope: 'local',
-    portUpTimeoutMs: 20_000,
-    logLevel: 'warn',
-  };
-}
+const config = (overrides: Partial<DriverConfig> = {}) => testDriverConfig(stack, dir, overrides);
 
 const call = (method: string, body?: unknown) => callPlugin(driver.address, method, body);
 
@@ -63,6 +50,12 @@ t.teardown(async () => {
 async function nbSwitches(): Promise<string[]> {
   const out = await stack.nbctl('--bare', '--columns=name', 'list', 'Logical_Switch');
   return out.split('\n').filter(Boolean);
+}
+
+/** Ports of a network's endpoints (the switch also holds the gateway's localport). */
+async function endpointPorts(networkId: string): Promise<number> {
+  const out = await stack.nbctl('--bare', '--columns=name', 'find', 'Logical_Switch_Port', `external_ids:docker\\:network-id=${networkId}`);
+  return out.split('\n').filter(Boolean).length;
 }
 
 async function createNetwork(subnet: string, options: Record<string, string> = {}): Promise<string> {
@@ -195,7 +188,7 @@ t.test('two joined endpoints reach each other by ping and TCP; leave and delete 
     t.equal((await call('NetworkDriver.DeleteEndpoint', { NetworkID: networkId, EndpointID: ep.id })).status, 200);
     t.equal((await call('NetworkDriver.DeleteEndpoint', { NetworkID: networkId, EndpointID: ep.id })).status, 200, 'twice is fine');
   }
-  t.equal((await stack.nbctl('--bare', '--columns=ports', 'find', 'Logical_Switch', `name=${networkId}`)).trim(), '', 'no ports left');
+  t.equal(await endpointPorts(networkId), 0, 'no endpoint ports left');
   // Leave's host teardown finishes after Leave has answered.
   await waitFor(
     async () => {
@@ -257,7 +250,7 @@ t.test('dual stack: IPv6 subnets, addresses and port security are carried; ping6
 });
 
 t.test('the NB database defaults to external_ids:ovn-nb of the local Open_vSwitch row', async (t) => {
-  const cfg = { ...config(), nbRemote: undefined };
+  const cfg = config({ nbRemote: undefined });
   await stack.vsctl('remove', 'Open_vSwitch', '.', 'external_ids', 'ovn-nb');
   await t.rejects(startDriver(cfg, pino({ level: 'silent' })), /external_ids:ovn-nb/, 'a clear error when there is none');
   await stack.vsctl('set', 'Open_vSwitch', '.', `external_ids:ovn-nb="${stack.nbRemote}"`);
@@ -296,7 +289,7 @@ t.test('Join is ready on ovn-installed even while ovn-northd cannot report up', 
 });
 
 t.test('a Join that times out waiting for OVN says what to check and leaves nothing plugged', async (t) => {
-  const impatient = await startDriver({ ...config(), portUpTimeoutMs: 800 }, pino({ level: 'silent' }));
+  const impatient = await startDriver(config({ portUpTimeoutMs: 800 }), pino({ level: 'silent' }));
   t.teardown(() => impatient.close());
   const networkId = await createNetwork('10.84.0.0/24');
   const ep = await createEndpoint(networkId, '10.84.0.2/24');
@@ -322,7 +315,7 @@ t.test('20 endpoints created and joined at once', async (t) => {
   t.equal(up.split('\n').filter((l) => l.trim() === 'true').length, 20, 'all 20 up');
   t.equal(new Set(eps.map((e) => e.mac)).size, 20, 'distinct MACs');
   await Promise.all(eps.map((ep) => call('NetworkDriver.DeleteEndpoint', { NetworkID: networkId, EndpointID: ep.id })));
-  t.equal((await stack.nbctl('--bare', '--columns=ports', 'find', 'Logical_Switch', `name=${networkId}`)).trim(), '');
+  t.equal(await endpointPorts(networkId), 0, 'all 20 ports deleted');
 });
 
 t.test('bad requests get {"Err"} and change nothing', async (t) => {
@@ -354,8 +347,7 @@ t.test('bad requests get {"Err"} and change nothing', async (t) => {
   t.equal(huge.status, 413, 'oversized body refused');
   t.match(String(huge.body.Err), /large|limit/i);
   t.equal((await nbSwitches()).length, before, 'no switch created by any bad request');
-  const ports = await stack.nbctl('--bare', '--columns=ports', 'find', 'Logical_Switch', `name=${networkId}`);
-  t.equal(ports.trim(), '', 'no port created by any bad request');
+  t.equal(await endpointPorts(networkId), 0, 'no port created by any bad request');
 });
 
 t.test('a restarted driver removes what a crash left and serves again', async (t) => {

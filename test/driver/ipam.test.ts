@@ -13,27 +13,14 @@ import { startOvnStack, type OvnStack } from '../harness/ovn-stack.js';
 import { callPlugin } from '../harness/plugin-client.js';
 import { startDriver, type RunningDriver } from '../../src/service.js';
 import type { DriverConfig } from '../../src/cli/options.js';
+import { testDriverConfig } from '../harness/driver-config.js';
 
 let stack: OvnStack;
 let dir: string;
 let hostA: RunningDriver;
 let hostB: RunningDriver;
 
-function config(): DriverConfig {
-  return {
-    pluginName: `ovn-ipam-${randomBytes(3).toString('hex')}`,
-    pluginDir: dir,
-    listenTcp: undefined,
-    bridge: 'br-int',
-    nbRemote: stack.nbRemote,
-    nbTls: undefined,
-    ovsDb: stack.ovsRemote,
-    mtu: 1442,
-    scope: 'local',
-    portUpTimeoutMs: 20_000,
-    logLevel: 'warn',
-  };
-}
+const config = (overrides: Partial<DriverConfig> = {}) => testDriverConfig(stack, dir, overrides);
 
 t.before(async () => {
   stack = await startOvnStack();

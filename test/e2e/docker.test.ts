@@ -41,14 +41,16 @@ for (const version of ENGINES) {
     });
 
     stack = await startOvnStack();
+    // The engine first: the driver reads container names from its API (for OVN DNS).
+    engine = await startDockerEngine({ engine: version, pluginDir: dirs.pluginDir });
     driver = await startDriverProcess({
       name,
       pluginDir: dirs.socketDir,
       nbRemote: stack.nbRemote,
       ovsDb: stack.ovsRemote,
       logFile: path.join(dirs.dir, 'driver.log'),
+      extraArgs: ['--docker-host', engine.host],
     });
-    engine = await startDockerEngine({ engine: version, pluginDir: dirs.pluginDir });
     const image = await ensureBusyboxImage(engine);
     const docker = (...args: string[]) => engine!.docker(...args).then((r) => r.stdout.trim());
     const exec = (container: string, ...cmd: string[]) => docker('exec', container, ...cmd);
@@ -69,6 +71,18 @@ for (const version of ENGINES) {
     t.equal(mtu, '1442', 'container MTU leaves room for geneve');
     t.match(await exec(`a-${sfx}`, 'ping', '-c1', '-W2', ipB), /1 packets received/, 'a pings b by IP');
     t.match(await exec(`a-${sfx}`, 'ping', '-c1', '-W2', `b-${sfx}`), /1 packets received/, 'a pings b by name');
+
+    // Names are published in OVN DNS; OVN answers at the gateway address, where nothing else could.
+    const records = await waitFor(
+      async () => {
+        const out = await stack!.nbctl('--bare', '--columns=records', 'list', 'DNS');
+        return out.includes(`b-${sfx}=`) && out.includes(`a-${sfx}=`) ? out : undefined;
+      },
+      { timeoutMs: 10_000, what: 'DNS records of a and b' },
+    );
+    t.match(records, `b-${sfx}=${ipB}`, 'b published in OVN DNS');
+    const lookup = await exec(`a-${sfx}`, 'nslookup', `b-${sfx}`, '10.81.0.1');
+    t.match(lookup, new RegExp(`Address:? *${ipB.replace(/\./g, '\\.')}`), 'OVN answers the name at the gateway address');
 
     // TCP, not only ping: the userspace datapath needs transmit checksum offload off.
     await docker('exec', '-d', `b-${sfx}`, 'sh', '-c', 'nc -l -p 7070 > /tmp/got');
@@ -93,7 +107,9 @@ for (const version of ENGINES) {
     t.match(ipA2, /^10\.82\.0\.\d+$/, 'a got an address on n2');
     t.match(await exec(`c-${sfx}`, 'ping', '-c1', '-W2', ipA2), /1 packets received/, 'c reaches a over n2 after connect');
     const portsOnN2 = async () =>
-      (await stack!.nbctl('--bare', '--columns=ports', 'find', 'Logical_Switch', `name=${id2}`)).split(/\s+/).filter(Boolean).length;
+      (await stack!.nbctl('--bare', '--columns=name', 'find', 'Logical_Switch_Port', `external_ids:docker\\:network-id=${id2}`))
+        .split(/\s+/)
+        .filter(Boolean).length;
     t.equal(await portsOnN2(), 2, 'two ports on n2');
     await docker('network', 'disconnect', n2, `a-${sfx}`);
     t.equal(await portsOnN2(), 1, 'disconnect removed the port');

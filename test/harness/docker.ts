@@ -78,6 +78,16 @@ export interface DockerEngineOptions {
    * then takes the bridge's address as the network's gateway and subnet.
    */
   bridge?: boolean;
+  /**
+   * Runs containerd and dockerd inside this network namespace (a name under
+   * /var/run/netns, e.g. a host of two-hosts.ts), entered with `nsenter
+   * --net` rather than `ip netns exec`: the latter remounts /sys, which hides
+   * /sys/fs/cgroup, and dockerd then cannot run containers. The engine's
+   * links (docker_gwbridge, the bridge of opts.bridge, the Join interfaces
+   * a network driver hands it) are then that namespace's, and the driver
+   * serving this engine must run there too (driver-process.ts, netns).
+   */
+  netns?: string;
 }
 
 // ---- where the engines come from -------------------------------------------
@@ -181,6 +191,17 @@ interface LiveEngine {
   bridge?: TestBridge;
   /** Linux bridge of the engine's docker_gwbridge network, named by us (see createGwBridge). */
   gwBridge?: string;
+  /** The network namespace the engine and its links live in (opts.netns); the root one if absent. */
+  netns?: string;
+}
+
+/** `ip` arguments acting on the engine's namespace: never the root one's link of the same name. */
+function ipIn(netns: string | undefined, args: readonly string[]): string[] {
+  return netns === undefined ? [...args] : ['-n', netns, ...args];
+}
+
+function netnsPath(netns: string): string {
+  return path.join('/var/run/netns', netns);
 }
 
 const liveEngines = new Set<LiveEngine>();
@@ -208,7 +229,7 @@ function killEnginesSync(): void {
     for (const link of [live.bridge?.name, live.gwBridge]) {
       if (!link) continue;
       try {
-        execFileSync('ip', ['link', 'del', link], { stdio: 'ignore' });
+        execFileSync('ip', ipIn(live.netns, ['link', 'del', link]), { stdio: 'ignore' });
       } catch {
         // never created, or already gone
       }
@@ -352,9 +373,10 @@ function shimSocketsSync(stateDir: string): string[] {
 
 // ---- bridge for --net bridge ------------------------------------------------
 
-/** A /24 under `base` (e.g. "10.253") that no address or route on this host uses yet. */
-async function freePrefix(base: string): Promise<string> {
-  const inUse = (await run('ip', ['-4', '-o', 'addr', 'show'])).stdout + (await run('ip', ['-4', 'route', 'show', 'table', 'all'])).stdout;
+/** A /24 under `base` (e.g. "10.253") that no address or route in the namespace uses yet. */
+async function freePrefix(base: string, netns: string | undefined): Promise<string> {
+  const inUse =
+    (await run('ip', ipIn(netns, ['-4', '-o', 'addr', 'show']))).stdout + (await run('ip', ipIn(netns, ['-4', 'route', 'show', 'table', 'all']))).stdout;
   for (let attempt = 0; attempt < 64; attempt++) {
     const prefix = `${base}.${1 + (randomBytes(1).readUInt8(0) % 254)}.`;
     if (!inUse.includes(prefix)) return prefix;
@@ -371,7 +393,7 @@ async function freePrefix(base: string): Promise<string> {
  */
 async function createGwBridge(live: LiveEngine, cli: Cli): Promise<void> {
   const name = `ovngw${randomBytes(4).toString('hex')}`;
-  const prefix = await freePrefix('10.252');
+  const prefix = await freePrefix('10.252', live.netns);
   live.gwBridge = name;
   await cli(30_000, [
     'network', 'create', '--driver', 'bridge', '--subnet', `${prefix}0/24`,
@@ -383,13 +405,13 @@ async function createGwBridge(live: LiveEngine, cli: Cli): Promise<void> {
 
 async function createBridge(live: LiveEngine): Promise<TestBridge> {
   const name = `ovndk${randomBytes(4).toString('hex')}`;
-  const prefix = await freePrefix('10.253');
+  const prefix = await freePrefix('10.253', live.netns);
   const bridge = { name, subnet: `${prefix}0/24`, gateway: `${prefix}1` };
-  await run('ip', ['link', 'add', name, 'type', 'bridge']);
+  await run('ip', ipIn(live.netns, ['link', 'add', name, 'type', 'bridge']));
   // Only now is it ours to delete.
   live.bridge = bridge;
-  await run('ip', ['addr', 'add', `${bridge.gateway}/24`, 'dev', name]);
-  await run('ip', ['link', 'set', name, 'up']);
+  await run('ip', ipIn(live.netns, ['addr', 'add', `${bridge.gateway}/24`, 'dev', name]));
+  await run('ip', ipIn(live.netns, ['link', 'set', name, 'up']));
   return bridge;
 }
 
@@ -493,6 +515,11 @@ export async function startDockerEngine(opts: DockerEngineOptions = {}): Promise
   const avail = await dockerAvailability(engine);
   if (!avail.ok) throw new Error(`Docker engine ${engine} is not available here: ${avail.reason ?? '?'}`);
   const { dockerd, userlandProxy } = binariesOf(engine);
+  if (opts.netns !== undefined && !existsSync(netnsPath(opts.netns))) throw new Error(`no network namespace ${opts.netns} (${netnsPath(opts.netns)})`);
+  // Prefixes a command so that it runs in opts.netns; nsenter without
+  // --fork execs it in place, so the pid we spawn stays the daemon's.
+  const inNetns = (cmd: readonly string[]): string[] =>
+    opts.netns === undefined ? [...cmd] : ['nsenter', `--net=${netnsPath(opts.netns)}`, '--', ...cmd];
 
   const dir = await makeTempDir('docker');
   const cdir = path.join(dir, 'containerd');
@@ -502,6 +529,7 @@ export async function startDockerEngine(opts: DockerEngineOptions = {}): Promise
     containerdState: path.join(cdir, 'state'),
     // Containers' cgroups land under a name of our own, removable afterwards.
     cgroupParent: `/${path.basename(dir)}`,
+    ...(opts.netns !== undefined ? { netns: opts.netns } : {}),
   };
   liveEngines.add(live);
   const host = `unix://${path.join(dir, 'docker.sock')}`;
@@ -536,14 +564,14 @@ export async function startDockerEngine(opts: DockerEngineOptions = {}): Promise
       await mkdir(opts.pluginDir, { recursive: true });
       // containerd (and so its shims and runc) must share dockerd's mount
       // namespace: dockerd mounts each container's rootfs, runc uses it.
-      containerd = spawnLogged(
-        'unshare',
-        ['--mount', '--propagation', 'private', '--', 'sh', '-c', PRIVATE_PLUGIN_DIRS, 'ovn-docker-ns', etcDocker, opts.pluginDir, runPlugins, ...containerdCmd],
-        path.join(dir, 'containerd.log'),
-        dir,
-      );
+      const cmd = inNetns([
+        'unshare', '--mount', '--propagation', 'private', '--',
+        'sh', '-c', PRIVATE_PLUGIN_DIRS, 'ovn-docker-ns', etcDocker, opts.pluginDir, runPlugins, ...containerdCmd,
+      ]);
+      containerd = spawnLogged(cmd[0]!, cmd.slice(1), path.join(dir, 'containerd.log'), dir);
     } else {
-      containerd = spawnLogged(containerdCmd[0]!, containerdCmd.slice(1), path.join(dir, 'containerd.log'), dir);
+      const cmd = inNetns(containerdCmd);
+      containerd = spawnLogged(cmd[0]!, cmd.slice(1), path.join(dir, 'containerd.log'), dir);
     }
     live.containerd = containerd;
     const containerdPid = ownPid(containerd);
@@ -565,8 +593,13 @@ export async function startDockerEngine(opts: DockerEngineOptions = {}): Promise
       `--bridge=${bridge?.name ?? 'none'}`,
       ...(userlandProxy && isExecutable(userlandProxy) ? ['--userland-proxy-path', userlandProxy] : []),
     ];
+    // dockerd must be in the namespace of the links it is handed (a driver's
+    // Join interface): the same one as its containerd.
+    const netArg = opts.netns !== undefined ? [`--net=${netnsPath(opts.netns)}`] : [];
     const dockerdCmd =
-      opts.pluginDir !== undefined ? ['nsenter', `--mount=/proc/${containerdPid}/ns/mnt`, '--', dockerd, ...dockerdArgs] : [dockerd, ...dockerdArgs];
+      opts.pluginDir !== undefined
+        ? ['nsenter', `--mount=/proc/${containerdPid}/ns/mnt`, ...netArg, '--', dockerd, ...dockerdArgs]
+        : inNetns([dockerd, ...dockerdArgs]);
     const daemon = spawnLogged(dockerdCmd[0]!, dockerdCmd.slice(1), path.join(dir, 'dockerd.log'), dir);
     live.dockerd = daemon;
     if (ownPid(daemon) === undefined) throw new Error(`dockerd did not start: ${daemon.exited() ?? '?'}`);
@@ -618,8 +651,9 @@ async function teardown(live: LiveEngine, cli: Cli): Promise<void> {
     await run('umount', [mp]).catch(() => run('umount', ['-l', mp]));
   }
   const stuck = mountsUnder(live.dir);
-  if (live.bridge) await run('ip', ['link', 'del', live.bridge.name]).catch(() => undefined);
-  if (live.gwBridge) await run('ip', ['link', 'del', live.gwBridge]).catch(() => undefined);
+  // With a netns that is gone already, `ip -n` fails: its links went with it.
+  if (live.bridge) await run('ip', ipIn(live.netns, ['link', 'del', live.bridge.name])).catch(() => undefined);
+  if (live.gwBridge) await run('ip', ipIn(live.netns, ['link', 'del', live.gwBridge])).catch(() => undefined);
   removeCgroupsSync(live.cgroupParent);
   await Promise.all(shimSockets.map((socket) => rm(socket, { force: true })));
   liveEngines.delete(live);

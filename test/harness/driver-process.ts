@@ -29,6 +29,14 @@ export async function startDriverProcess(opts: {
   ovsDb: string;
   logFile: string;
   extraArgs?: string[];
+  /**
+   * Runs the driver inside this network namespace (a name under
+   * /var/run/netns), where the engine it serves runs: its veths must be in
+   * the engine's namespace for Join. `ip netns exec` is fine here (the driver
+   * needs no cgroups) and gives `ip`/`ethtool` a /sys of that namespace.
+   * The socket is a file in pluginDir, reachable from every namespace.
+   */
+  netns?: string;
 }): Promise<DriverProcess> {
   const socket = path.join(opts.pluginDir, `${opts.name}.sock`);
   const args = [
@@ -50,7 +58,9 @@ export async function startDriverProcess(opts: {
   const start = async () => {
     const log = createWriteStream(opts.logFile, { flags: 'a' });
     await once(log, 'open');
-    const c = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', log, log] });
+    // `ip netns exec` execs node in place: the pid is the driver's, as without it.
+    const [cmd, argv] = opts.netns === undefined ? [process.execPath, args] : ['ip', ['netns', 'exec', opts.netns, process.execPath, ...args]];
+    const c = spawn(cmd, argv, { cwd: ROOT, stdio: ['ignore', log, log] });
     child = c;
     await waitFor(
       async () => {

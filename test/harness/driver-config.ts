@@ -1,0 +1,25 @@
+/** A driver configuration for in-process tests against a harness OVN. */
+import { randomBytes } from 'node:crypto';
+import type { DriverConfig } from '../../src/cli/options.js';
+
+export function testDriverConfig(
+  ovn: { nbRemote: string; ovsRemote: string },
+  pluginDir: string,
+  overrides: Partial<DriverConfig> = {},
+): DriverConfig {
+  return {
+    pluginName: `ovn-test-${randomBytes(3).toString('hex')}`,
+    pluginDir,
+    listenTcp: undefined,
+    bridge: 'br-int',
+    nbRemote: ovn.nbRemote,
+    nbTls: undefined,
+    ovsDb: ovn.ovsRemote,
+    mtu: 1442,
+    scope: 'local',
+    portUpTimeoutMs: 20_000,
+    logLevel: 'warn',
+    dockerSocket: undefined,
+    ...overrides,
+  };
+}
