@@ -8,7 +8,7 @@ import { createWriteStream } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { waitFor } from './process.js';
+import { onExitSync, waitFor } from './process.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -62,6 +62,10 @@ export async function startDriverProcess(opts: {
     const [cmd, argv] = opts.netns === undefined ? [process.execPath, args] : ['ip', ['netns', 'exec', opts.netns, process.execPath, ...args]];
     const c = spawn(cmd, argv, { cwd: ROOT, stdio: ['ignore', log, log] });
     child = c;
+    // A test process that dies leaves no driver behind (one in a host
+    // namespace would keep that namespace alive after its name is gone).
+    const unregisterExit = onExitSync(() => c.kill('SIGKILL'));
+    c.once('exit', unregisterExit);
     await waitFor(
       async () => {
         if (c.exitCode !== null) throw new Error(`driver exited with ${c.exitCode}; see ${opts.logFile}`);

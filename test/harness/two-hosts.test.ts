@@ -104,6 +104,10 @@ t.test('(a) ports on the two hosts talk through geneve', async (t) => {
     ),
   );
 
+  // `up` says the local claim is done; the remote port's flows (on the other
+  // host) may still be on their way: wait until both controllers caught up.
+  await h.nbctl('--wait=hv', 'sync');
+
   // Bound to different chassis, and each host has a geneve port toward the other.
   const chassisOf = async (lsp: string): Promise<string> => {
     const uuid = (await h.sbctl('--bare', '--columns=chassis', 'find', 'Port_Binding', `logical_port=${lsp}`)).trim();

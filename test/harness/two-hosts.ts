@@ -115,7 +115,7 @@ class HostImpl implements Host {
   }
 
   exec(cmd: string, args: string[], opts: { timeoutMs?: number } = {}): Promise<{ stdout: string; stderr: string }> {
-    return run('ip', ['netns', 'exec', this.netns, cmd, ...args], opts.timeoutMs === undefined ? {} : { timeoutMs: opts.timeoutMs });
+    return run('ip', ['netns', 'exec', this.netns, cmd, ...args], { timeoutMs: opts.timeoutMs });
   }
 
   /** A daemon inside the namespace; `ip netns exec` execs it in place, so --detach/--pidfile behave as usual. */
@@ -190,7 +190,7 @@ class TwoHostsImpl implements TwoHosts {
 
   constructor(
     readonly dir: string,
-    private readonly hex: string,
+    hex: string,
   ) {
     this.hosts = [
       new HostImpl('a', `ovnh-${hex}-a`, path.join(dir, 'a'), hex),
@@ -262,10 +262,26 @@ class TwoHostsImpl implements TwoHosts {
   }
 
   async start(): Promise<void> {
-    await Promise.all([this.startCentral(), this.makeNamespaces()]);
+    // allSettled: on a failure, stop() must not run while the other half still starts things.
+    const prepared = await Promise.allSettled([this.startCentral(), this.makeNamespaces()]);
+    for (const r of prepared) if (r.status === 'rejected') throw r.reason;
     const sbRemote = this.sb.unixRemote;
     const started = await Promise.allSettled(this.hosts.map((h) => h.start(sbRemote)));
     for (const r of started) if (r.status === 'rejected') throw r.reason;
+    // The underlay, and a warm tunnel: vswitchd resolves a tunnel's next hop
+    // by snooping ARP on br-phy, and drops the packets that find no entry
+    // (seen: the first overlay ping lost, 2 s). Pinging each other's tunnel
+    // IP from the namespaces' kernels fills both tables.
+    await Promise.all(
+      this.hosts.map((h, i) => {
+        const peer = this.hosts[1 - i]!;
+        return waitFor(() => h.exec('ping', ['-c1', '-W1', peer.tunnelIp]).then(() => true), {
+          what: `host ${h.name} to ping ${peer.tunnelIp} over the veth`,
+          timeoutMs: 10_000,
+          intervalMs: 100,
+        });
+      }),
+    );
     await waitFor(
       async () => {
         const names = (await this.sbctl('--bare', '--columns=name', 'list', 'Chassis')).split(/\s+/).filter(Boolean);

@@ -1,0 +1,125 @@
+/**
+ * Many hosts, one network: two OVN chassis on this machine (network
+ * namespaces joined by a veth, geneve between them), one Docker engine and
+ * one driver per host, one central NB/SB. Shows: a container on host A
+ * reaches one on host B; 20 containers started at once across both hosts
+ * get 20 distinct addresses; names resolve across hosts through OVN DNS;
+ * removing the network on B, and stopping B's driver, leave A working.
+ */
+import t from 'tap';
+import path from 'node:path';
+import { ensureBusyboxImage, startDockerEngine, type DockerEngine } from '../harness/docker.js';
+import { startDriverProcess, type DriverProcess } from '../harness/driver-process.js';
+import { makePluginDirs, type PluginDirs } from '../harness/plugin-dirs.js';
+import { waitFor } from '../harness/process.js';
+import { startTwoHosts, type TwoHosts } from '../harness/two-hosts.js';
+
+const NAME = 'openvswitch';
+const SUBNET = '10.88.0.0/24';
+const GATEWAY = '10.88.0.1';
+
+interface HostSide {
+  label: 'A' | 'B';
+  dirs: PluginDirs;
+  engine: DockerEngine;
+  driver: DriverProcess;
+}
+
+let cluster: TwoHosts | undefined;
+const sides: HostSide[] = [];
+
+t.teardown(async () => {
+  for (const side of sides) {
+    const ids = (await side.engine.docker('ps', '-aq').catch(() => ({ stdout: '' }))).stdout.split(/\s+/).filter(Boolean);
+    if (ids.length) await side.engine.docker('rm', '-f', ...ids).catch(() => undefined);
+    await side.engine.docker('network', 'rm', 'shared').catch(() => undefined);
+    await side.engine.stop();
+    await side.driver.stop();
+    await side.dirs.remove();
+  }
+  await cluster?.stop();
+});
+
+t.test('two hosts share one OVN network', async (t) => {
+  cluster = await startTwoHosts();
+  const c = cluster;
+  for (const [i, host] of c.hosts.entries()) {
+    // Same plugin name on both hosts, as on real machines; each engine sees only its own plugin directory.
+    const dirs = await makePluginDirs(NAME);
+    const engine = await startDockerEngine({ engine: '20.10', pluginDir: dirs.pluginDir, netns: host.netns });
+    const driver = await startDriverProcess({
+      name: NAME,
+      pluginDir: dirs.socketDir,
+      nbRemote: c.nbRemote,
+      ovsDb: host.ovsRemote,
+      logFile: path.join(dirs.dir, 'driver.log'),
+      netns: host.netns,
+      extraArgs: ['--docker-host', engine.host],
+    });
+    await ensureBusyboxImage(engine);
+    sides.push({ label: i === 0 ? 'A' : 'B', dirs, engine, driver });
+  }
+  const [a, b] = sides as [HostSide, HostSide];
+  const docker = (side: HostSide, ...args: string[]) => side.engine.docker(...args).then((r) => r.stdout.trim());
+  const ipOf = (side: HostSide, container: string) =>
+    docker(side, 'inspect', '-f', '{{(index .NetworkSettings.Networks "shared").IPAddress}}', container);
+  const ping = (side: HostSide, container: string, ip: string) => docker(side, 'exec', container, 'ping', '-c1', '-W2', ip);
+
+  for (const side of sides) {
+    await docker(side, 'network', 'create', '-d', NAME, '--ipam-driver', NAME, '--subnet', SUBNET, '--gateway', GATEWAY, 'shared');
+  }
+  const switches = (await c.nbctl('--bare', '--columns=name', 'list', 'Logical_Switch')).split(/\s+/).filter(Boolean);
+  t.same(switches, ['docker_pool_10.88.0.0_24'], 'both hosts attached to one logical switch');
+
+  // A container on A reaches one on B.
+  await docker(a, 'run', '-d', '--net', 'shared', '--name', 'web-a', 'busybox:local', 'sleep', '3600');
+  await docker(b, 'run', '-d', '--net', 'shared', '--name', 'web-b', 'busybox:local', 'sleep', '3600');
+  const ipA = await ipOf(a, 'web-a');
+  const ipB = await ipOf(b, 'web-b');
+  t.not(ipA, ipB);
+  // Join answers once B's own chassis has the port's flows; A's chassis learns of the binding through
+  // the southbound database a moment later, so the very first packet from A may still be dropped.
+  const started = Date.now();
+  const firstReply = await waitFor(() => ping(a, 'web-a', ipB).catch(() => undefined), { timeoutMs: 10_000, what: 'A reaching B' });
+  t.match(firstReply, /1 packets received/, `web-a on host A pings web-b on host B (after ${Date.now() - started} ms)`);
+  t.match(await ping(b, 'web-b', ipA), /1 packets received/, 'and back');
+
+  // Names across hosts: OVN answers at the gateway address for every host's containers.
+  await waitFor(async () => (await c.nbctl('--bare', '--columns=records', 'list', 'DNS')).includes('web-b=') || undefined, {
+    timeoutMs: 10_000,
+    what: "web-b's name in OVN DNS",
+  });
+  const lookup = await docker(a, 'exec', 'web-a', 'nslookup', 'web-b', GATEWAY);
+  t.match(lookup, new RegExp(`Address:? *${ipB.replace(/\./g, '\\.')}`), 'web-a resolves web-b (another engine) by name');
+
+  // 20 containers started at once across both hosts: 20 distinct addresses.
+  const names = Array.from({ length: 20 }, (_, i) => `burst-${i}`);
+  await Promise.all(
+    names.map((n, i) => docker(i % 2 ? b : a, 'run', '-d', '--net', 'shared', '--name', n, 'busybox:local', 'sleep', '3600')),
+  );
+  const burst = await Promise.all(names.map((n, i) => ipOf(i % 2 ? b : a, n)));
+  t.equal(new Set([...burst, ipA, ipB]).size, 22, `22 distinct addresses (${burst.join(' ')})`);
+  t.ok(burst.every((ip) => ip.startsWith('10.88.0.') && ip !== GATEWAY), 'all from the pool, none the gateway');
+  const bBurst = names.filter((_, i) => i % 2);
+  t.match(await ping(a, 'burst-0', await ipOf(b, bBurst[0]!)), /1 packets received/, 'a burst container on A reaches one on B');
+
+  // Removing the network on B leaves A working.
+  await docker(b, 'rm', '-f', 'web-b', ...bBurst);
+  await docker(b, 'network', 'rm', 'shared');
+  t.match(await c.nbctl('--bare', '--columns=name', 'list', 'Logical_Switch'), 'docker_pool_10.88.0.0_24', 'switch kept for A');
+  t.match(await ping(a, 'web-a', await ipOf(a, 'burst-0')), /1 packets received/, 'A still works after B removed its network');
+
+  // Stopping B's driver does not disturb A.
+  await b.driver.kill();
+  t.match(await ping(a, 'web-a', await ipOf(a, 'burst-2')), /1 packets received/, 'A traffic with B driver down');
+  await docker(a, 'run', '-d', '--net', 'shared', '--name', 'late-a', 'busybox:local', 'sleep', '3600');
+  t.match(await ping(a, 'late-a', ipA), /1 packets received/, 'A starts new containers with B driver down');
+  await b.driver.start();
+
+  // The last host out removes everything.
+  const aContainers = ['web-a', 'late-a', ...names.filter((_, i) => i % 2 === 0)];
+  await docker(a, 'rm', '-f', ...aContainers);
+  await docker(a, 'network', 'rm', 'shared');
+  t.notMatch(await c.nbctl('--bare', '--columns=name', 'list', 'Logical_Switch'), 'docker_pool', 'switch deleted');
+  t.notMatch(await c.nbctl('--bare', '--columns=name', 'list', 'Address_Set'), 'docker_pool', 'pool deleted');
+});
