@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { readdir, readFile, readlink } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
+import { ovnCli } from './ovn-cli.js';
 import { startOvsdbServer, type OvsdbServer } from './ovsdb-server.js';
 import {
   isAlive,
@@ -148,14 +149,14 @@ class Stack implements OvnStack {
     return isolatedEnv(this.dir);
   }
 
-  async vsctl(...args: string[]): Promise<string> {
-    return (await run('ovs-vsctl', [`--db=${this.ovsRemote}`, '--timeout=10', ...args], { env: this.env })).stdout;
+  vsctl(...args: string[]): Promise<string> {
+    return ovnCli('ovs-vsctl', this.ovsRemote, this.env, args);
   }
-  async nbctl(...args: string[]): Promise<string> {
-    return (await run('ovn-nbctl', [`--db=${this.nbRemote}`, '--timeout=20', ...args], { env: this.env })).stdout;
+  nbctl(...args: string[]): Promise<string> {
+    return ovnCli('ovn-nbctl', this.nbRemote, this.env, args);
   }
-  async sbctl(...args: string[]): Promise<string> {
-    return (await run('ovn-sbctl', [`--db=${this.sb.unixRemote}`, '--timeout=20', ...args], { env: this.env })).stdout;
+  sbctl(...args: string[]): Promise<string> {
+    return ovnCli('ovn-sbctl', this.sb.unixRemote, this.env, args);
   }
 
   async start(): Promise<void> {

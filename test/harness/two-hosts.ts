@@ -26,6 +26,7 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
+import { ovnCli } from './ovn-cli.js';
 import { startOvsdbServer, type OvsdbServer } from './ovsdb-server.js';
 import {
   isolatedEnv,
@@ -110,8 +111,8 @@ class HostImpl implements Host {
     return path.join(this.dir, name);
   }
 
-  async vsctl(...args: string[]): Promise<string> {
-    return (await run('ovs-vsctl', [`--db=${this.ovsRemote}`, '--timeout=10', ...args], { env: this.env })).stdout;
+  vsctl(...args: string[]): Promise<string> {
+    return ovnCli('ovs-vsctl', this.ovsRemote, this.env, args);
   }
 
   exec(cmd: string, args: string[], opts: { timeoutMs?: number } = {}): Promise<{ stdout: string; stderr: string }> {
@@ -222,11 +223,11 @@ class TwoHostsImpl implements TwoHosts {
     return isolatedEnv(this.dir);
   }
 
-  async nbctl(...args: string[]): Promise<string> {
-    return (await run('ovn-nbctl', [`--db=${this.nbRemote}`, '--timeout=20', ...args], { env: this.env })).stdout;
+  nbctl(...args: string[]): Promise<string> {
+    return ovnCli('ovn-nbctl', this.nbRemote, this.env, args);
   }
-  async sbctl(...args: string[]): Promise<string> {
-    return (await run('ovn-sbctl', [`--db=${this.sb.unixRemote}`, '--timeout=20', ...args], { env: this.env })).stdout;
+  sbctl(...args: string[]): Promise<string> {
+    return ovnCli('ovn-sbctl', this.sb.unixRemote, this.env, args);
   }
 
   register(): void {
