@@ -12,7 +12,6 @@ import { IpamDriver } from './driver/ipam-driver.js';
 import { OvnPools } from './ovn/pools.js';
 import { DnsPublisher } from './driver/dns-publisher.js';
 import { DockerApi } from './docker/api.js';
-import { existsSync } from 'node:fs';
 import os from 'node:os';
 import { NetworkDriver } from './driver/network-driver.js';
 import { createRunner } from './host/exec.js';
@@ -95,13 +94,11 @@ export async function startDriver(config: DriverConfig, log: Logger = pino({ lev
   await driver.reconcile();
 
   const ipam = new IpamDriver(pools, hostId, log.child({ component: 'ipam' }));
-  let dns: DnsPublisher | undefined;
-  if (config.dockerSocket && existsSync(config.dockerSocket)) {
-    dns = new DnsPublisher(new DockerApi(config.dockerSocket), networks, hostId, log.child({ component: 'dns' }));
-    dns.start();
-  } else if (config.dockerSocket) {
-    log.warn({ socket: config.dockerSocket }, 'no Docker API socket: container names will not be published in OVN DNS');
-  }
+  // The engine usually starts after the driver: the publisher waits for its socket.
+  const dns = config.dockerSocket
+    ? new DnsPublisher(new DockerApi(config.dockerSocket), networks, hostId, log.child({ component: 'dns' }))
+    : undefined;
+  dns?.start();
   const app = buildApp(driver, ipam, { logger: log.child({ component: 'http' }) });
   const address = await listen(
     app,

@@ -53,11 +53,18 @@ export class DockerApi {
    * Follow network connect/disconnect events until `signal` aborts; the
    * stream is re-opened (after a pause) when the engine goes away.
    */
-  async followNetworkEvents(onEvent: (e: NetworkEvent) => void, signal: AbortSignal, onError: (err: Error) => void): Promise<void> {
+  async followNetworkEvents(handlers: {
+    onEvent: (e: NetworkEvent) => void;
+    /** The stream is (again) open: events from before it were missed. */
+    onConnected: () => void;
+    onError: (err: Error) => void;
+    signal: AbortSignal;
+  }): Promise<void> {
+    const { onEvent, onConnected, onError, signal } = handlers;
     const filters = encodeURIComponent(JSON.stringify({ type: ['network'], event: ['connect', 'disconnect'] }));
     while (!signal.aborted) {
       try {
-        await this.stream(`/events?filters=${filters}`, signal, (line) => {
+        await this.stream(`/events?filters=${filters}`, signal, onConnected, (line) => {
           const event = parseEvent(line);
           if (event) onEvent(event);
         });
@@ -81,7 +88,7 @@ export class DockerApi {
     });
   }
 
-  private stream(path: string, signal: AbortSignal, onLine: (line: string) => void): Promise<void> {
+  private stream(path: string, signal: AbortSignal, onOpen: () => void, onLine: (line: string) => void): Promise<void> {
     return new Promise((resolve, reject) => {
       const req = http.get({ socketPath: this.socketPath, path, signal }, (res) => {
         if (res.statusCode !== 200) {
@@ -89,6 +96,7 @@ export class DockerApi {
           reject(new DockerApiError(`GET ${path}: HTTP ${res.statusCode}`));
           return;
         }
+        onOpen();
         let buffered = '';
         res.setEncoding('utf8');
         res.on('data', (chunk: string) => {

@@ -11,6 +11,8 @@ import type { OvnNetworks } from '../ovn/networks.js';
 export class DnsPublisher {
   private readonly stopping = new AbortController();
   private following: Promise<void> | undefined;
+  /** The engine may start after the driver (systemd orders the driver first): say so once, not every second. */
+  private engineMissing = false;
 
   constructor(
     private readonly api: DockerApi,
@@ -19,14 +21,23 @@ export class DnsPublisher {
     private readonly log: Logger,
   ) {}
 
-  /** Follow the engine's events, and publish the containers already running. */
+  /** Follow the engine's events; whenever the stream (re)opens, publish the containers already running. */
   start(): void {
-    this.following = this.api.followNetworkEvents(
-      (e) => void this.onEvent(e),
-      this.stopping.signal,
-      (err) => this.log.warn({ err: err.message }, 'Docker event stream broke; names of new containers wait for it to return'),
-    );
-    void this.syncAll();
+    this.following = this.api.followNetworkEvents({
+      onEvent: (e) => void this.onEvent(e),
+      onConnected: () => {
+        if (this.engineMissing) this.log.info('Docker engine API reachable again; publishing names');
+        this.engineMissing = false;
+        void this.syncAll();
+      },
+      onError: (err) => {
+        if (!this.engineMissing) {
+          this.log.warn({ err: err.message }, 'cannot follow the Docker engine events; container names wait until it answers');
+        }
+        this.engineMissing = true;
+      },
+      signal: this.stopping.signal,
+    });
   }
 
   async stop(): Promise<void> {

@@ -189,14 +189,20 @@ export class NetworkDriver {
   leave(req: EndpointRequest): object {
     const endpointId = req.EndpointID.toLowerCase();
     if (!this.unplugs.has(endpointId)) {
-      const unplug = this.locks
-        .run(`ep:${endpointId}`, () => this.host.unplug(endpointId))
-        .then(
-          () => this.log.info({ endpointId }, 'endpoint left; host side removed'),
-          (err: unknown) =>
-            this.log.error({ endpointId, err }, 'cannot remove the host side of a left endpoint; reconcile will retry'),
-        )
-        .finally(() => setTimeout(() => this.unplugs.delete(endpointId), UNPLUG_MEMORY_MS).unref());
+      const forget = () => {
+        if (this.unplugs.get(endpointId) === unplug) this.unplugs.delete(endpointId);
+      };
+      const unplug: Promise<void> = this.locks.run(`ep:${endpointId}`, () => this.host.unplug(endpointId)).then(
+        () => {
+          this.log.info({ endpointId }, 'endpoint left; host side removed');
+          setTimeout(forget, UNPLUG_MEMORY_MS).unref();
+        },
+        (err: unknown) => {
+          // Forget it now, so that DeleteEndpoint tries again.
+          forget();
+          this.log.error({ endpointId, err }, 'cannot remove the host side of a left endpoint; DeleteEndpoint will retry');
+        },
+      );
       this.unplugs.set(endpointId, unplug);
     }
     return {};

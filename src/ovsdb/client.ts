@@ -89,6 +89,8 @@ export class OvsdbClient extends EventEmitter<ClientEvents> {
   /** Updates that arrived before their monitor's reply was applied. */
   private buffered = new Map<string, unknown[][]>();
   private monitorMethod: MonitorMethod = 'monitor_cond_since';
+  /** Replica of our database's row in _Server (leader, quorum, Raft index). */
+  private serverReplica: Replica | undefined;
 
   constructor(private readonly options: OvsdbClientOptions) {
     super();
@@ -283,7 +285,7 @@ export class OvsdbClient extends EventEmitter<ClientEvents> {
       [DATA_MONITOR, []],
       [SERVER_MONITOR, []],
     ]);
-    let live = new Set<string>();
+    const live = new Set<string>();
     conn.on('notification', (method, params) => {
       try {
         this.onNotification(conn, method, params, live);
@@ -318,7 +320,6 @@ export class OvsdbClient extends EventEmitter<ClientEvents> {
       this.lastError = error;
       return true;
     } finally {
-      live = new Set();
       conn.close();
       this.conn = undefined;
       if (this.ready) {
@@ -367,8 +368,6 @@ export class OvsdbClient extends EventEmitter<ClientEvents> {
   private emitChanges(changes: RowChange[]): void {
     if (changes.length > 0) this.emit('change', changes);
   }
-
-  private serverReplica: Replica | undefined;
 
   /** Monitor our database's row in _Server and refuse servers that are not fit (leader, quorum, staleness). */
   private async watchServer(conn: JsonRpcConnection, live: Set<string>): Promise<ServerDbStatus> {
