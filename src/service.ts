@@ -7,6 +7,8 @@ import path from 'node:path';
 import { pino, type Logger } from 'pino';
 import type { DriverConfig } from './cli/options.js';
 import { HostPorts } from './driver/host-ports.js';
+import { GATEWAY_PREFIX, HostGateways } from './driver/host-gateways.js';
+import { HostNat } from './host/nat.js';
 import { PortReadiness } from './driver/port-readiness.js';
 import { IpamDriver } from './driver/ipam-driver.js';
 import { OvnPools } from './ovn/pools.js';
@@ -70,7 +72,15 @@ export async function startDriver(config: DriverConfig, log: Logger = pino({ lev
     throw new StartupError(`cannot sync with the OVN Northbound database at ${nbRemote}: ${(err as Error).message}`);
   });
 
-  const host = new HostPorts(new Links(runner), ovs, config.bridge, log.child({ component: 'host' }));
+  const links = new Links(runner);
+  const host = new HostPorts(links, ovs, config.bridge, log.child({ component: 'host' }));
+  const gateways = new HostGateways(
+    ovs,
+    links,
+    config.masquerade ? new HostNat(runner, GATEWAY_PREFIX) : undefined,
+    config.bridge,
+    log.child({ component: 'gateway' }),
+  );
   const datapath = await host.detectDatapath().catch(async (err: unknown) => {
     await nb.close();
     throw new StartupError(
@@ -87,6 +97,7 @@ export async function startDriver(config: DriverConfig, log: Logger = pino({ lev
     networks,
     pools,
     host,
+    gateways,
     new PortReadiness(networks, localOvs),
     { scope: config.scope, mtu: config.mtu, portUpTimeoutMs: config.portUpTimeoutMs, chassis: hostId },
     log.child({ component: 'driver' }),

@@ -22,6 +22,8 @@ export interface DriverConfig {
   logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error';
   /** Unix socket of the local Docker engine's API, for container names (OVN DNS); undefined disables. */
   dockerSocket: string | undefined;
+  /** For networks with -o ovn.gateway=host: masquerade their traffic leaving this host (iptables). */
+  masquerade: boolean;
 }
 
 interface OptionDoc {
@@ -46,6 +48,7 @@ const DOCS: OptionDoc[] = [
   { flag: 'scope', env: 'OVN_DOCKER_SCOPE', value: 'local|global', default: 'local', help: 'Scope reported to Docker. A standalone engine refuses global-scope networks ("This node is not a swarm manager"), so local is the default.' },
   { flag: 'port-up-timeout', env: 'OVN_DOCKER_PORT_UP_TIMEOUT', value: 'MS', default: '15000', help: 'How long Join waits for OVN to report the port up before failing the container start; 0 disables the wait.' },
   { flag: 'docker-host', env: 'OVN_DOCKER_ENGINE', value: 'unix:///PATH', default: 'unix:///var/run/docker.sock', help: 'API socket of the local Docker engine. The driver reads container names from it and publishes them in OVN DNS, so containers on other hosts resolve them. "none" disables.' },
+  { flag: 'masquerade', env: 'OVN_DOCKER_MASQUERADE', value: 'true|false', default: 'true', help: 'For networks created with -o ovn.gateway=host (this host routes its containers\' traffic instead of Docker\'s docker_gwbridge): turn on IP forwarding and masquerade the network\'s subnet with iptables, isolating such networks from each other.' },
   { flag: 'log-level', env: 'LOG_LEVEL', value: 'LEVEL', default: 'info', help: 'trace, debug, info, warn or error. Logs are JSON lines on stdout.' },
 ];
 
@@ -125,6 +128,7 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv): Parsed
       portUpTimeoutMs: integer(get('port-up-timeout')!, 'port-up-timeout', 0, 600_000),
       logLevel: logLevel as DriverConfig['logLevel'],
       dockerSocket: parseDockerHost(get('docker-host')!),
+      masquerade: boolean(get('masquerade')!, 'masquerade'),
     },
   };
 }
@@ -134,6 +138,12 @@ function integer(text: string, flag: string, min: number, max: number): number {
   const n = Number(text);
   if (n < min || n > max) throw new UsageError(`--${flag} must be between ${min} and ${max}, not ${n}`);
   return n;
+}
+
+function boolean(text: string, flag: string): boolean {
+  if (text === 'true') return true;
+  if (text === 'false') return false;
+  throw new UsageError(`--${flag} must be true or false, not "${text}"`);
 }
 
 function parseDockerHost(text: string): string | undefined {

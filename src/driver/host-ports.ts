@@ -80,7 +80,8 @@ export class HostPorts {
     const liveHostIfs = new Set([...liveEndpoints].map((id) => hostIfName(id)));
     let ports = 0;
     for (const port of await this.ovs.listPorts(this.bridge)) {
-      if (port.externalIds.get(Keys.owner) !== OWNER) continue;
+      // Gateway ports belong to networks, not endpoints (see host-gateways.ts).
+      if (port.externalIds.get(Keys.owner) !== OWNER || port.externalIds.get(Keys.role) === 'gateway') continue;
       const endpointId = port.externalIds.get(Keys.endpointId);
       if (endpointId && liveEndpoints.has(endpointId)) continue;
       this.log.info({ port: port.port, endpointId }, 'removing a bridge port whose endpoint is gone');

@@ -19,6 +19,7 @@ import type {
 } from '../server/schemas.js';
 import { DriverError } from './errors.js';
 import type { HostPorts } from './host-ports.js';
+import { HostGateways } from './host-gateways.js';
 import { hostIfName } from '../host/names.js';
 import type { PortReadiness } from './port-readiness.js';
 import { KeyedLock } from './keyed-lock.js';
@@ -39,6 +40,7 @@ export interface DriverSettings {
 
 export interface JoinResponse {
   InterfaceName: { SrcName: string; DstPrefix: string };
+  Gateway?: string;
   StaticRoutes?: { Destination: string; RouteType: number; NextHop?: string }[];
   DisableGatewayService?: boolean;
 }
@@ -58,6 +60,7 @@ export class NetworkDriver {
     private readonly networks: OvnNetworks,
     private readonly pools: OvnPools,
     private readonly host: HostPorts,
+    private readonly gateways: HostGateways,
     private readonly readiness: PortReadiness,
     private readonly settings: DriverSettings,
     private readonly log: Logger,
@@ -83,6 +86,9 @@ export class NetworkDriver {
           await this.ovn(() => this.pools.markNetworkCreated(s.subnet, this.settings.chassis ?? '', spec.networkId), 'update pool');
         }
       }
+      if (HostGateways.wanted(record)) {
+        await this.hostStep(() => this.gateways.ensure(record), `set up this host as the gateway of network ${spec.networkId}`);
+      }
       this.log.info(
         { networkId: spec.networkId, switch: record.uuid, ipv4: spec.ipv4, ipv6: spec.ipv6, mtu: spec.mtu },
         'network created',
@@ -93,6 +99,10 @@ export class NetworkDriver {
 
   async deleteNetwork(req: NetworkRequest): Promise<object> {
     return this.locks.run(`net:${req.NetworkID}`, async () => {
+      const record = this.networks.findNetwork(req.NetworkID);
+      if (record && HostGateways.wanted(record)) {
+        await this.hostStep(() => this.gateways.remove(record), `remove this host's gateway of network ${req.NetworkID}`);
+      }
       const deleted = await this.ovn(() => this.networks.deleteNetwork(req.NetworkID), `delete network ${req.NetworkID}`);
       this.log.info({ networkId: req.NetworkID, deleted }, deleted ? 'network deleted' : 'network was already gone');
       return {};
@@ -178,11 +188,18 @@ export class NetworkDriver {
           );
         }
       }
+      const response: JoinResponse = { InterfaceName: { SrcName: srcName, DstPrefix: 'eth' } };
+      if (HostGateways.wanted(network)) {
+        // After a driver restart the gateway may need setting up again (it is idempotent).
+        await this.hostStep(() => this.gateways.ensure(network), `set up this host as the gateway of network ${network.networkId}`);
+        response.Gateway = network.ipv4.find((s) => s.gateway)!.gateway!;
+        response.DisableGatewayService = true;
+      }
       this.log.info(
         { endpointId, srcName, plugMs: plugged - started, upMs: Date.now() - plugged, ready },
         'endpoint joined',
       );
-      return { InterfaceName: { SrcName: srcName, DstPrefix: 'eth' } };
+      return response;
     });
   }
 

@@ -11,6 +11,7 @@ import { invalid } from './errors.js';
 
 export const GENERIC_OPTIONS = 'com.docker.network.generic';
 export const MTU_OPTION = 'com.docker.network.driver.mtu';
+export const GATEWAY_OPTION = 'ovn.gateway';
 const MIN_MTU = 1280;
 const MAX_MTU = 65000;
 
@@ -23,6 +24,10 @@ export function toNetworkSpec(req: CreateNetworkRequest, defaults: TranslateDefa
   const ipv4 = (req.IPv4Data ?? []).map((d, i) => subnetSpec(d, 4, `IPv4Data[${i}]`));
   const ipv6 = (req.IPv6Data ?? []).map((d, i) => subnetSpec(d, 6, `IPv6Data[${i}]`));
   const options = req.Options ?? {};
+  const gateway = generic[GATEWAY_OPTION];
+  if (gateway !== undefined && gateway !== 'host' && gateway !== 'docker') {
+    throw invalid(`${GATEWAY_OPTION} must be "host" (this host routes the network's traffic) or "docker" (Docker's docker_gwbridge), not "${gateway}"`);
+  }
   return {
     networkId: req.NetworkID,
     ipv4,

@@ -128,6 +128,15 @@ export class Links {
     await this.runner.run('ethtool', ['-K', name, 'tx', 'off']);
   }
 
+  /** Give a link (e.g. an OVS internal port) an address, an MTU, and bring it up; idempotent. */
+  async configureAddress(name: string, cidr: string, mtu: number): Promise<void> {
+    assertIfName(name);
+    assertMtu(mtu);
+    if (!/^[0-9a-fA-F:.]+\/[0-9]{1,3}$/.test(cidr)) throw new InvalidArgumentError('address', cidr, 'not in CIDR form');
+    await this.runner.run('ip', ['addr', 'replace', cidr, 'dev', name]);
+    await this.runner.run('ip', ['link', 'set', 'dev', name, 'mtu', String(mtu), 'up']);
+  }
+
   async deleteLink(name: string): Promise<boolean> {
     assertIfName(name);
     try {

@@ -18,6 +18,12 @@ export interface PortAttachment {
   attachedMac: string;
   /** Further keys the driver owns, e.g. ovn-docker:endpoint. */
   externalIds: Record<string, string>;
+  /**
+   * An OVS internal interface (a device in the host's namespace that OVS
+   * creates) with `attachedMac` as its own MAC, instead of an existing link.
+   * The call then waits for ovs-vswitchd, so the device exists on return.
+   */
+  internal?: boolean;
 }
 
 export interface OvsPort {
@@ -212,7 +218,9 @@ export class Ovs {
     // Key by key, not the whole map: ovn-controller writes its own keys
     // (ovn-installed) to the same column, and they must survive a re-attach.
     const sets = ids.map(([k, v]) => `external_ids:${ovsQuote(k)}=${ovsQuote(v)}`);
-    await this.vsctl([...this.writeFlags, '--', '--may-exist', 'add-port', a.bridge, a.port, '--', 'set', 'Interface', a.port, ...sets], a.bridge);
+    if (a.internal) sets.push('type=internal', `mac=${ovsQuote(mac)}`);
+    const flags = a.internal ? [] : this.writeFlags;
+    await this.vsctl([...flags, '--', '--may-exist', 'add-port', a.bridge, a.port, '--', 'set', 'Interface', a.port, ...sets], a.bridge);
   }
 
   /**

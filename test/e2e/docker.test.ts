@@ -31,8 +31,8 @@ for (const version of ENGINES) {
     let driver: DriverProcess | undefined;
     t.teardown(async () => {
       if (engine) {
-        await engine.docker('rm', '-f', ...['a', 'b', 'c', 'd', 'e', 'f', 'g'].map((c) => `${c}-${sfx}`)).catch(() => undefined);
-        for (const net of [`n1-${sfx}`, `n2-${sfx}`, `n3-${sfx}`]) await engine.docker('network', 'rm', net).catch(() => undefined);
+        await engine.docker('rm', '-f', ...['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'].map((c) => `${c}-${sfx}`)).catch(() => undefined);
+        for (const net of ['n1', 'n2', 'n3', 'n4']) await engine.docker('network', 'rm', `${net}-${sfx}`).catch(() => undefined);
         await engine.stop();
       }
       await driver?.stop();
@@ -49,7 +49,8 @@ for (const version of ENGINES) {
       nbRemote: stack.nbRemote,
       ovsDb: stack.ovsRemote,
       logFile: path.join(dirs.dir, 'driver.log'),
-      extraArgs: ['--docker-host', engine.host],
+      // The root namespace's firewall is the machine's: this test does not touch it.
+      extraArgs: ['--docker-host', engine.host, '--masquerade', 'false'],
     });
     const image = await ensureBusyboxImage(engine);
     const docker = (...args: string[]) => engine!.docker(...args).then((r) => r.stdout.trim());
@@ -122,6 +123,20 @@ for (const version of ENGINES) {
     await docker('run', '-d', '--net', n1, '--name', `d-${sfx}`, image, 'sleep', '3600');
     t.match(await exec(`d-${sfx}`, 'ping', '-c1', '-W2', ipB), /1 packets received/, 'new container after restart reaches b');
     t.match(await exec(`a-${sfx}`, 'ping', '-c1', '-W2', ipC).catch(() => 'unreachable'), /unreachable|0 packets/, 'still isolated');
+
+    // -o ovn.gateway=host: the host is the gateway through OVN, no docker_gwbridge endpoint.
+    const n4 = `n4-${sfx}`;
+    const id4 = await docker('network', 'create', '-d', name, '--subnet', '10.87.0.0/24', '-o', 'ovn.gateway=host', n4);
+    await docker('run', '-d', '--net', n4, '--name', `h-${sfx}`, image, 'sleep', '3600');
+    const ipH = await ipOf(`h-${sfx}`, n4);
+    t.match(await exec(`h-${sfx}`, 'ip', 'route'), /^default via 10\.87\.0\.1 dev eth0/m, 'default route through OVN to the host');
+    t.notMatch(await exec(`h-${sfx}`, 'ip', '-o', 'link'), /eth1/, 'no docker_gwbridge interface');
+    t.match(await exec(`h-${sfx}`, 'ping', '-c1', '-W2', '10.87.0.1'), /1 packets received/, 'the gateway answers');
+    t.match((await run('ping', ['-c1', '-W2', ipH])).stdout, /1 received/, 'the host reaches the container through its gateway port');
+    await docker('rm', '-f', `h-${sfx}`);
+    await docker('network', 'rm', n4);
+    t.notMatch(await stack.vsctl('list-ports', 'br-int'), /ovg/, 'gateway port removed with the network');
+    t.notMatch(await stack.nbctl('--bare', '--columns=name', 'list', 'Logical_Switch'), id4);
 
     // Our IPAM: the pool and its addresses live in OVN NB.
     const n3 = `n3-${sfx}`;
