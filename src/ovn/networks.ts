@@ -168,6 +168,9 @@ export class OvnNetworks {
           // Guard: a host attaching right now must not lose its switch.
           tx.verify('Logical_Switch', row, ['external_ids']);
           tx.delete('Logical_Switch', [['_uuid', '==', row._uuid]]);
+          // DNS rows are root rows: they would outlive the switch that links them.
+          const dns = ownedDnsRow(replica, row);
+          if (dns) tx.delete('DNS', [['_uuid', '==', dns._uuid]]);
         }
         return true;
       },

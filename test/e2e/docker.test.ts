@@ -158,6 +158,7 @@ for (const version of ENGINES) {
     await docker('network', 'rm', n1, n2);
     const switches = await stack.nbctl('--bare', '--columns=name', 'list', 'Logical_Switch');
     t.notMatch(switches, id1, 'network rm removed the switch');
+    t.equal((await stack.nbctl('--bare', '--columns=_uuid', 'list', 'DNS')).trim(), '', 'and its DNS row');
     t.notMatch(switches, id2);
     // Leave's host teardown finishes after Leave has answered.
     const leftovers = async () => {
