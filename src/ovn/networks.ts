@@ -5,8 +5,11 @@
  * retry or a lost reply converges on the same rows) and guarded against
  * concurrent writers.
  */
-import { OvsdbClient, type EncodableDatum, type Replica, type Row, type Transaction } from '../ovsdb/index.js';
+import { OvsdbClient, type Replica, type Row, type Transaction } from '../ovsdb/index.js';
 import { contains } from './addressing.js';
+import { DNS_NAME, ownedDnsRow, removeDnsNames } from './dns-rows.js';
+import { gatewayPort } from './gateway-port.js';
+import { externalIds } from './external-ids.js';
 import { Keys, OWNER } from './keys.js';
 import { isUnicastMac, macFromIPv4, macFromId } from './mac.js';
 
@@ -389,49 +392,6 @@ function networkExternalIds(spec: NetworkSpec): Map<string, string> {
   return ids;
 }
 
-/**
- * The network's gateway address as a localport: OVN then answers ARP for
- * it on every chassis, so containers can reach OVN's DNS responder at that
- * address (`--dns <gateway>`), though nothing behind it forwards traffic.
- */
-function gatewayPort(switchName: string, spec: NetworkSpec): { name: string; row: Record<string, EncodableDatum> } | undefined {
-  const v4 = spec.ipv4.find((s) => s.gateway)?.gateway;
-  if (!v4) return undefined;
-  const v6 = spec.ipv6.find((s) => s.gateway)?.gateway;
-  const address = [macFromIPv4(v4), v4, v6].filter(Boolean).join(' ');
-  const name = `${switchName}-gw`;
-  return {
-    name,
-    row: {
-      name,
-      type: 'localport',
-      addresses: [address],
-      external_ids: new Map([
-        [Keys.owner, OWNER],
-        [Keys.role, 'gateway'],
-      ]),
-    },
-  };
-}
-
-/** What OVN's DNS answers for: host names, letters, digits, '-', '_' and '.'. */
-const DNS_NAME = /^[a-z0-9_]([a-z0-9_.-]{0,251}[a-z0-9_])?$/;
-
-function ownedDnsRow(replica: Replica, ls: Row): Row | undefined {
-  for (const uuid of Array.isArray(ls.dns_records) ? ls.dns_records : []) {
-    const row = replica.get('DNS', String(uuid));
-    if (row && externalIds(row).get(Keys.owner) === OWNER) return row;
-  }
-  return undefined;
-}
-
-/** Drop the names a port published from its switch's DNS row (in the port's delete transaction). */
-function removeDnsNames(tx: Transaction, replica: Replica, ls: Row, port: Row): void {
-  const names = (externalIds(port).get(Keys.dnsNames) ?? '').split(' ').filter(Boolean);
-  const dns = ownedDnsRow(replica, ls);
-  if (names.length && dns) tx.mutate('DNS', [['_uuid', '==', dns._uuid]], [['records', 'delete', names]]);
-}
-
 function attachedNetworks(row: Row): string[] {
   const out: string[] = [];
   for (const key of externalIds(row).keys()) {
@@ -454,10 +414,6 @@ function checkSameSubnets(existing: NetworkRecord, spec: NetworkSpec): void {
   }
 }
 
-function externalIds(row: Row): Map<string, string> {
-  const ids = row.external_ids;
-  return ids instanceof Map ? (ids as Map<string, string>) : new Map();
-}
 
 function subnets(ids: Map<string, string>, subnetKey: string, gatewayKey: string): SubnetSpec[] {
   const nets = (ids.get(subnetKey) ?? '').split(' ').filter(Boolean);

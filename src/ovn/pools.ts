@@ -20,6 +20,7 @@ import IPCIDR from 'ip-cidr';
 import type { Address4, Address6 } from 'ip-address';
 import type { OvsdbClient, Replica, Row } from '../ovsdb/index.js';
 import { contains, networkOf, parseCidr } from './addressing.js';
+import { externalIds } from './external-ids.js';
 import { OWNER, Keys } from './keys.js';
 
 export const ADDRESS_SPACE = 'ovn';
@@ -286,9 +287,6 @@ function parsePoolId(poolId: string): { name: string; token: string } {
   return { name: m[1]!, token: m[2]! };
 }
 
-function externalIds(row: Row): Map<string, string> {
-  return row.external_ids instanceof Map ? (row.external_ids as Map<string, string>) : new Map();
-}
 
 function firstHost(subnet: string): string {
   const start = bounds(subnet)[0] + 1n;

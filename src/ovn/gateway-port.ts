@@ -1,0 +1,31 @@
+/** The gateway localport of a network's switch (see gatewayPort). */
+import type { EncodableDatum } from '../ovsdb/index.js';
+import { Keys, OWNER } from './keys.js';
+import { macFromIPv4 } from './mac.js';
+import type { NetworkSpec } from './networks.js';
+
+/**
+ * The network's gateway address as a localport: OVN then answers ARP for
+ * it on every chassis, so containers can reach OVN's DNS responder at that
+ * address (`--dns <gateway>`), though nothing behind it forwards traffic.
+ */
+export function gatewayPort(switchName: string, spec: NetworkSpec): { name: string; row: Record<string, EncodableDatum> } | undefined {
+  const v4 = spec.ipv4.find((s) => s.gateway)?.gateway;
+  if (!v4) return undefined;
+  const v6 = spec.ipv6.find((s) => s.gateway)?.gateway;
+  const address = [macFromIPv4(v4), v4, v6].filter(Boolean).join(' ');
+  const name = `${switchName}-gw`;
+  return {
+    name,
+    row: {
+      name,
+      type: 'localport',
+      addresses: [address],
+      external_ids: new Map([
+        [Keys.owner, OWNER],
+        [Keys.role, 'gateway'],
+      ]),
+    },
+  };
+}
+
