@@ -26,7 +26,7 @@ import { accessSync, closeSync, constants, existsSync, openSync, readdirSync, re
 import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { isAlive, makeTempDir, registerCleanup, run, stopPid, waitFor } from './process.js';
+import { isAlive, makeTempDir, onExitSync, registerCleanup, run, stopPid, waitFor } from './process.js';
 
 export type EngineVersion = '20.10' | '26.1';
 
@@ -241,17 +241,8 @@ function killEnginesSync(): void {
   liveEngines.clear();
 }
 
-process.on('exit', killEnginesSync);
-// A signal death skips 'exit'; clean up, then re-raise so the default action
-// still happens (process.ts does the same for its own daemons).
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-  const onSignal = (): void => {
-    killEnginesSync();
-    process.removeListener(sig, onSignal);
-    process.kill(process.pid, sig);
-  };
-  process.on(sig, onSignal);
-}
+// process.ts runs it when the test process exits or dies of a signal.
+onExitSync(killEnginesSync);
 
 function signal(pid: number, sig: NodeJS.Signals): void {
   try {
