@@ -364,15 +364,21 @@ function shimSocketsSync(stateDir: string): string[] {
 
 // ---- bridge for --net bridge ------------------------------------------------
 
-/** A /24 under `base` (e.g. "10.253") that no address or route in the namespace uses yet. */
-async function freePrefix(base: string, netns: string | undefined): Promise<string> {
+/**
+ * A /24 in 10.<first..last>.N.0 that no address or route on this host uses
+ * yet. Engines of parallel test files pick at the same time, before either
+ * has added its address: the wide random space (thousands of /24s) keeps
+ * two of them from drawing the same one.
+ */
+async function freePrefix(range: { first: number; last: number }, netns: string | undefined): Promise<string> {
   const inUse =
     (await run('ip', ipIn(netns, ['-4', '-o', 'addr', 'show']))).stdout + (await run('ip', ipIn(netns, ['-4', 'route', 'show', 'table', 'all']))).stdout;
   for (let attempt = 0; attempt < 64; attempt++) {
-    const prefix = `${base}.${1 + (randomBytes(1).readUInt8(0) % 254)}.`;
+    const second = range.first + (randomBytes(2).readUInt16BE(0) % (range.last - range.first + 1));
+    const prefix = `10.${second}.${1 + (randomBytes(1).readUInt8(0) % 254)}.`;
     if (!inUse.includes(prefix)) return prefix;
   }
-  throw new Error(`no free ${base}.N.0/24 for a test bridge`);
+  throw new Error(`no free /24 in 10.${range.first}-${range.last}.N.0 for a test bridge`);
 }
 
 /**
@@ -384,7 +390,7 @@ async function freePrefix(base: string, netns: string | undefined): Promise<stri
  */
 async function createGwBridge(live: LiveEngine, cli: Cli): Promise<void> {
   const name = `ovngw${randomBytes(4).toString('hex')}`;
-  const prefix = await freePrefix('10.252', live.netns);
+  const prefix = await freePrefix({ first: 192, last: 223 }, live.netns);
   live.gwBridge = name;
   await cli(30_000, [
     'network', 'create', '--driver', 'bridge', '--subnet', `${prefix}0/24`,
@@ -396,7 +402,7 @@ async function createGwBridge(live: LiveEngine, cli: Cli): Promise<void> {
 
 async function createBridge(live: LiveEngine): Promise<TestBridge> {
   const name = `ovndk${randomBytes(4).toString('hex')}`;
-  const prefix = await freePrefix('10.253', live.netns);
+  const prefix = await freePrefix({ first: 224, last: 253 }, live.netns);
   const bridge = { name, subnet: `${prefix}0/24`, gateway: `${prefix}1` };
   await run('ip', ipIn(live.netns, ['link', 'add', name, 'type', 'bridge']));
   // Only now is it ours to delete.
