@@ -12,6 +12,8 @@ import { HostNat } from './host/nat.js';
 import { PortReadiness } from './driver/port-readiness.js';
 import { IpamDriver } from './driver/ipam-driver.js';
 import { OvnPools } from './ovn/pools.js';
+import { OvnWarmPorts } from './ovn/warm-ports.js';
+import { WarmPool } from './driver/warm-pool.js';
 import { DnsPublisher } from './driver/dns-publisher.js';
 import { DockerApi } from './docker/api.js';
 import os from 'node:os';
@@ -93,18 +95,36 @@ export async function startDriver(config: DriverConfig, log: Logger = pino({ lev
   const localOvs = await watchLocalInterfaces(config.ovsDb ?? DEFAULT_OVS_DB, log);
   const networks = new OvnNetworks(nb);
   const pools = new OvnPools(nb);
+  const readiness = new PortReadiness(networks, localOvs);
+  const warm = new WarmPool(
+    new OvnWarmPorts(nb, pools),
+    host,
+    readiness,
+    {
+      chassis: hostId,
+      perSwitch: config.warmPorts,
+      reserveFree: WARM_RESERVE_FREE,
+      readyTimeoutMs: config.portUpTimeoutMs || 15_000,
+      refillDelayMs: WARM_REFILL_DELAY_MS,
+      retryDelayMs: WARM_RETRY_DELAY_MS,
+    },
+    log.child({ component: 'warm' }),
+  );
   const driver = new NetworkDriver(
     networks,
     pools,
     host,
     gateways,
-    new PortReadiness(networks, localOvs),
+    readiness,
     { scope: config.scope, mtu: config.mtu, portUpTimeoutMs: config.portUpTimeoutMs, chassis: hostId },
     log.child({ component: 'driver' }),
+    warm,
   );
   await driver.reconcile();
+  // In the background: the driver serves Docker meanwhile, without warm ports until they are ready.
+  void warm.start().catch((err: unknown) => log.error({ err }, 'cannot recover warm ports; containers start without them'));
 
-  const ipam = new IpamDriver(pools, hostId, log.child({ component: 'ipam' }));
+  const ipam = new IpamDriver(pools, hostId, log.child({ component: 'ipam' }), warm);
   // The engine usually starts after the driver: the publisher waits for its socket.
   const dns = config.dockerSocket
     ? new DnsPublisher(new DockerApi(config.dockerSocket), networks, hostId, log.child({ component: 'dns' }))
@@ -127,6 +147,7 @@ export async function startDriver(config: DriverConfig, log: Logger = pino({ lev
     app,
     async close() {
       await app.close();
+      await warm.close();
       await dns?.stop();
       await driver.drain();
       await localOvs?.close();
@@ -136,6 +157,11 @@ export async function startDriver(config: DriverConfig, log: Logger = pino({ lev
 }
 
 const DEFAULT_OVS_DB = 'unix:/var/run/openvswitch/db.sock';
+/** Warm ports are made only while more addresses than this stay free for endpoints. */
+const WARM_RESERVE_FREE = 8;
+/** After a hand-out, refill once the container start has had this long to itself. */
+const WARM_REFILL_DELAY_MS = 250;
+const WARM_RETRY_DELAY_MS = 10_000;
 
 /**
  * A replica of the local Interface table, for ovn-installed (see

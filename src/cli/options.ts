@@ -24,6 +24,8 @@ export interface DriverConfig {
   dockerSocket: string | undefined;
   /** For networks with -o ovn.gateway=host: masquerade their traffic leaving this host (iptables). */
   masquerade: boolean;
+  /** Ports kept plugged and bound per switch of our IPAM on this host; 0 disables. */
+  warmPorts: number;
 }
 
 interface OptionDoc {
@@ -49,6 +51,7 @@ const DOCS: OptionDoc[] = [
   { flag: 'port-up-timeout', env: 'OVN_DOCKER_PORT_UP_TIMEOUT', value: 'MS', default: '15000', help: 'How long Join waits for OVN to report the port up before failing the container start; 0 disables the wait.' },
   { flag: 'docker-host', env: 'OVN_DOCKER_ENGINE', value: 'unix:///PATH', default: 'unix:///var/run/docker.sock', help: 'API socket of the local Docker engine. The driver reads container names from it and publishes them in OVN DNS, so containers on other hosts resolve them. "none" disables.' },
   { flag: 'masquerade', env: 'OVN_DOCKER_MASQUERADE', value: 'true|false', default: 'true', help: 'For networks created with -o ovn.gateway=host (this host routes its containers\' traffic instead of Docker\'s docker_gwbridge): turn on IP forwarding and masquerade the network\'s subnet with iptables, isolating such networks from each other.' },
+  { flag: 'warm-ports', env: 'OVN_DOCKER_WARM_PORTS', value: 'N', default: '2', help: 'For networks created with --ipam-driver set to this plugin: keep N ports per network ready on this host (logical port, veth, OVS binding), each holding an address of the pool, so a container start need not wait for ovn-northd and ovn-controller. A request takes a warm port\'s address over when nothing else is free or it asks for that address. IPv4-only networks; 0 disables.' },
   { flag: 'log-level', env: 'LOG_LEVEL', value: 'LEVEL', default: 'info', help: 'trace, debug, info, warn or error. Logs are JSON lines on stdout.' },
 ];
 
@@ -129,6 +132,7 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv): Parsed
       logLevel: logLevel as DriverConfig['logLevel'],
       dockerSocket: parseDockerHost(get('docker-host')!),
       masquerade: boolean(get('masquerade')!, 'masquerade'),
+      warmPorts: integer(get('warm-ports')!, 'warm-ports', 0, 64),
     },
   };
 }

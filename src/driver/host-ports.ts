@@ -10,12 +10,17 @@ import type { Ovs } from '../host/ovs.js';
 import { Keys, OWNER } from '../ovn/keys.js';
 
 export interface PlugRequest {
-  endpointId: string;
-  networkId: string;
-  /** Logical_Switch_Port name, written as external_ids:iface-id. */
+  /**
+   * Logical_Switch_Port name, written as external_ids:iface-id; the veth's
+   * names derive from it. An endpoint's port is named after the endpoint id,
+   * a warm port (warm-pool.ts) has a random id of the same shape.
+   */
   portName: string;
   mac: string;
   mtu: number;
+  /** Recorded on the OVS interface for whoever inspects it; warm ports have none yet. */
+  endpointId?: string;
+  networkId?: string;
 }
 
 export class HostPorts {
@@ -41,8 +46,8 @@ export class HostPorts {
 
   /** Create (or re-use) the veth and plug it. Returns the container-side name. */
   async plug(req: PlugRequest): Promise<string> {
-    const host = hostIfName(req.endpointId);
-    const peer = peerIfName(req.endpointId);
+    const host = hostIfName(req.portName);
+    const peer = peerIfName(req.portName);
     if (this.netdev === undefined) await this.detectDatapath();
     await this.links.createVeth(host, peer, { mtu: req.mtu, peerMac: req.mac });
     // Independent of each other: run them side by side.
@@ -55,36 +60,37 @@ export class HostPorts {
         attachedMac: req.mac,
         externalIds: {
           [Keys.owner]: OWNER,
-          [Keys.endpointId]: req.endpointId,
-          [Keys.networkId]: req.networkId,
+          ...(req.endpointId ? { [Keys.endpointId]: req.endpointId } : {}),
+          ...(req.networkId ? { [Keys.networkId]: req.networkId } : {}),
         },
       }),
     ]);
     return peer;
   }
 
-  /** Unplug and delete the veth; safe to call when any part is already gone. */
-  async unplug(endpointId: string): Promise<void> {
-    const host = hostIfName(endpointId);
+  /** Unplug and delete the veth of a port; safe to call when any part is already gone. */
+  async unplug(portName: string): Promise<void> {
+    const host = hostIfName(portName);
     const [, hostDeleted] = await Promise.all([this.ovs.detachPort(this.bridge, host), this.links.deleteLink(host)]);
     // Deleting one end of a veth deletes both; only a lone container end (its host end gone) needs its own delete.
-    if (!hostDeleted) await this.links.deleteLink(peerIfName(endpointId));
+    if (!hostDeleted) await this.links.deleteLink(peerIfName(portName));
   }
 
   /**
-   * Remove what a crash left: bridge ports we made whose endpoint no longer
-   * exists, and veths of ours that nothing uses. `liveEndpoints` are the ids
-   * of endpoints that still exist in OVN for this host.
+   * Remove what a crash left: bridge ports we made whose OVN port no longer
+   * exists, and veths of ours that nothing uses. `livePorts` are the names
+   * of this host's ports that still exist in OVN (endpoints' and warm ones).
    */
-  async reconcile(liveEndpoints: Set<string>): Promise<{ ports: number; links: number }> {
-    const liveHostIfs = new Set([...liveEndpoints].map((id) => hostIfName(id)));
+  async reconcile(livePorts: Set<string>): Promise<{ ports: number; links: number }> {
+    const liveHostIfs = new Set([...livePorts].map((name) => hostIfName(name)));
     let ports = 0;
     for (const port of await this.ovs.listPorts(this.bridge)) {
       // Gateway ports belong to networks, not endpoints (see host-gateways.ts).
       if (port.externalIds.get(Keys.owner) !== OWNER || port.externalIds.get(Keys.role) === 'gateway') continue;
+      const ifaceId = port.externalIds.get('iface-id');
+      if (ifaceId && livePorts.has(ifaceId) && port.port === hostIfName(ifaceId)) continue;
       const endpointId = port.externalIds.get(Keys.endpointId);
-      if (endpointId && liveEndpoints.has(endpointId)) continue;
-      this.log.info({ port: port.port, endpointId }, 'removing a bridge port whose endpoint is gone');
+      this.log.info({ port: port.port, ifaceId, endpointId }, 'removing a bridge port whose OVN port is gone');
       await this.ovs.detachPort(this.bridge, port.port);
       await this.links.deleteLink(port.port);
       ports++;

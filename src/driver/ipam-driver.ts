@@ -6,7 +6,7 @@
  *   docker network create -d openvswitch --ipam-driver openvswitch --subnet 10.1.0.0/24 foo
  */
 import type { Logger } from 'pino';
-import { ADDRESS_SPACE, PoolError, type OvnPools } from '../ovn/pools.js';
+import { ADDRESS_SPACE, PoolError, poolNameOf, type OvnPools } from '../ovn/pools.js';
 import type {
   ReleaseAddressRequest,
   ReleasePoolRequest,
@@ -14,6 +14,7 @@ import type {
   RequestPoolRequest,
 } from '../server/schemas.js';
 import { DriverError } from './errors.js';
+import type { WarmPool } from './warm-pool.js';
 
 const GATEWAY_REQUEST = 'com.docker.network.gateway';
 
@@ -22,6 +23,8 @@ export class IpamDriver {
     private readonly pools: OvnPools,
     private readonly chassis: string,
     private readonly log: Logger,
+    /** Addresses of ports already plugged on this host, handed out first (warm-pool.ts). */
+    private readonly warm?: WarmPool,
   ) {}
 
   getCapabilities() {
@@ -51,12 +54,15 @@ export class IpamDriver {
 
   async requestAddress(req: RequestAddressRequest): Promise<object> {
     const kind = req.Options?.RequestAddressType === GATEWAY_REQUEST ? 'gateway' : 'endpoint';
-    const address = await this.run(() => this.pools.requestAddress(req.PoolID, req.Address ?? '', kind));
+    const address = await this.run(() => this.pools.requestAddress(req.PoolID, req.Address ?? '', kind, this.warm));
     this.log.debug({ poolId: req.PoolID, address, kind }, 'address reserved');
     return { Address: address, Data: {} };
   }
 
   async releaseAddress(req: ReleaseAddressRequest): Promise<object> {
+    // First a warm port whose address Docker took but never made an endpoint of (a failed container
+    // start): once the address is free, a port must no longer hold it.
+    await this.run(async () => this.warm?.releaseClaimed(poolNameOf(req.PoolID), req.Address.split('/')[0]!));
     await this.run(() => this.pools.releaseAddress(req.PoolID, req.Address));
     return {};
   }

@@ -7,7 +7,7 @@
  * network/endpoint id; the truth lives in OVN NB and OVS, nothing here.
  */
 import type { Logger } from 'pino';
-import { NetworkError, type OvnNetworks } from '../ovn/networks.js';
+import { NetworkError, type EndpointRecord, type EndpointSpec, type NetworkRecord, type OvnNetworks } from '../ovn/networks.js';
 import { ADDRESS_SPACE, type OvnPools } from '../ovn/pools.js';
 import type {
   AllocateNetworkRequest,
@@ -20,10 +20,11 @@ import type {
 import { DriverError } from './errors.js';
 import type { HostPorts } from './host-ports.js';
 import { HostGateways } from './host-gateways.js';
-import { hostIfName } from '../host/names.js';
+import { hostIfName, peerIfName } from '../host/names.js';
 import type { PortReadiness } from './port-readiness.js';
 import { KeyedLock } from './keyed-lock.js';
 import { toEndpointSpec, toNetworkSpec } from './translate.js';
+import type { WarmPool } from './warm-pool.js';
 
 /** How long a finished Leave teardown is remembered, so that the DeleteEndpoint right after it can skip its own. */
 const UNPLUG_MEMORY_MS = 60_000;
@@ -64,6 +65,8 @@ export class NetworkDriver {
     private readonly readiness: PortReadiness,
     private readonly settings: DriverSettings,
     private readonly log: Logger,
+    /** Ports kept ready for networks of our IPAM; undefined turns them off. */
+    private readonly warm?: WarmPool,
   ) {}
 
   getCapabilities() {
@@ -89,6 +92,7 @@ export class NetworkDriver {
       if (HostGateways.wanted(record)) {
         await this.hostStep(() => this.gateways.ensure(record), `set up this host as the gateway of network ${spec.networkId}`);
       }
+      this.warm?.fillAll();
       this.log.info(
         { networkId: spec.networkId, switch: record.uuid, ipv4: spec.ipv4, ipv6: spec.ipv6, mtu: spec.mtu },
         'network created',
@@ -103,6 +107,10 @@ export class NetworkDriver {
       if (record && HostGateways.wanted(record)) {
         await this.hostStep(() => this.gateways.remove(record), `remove this host's gateway of network ${req.NetworkID}`);
       }
+      const pool = record?.pools?.v4;
+      if (record && pool && this.warm && !this.otherLocalNetworkOn(record.uuid, req.NetworkID)) {
+        await this.warm.dropPool(pool);
+      }
       const deleted = await this.ovn(() => this.networks.deleteNetwork(req.NetworkID), `delete network ${req.NetworkID}`);
       this.log.info({ networkId: req.NetworkID, deleted }, deleted ? 'network deleted' : 'network was already gone');
       return {};
@@ -114,8 +122,12 @@ export class NetworkDriver {
     if (!network) throw new DriverError(`network ${req.NetworkID} does not exist in OVN (was it removed behind Docker's back?)`, 404);
     const spec = toEndpointSpec(req, network, this.settings.chassis);
     return this.locks.run(`ep:${spec.endpointId}`, async () => {
-      const endpoint = await this.ovn(() => this.networks.ensureEndpoint(spec), `create endpoint ${spec.endpointId}`);
-      this.log.info({ endpointId: spec.endpointId, mac: endpoint.mac, ipv4: spec.ipv4, ipv6: spec.ipv6 }, 'endpoint created');
+      const adopted = await this.adoptWarmPort(network, spec);
+      const endpoint = adopted ?? (await this.ovn(() => this.networks.ensureEndpoint(spec), `create endpoint ${spec.endpointId}`));
+      this.log.info(
+        { endpointId: spec.endpointId, port: endpoint.name, mac: endpoint.mac, ipv4: spec.ipv4, ipv6: spec.ipv6, warm: Boolean(adopted) },
+        'endpoint created',
+      );
       // Only fields Docker left empty may be returned, or the engine rolls the endpoint back.
       return req.Interface?.MacAddress ? {} : { Interface: { MacAddress: endpoint.mac } };
     });
@@ -131,7 +143,7 @@ export class NetworkDriver {
     // Leave's teardown holds the endpoint's lock; the NB delete need not wait for it.
     if (this.unplugs.has(endpointId)) return deletePort();
     return this.locks.run(`ep:${endpointId}`, async () => {
-      await this.hostStep(() => this.host.unplug(endpointId), `unplug endpoint ${endpointId}`);
+      await this.hostStep(() => this.host.unplug(this.portNameOf(endpointId)), `unplug endpoint ${endpointId}`);
       return deletePort();
     });
   }
@@ -158,6 +170,12 @@ export class NetworkDriver {
       const started = Date.now();
       // The lock orders this after any teardown a Leave started; a re-plugged endpoint needs a full teardown again.
       this.unplugs.delete(endpointId);
+      if (this.warm?.takeReady(endpoint.name)) {
+        // A warm port: plugged and bound before Docker asked (warm-pool.ts).
+        const response = await this.joinResponse(network, peerIfName(endpoint.name));
+        this.log.info({ endpointId, srcName: response.InterfaceName.SrcName, ready: 'warm' }, 'endpoint joined');
+        return response;
+      }
       const srcName = await this.hostStep(
         () =>
           this.host.plug({
@@ -173,10 +191,10 @@ export class NetworkDriver {
       let ready = 'not waited for';
       if (this.settings.portUpTimeoutMs > 0) {
         try {
-          ready = await this.readiness.wait(endpointId, hostIfName(endpointId), this.settings.portUpTimeoutMs);
+          ready = await this.readiness.wait(endpoint.name, hostIfName(endpoint.name), this.settings.portUpTimeoutMs);
         } catch (err) {
           // Leave nothing behind for a Join that failed.
-          await this.host.unplug(endpointId).catch((e: unknown) =>
+          await this.host.unplug(endpoint.name).catch((e: unknown) =>
             this.log.warn({ endpointId, err: e }, 'cannot undo the plug of a failed Join; reconcile will'),
           );
           throw new DriverError(
@@ -188,13 +206,7 @@ export class NetworkDriver {
           );
         }
       }
-      const response: JoinResponse = { InterfaceName: { SrcName: srcName, DstPrefix: 'eth' } };
-      if (HostGateways.wanted(network)) {
-        // After a driver restart the gateway may need setting up again (it is idempotent).
-        await this.hostStep(() => this.gateways.ensure(network), `set up this host as the gateway of network ${network.networkId}`);
-        response.Gateway = network.ipv4.find((s) => s.gateway)!.gateway!;
-        response.DisableGatewayService = true;
-      }
+      const response = await this.joinResponse(network, srcName);
       this.log.info(
         { endpointId, srcName, plugMs: plugged - started, upMs: Date.now() - plugged, ready },
         'endpoint joined',
@@ -203,13 +215,54 @@ export class NetworkDriver {
     });
   }
 
+  private async joinResponse(network: NetworkRecord, srcName: string): Promise<JoinResponse> {
+    const response: JoinResponse = { InterfaceName: { SrcName: srcName, DstPrefix: 'eth' } };
+    if (HostGateways.wanted(network)) {
+      // After a driver restart the gateway may need setting up again (it is idempotent).
+      await this.hostStep(() => this.gateways.ensure(network), `set up this host as the gateway of network ${network.networkId}`);
+      response.Gateway = network.ipv4.find((s) => s.gateway)!.gateway!;
+      response.DisableGatewayService = true;
+    }
+    return response;
+  }
+
+  /**
+   * CreateEndpoint for an address RequestAddress gave out from a warm port
+   * of this host: the port becomes the endpoint's. Undefined when there is
+   * no such port, or when Docker asks for a MAC the port does not have (the
+   * port goes, and the endpoint gets a port of its own).
+   */
+  private async adoptWarmPort(network: NetworkRecord, spec: EndpointSpec): Promise<EndpointRecord | undefined> {
+    const pool = network.pools?.v4;
+    if (!this.warm || !pool || !spec.ipv4 || spec.ipv6 || this.networks.findEndpoint(spec.endpointId)) return undefined;
+    const port = this.warm.findClaimed(pool, spec.ipv4);
+    if (!port) return undefined;
+    if (spec.mac && spec.mac !== port.mac) {
+      await this.warm.discard([port]);
+      return undefined;
+    }
+    return this.ovn(() => this.warm!.adopt(port, spec.networkId, spec.endpointId), `adopt a warm port for endpoint ${spec.endpointId}`);
+  }
+
+  /** The OVN port (and so veth) name of an endpoint: its id, or a warm port's name it adopted. */
+  private portNameOf(endpointId: string): string {
+    return this.networks.findEndpoint(endpointId)?.name ?? endpointId;
+  }
+
+  /** Whether another network of this host is attached to the switch. */
+  private otherLocalNetworkOn(switchUuid: string, networkId: string): boolean {
+    return this.networks
+      .localNetworkIds(this.settings.chassis ?? '')
+      .some((id) => id !== networkId && this.networks.findNetwork(id)?.uuid === switchUuid);
+  }
+
   leave(req: EndpointRequest): object {
     const endpointId = req.EndpointID.toLowerCase();
     if (!this.unplugs.has(endpointId)) {
       const forget = () => {
         if (this.unplugs.get(endpointId) === unplug) this.unplugs.delete(endpointId);
       };
-      const unplug: Promise<void> = this.locks.run(`ep:${endpointId}`, () => this.host.unplug(endpointId)).then(
+      const unplug: Promise<void> = this.locks.run(`ep:${endpointId}`, () => this.host.unplug(this.portNameOf(endpointId))).then(
         () => {
           this.log.info({ endpointId }, 'endpoint left; host side removed');
           setTimeout(forget, UNPLUG_MEMORY_MS).unref();
@@ -240,12 +293,13 @@ export class NetworkDriver {
    * endpoint is gone from OVN.
    */
   async reconcile(): Promise<{ ports: number; links: number }> {
-    const live = new Set(
-      this.networks
+    const live = new Set([
+      ...this.networks
         .listEndpoints()
         .filter((e) => !this.settings.chassis || e.chassis === undefined || e.chassis === this.settings.chassis)
-        .map((e) => e.endpointId),
-    );
+        .map((e) => e.name),
+      ...(this.warm?.portNames() ?? []),
+    ]);
     const result = await this.host.reconcile(live);
     this.log.info(result, 'reconciled host ports with OVN');
     return result;

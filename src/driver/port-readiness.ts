@@ -19,21 +19,24 @@ export class PortReadiness {
     private readonly localOvs: OvsdbClient | undefined,
   ) {}
 
-  async wait(endpointId: string, hostIf: string, timeoutMs: number): Promise<ReadySignal> {
+  /** Whether ovn-controller has installed the port's flows, as far as the local replica shows now. */
+  installed(hostIf: string): boolean {
+    if (!this.localOvs?.isReady) return false;
+    const ids = this.localOvs.replica.findOne('Interface', 'name', hostIf)?.external_ids;
+    return ids instanceof Map && ids.get('ovn-installed') === 'true';
+  }
+
+  async wait(portName: string, hostIf: string, timeoutMs: number): Promise<ReadySignal> {
     const done = new AbortController();
     const waits: Promise<ReadySignal>[] = [
-      this.networks.waitPortUp(endpointId, timeoutMs, done.signal).then(() => 'up' as const),
+      this.networks.waitPortUp(portName, timeoutMs, done.signal).then(() => 'up' as const),
     ];
     if (this.localOvs?.isReady) {
       const replica = this.localOvs.replica;
       waits.push(
         replica
           .waitFor(
-            () => {
-              const iface = replica.findOne('Interface', 'name', hostIf);
-              const ids = iface?.external_ids;
-              return ids instanceof Map && ids.get('ovn-installed') === 'true' ? true : undefined;
-            },
+            () => (this.installed(hostIf) ? true : undefined),
             { timeoutMs, signal: done.signal, what: `ovn-installed on interface ${hostIf}` },
           )
           .then(() => 'ovn-installed' as const),

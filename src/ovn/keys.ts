@@ -34,11 +34,16 @@ export const Keys = {
   dnsNames: 'docker:dns-names',
   /** Chassis (OVS system-id) the endpoint was created on. */
   chassis: 'docker:chassis',
+  /**
+   * Logical_Switch_Port: a warm port (see warm-ports.ts), kept ready on the
+   * chassis named here for an endpoint that has not been created yet.
+   */
+  warm: 'docker:warm',
 } as const;
 
 /** Tables and replica indexes the driver needs from the NB database. */
 export const NB_TABLES = ['Logical_Switch', 'Logical_Switch_Port', 'Address_Set', 'DNS'];
 export const NB_INDEXES = {
   Logical_Switch: { externalIds: [Keys.networkId, Keys.poolV4, Keys.poolV6] },
-  Logical_Switch_Port: { externalIds: [Keys.endpointId] },
+  Logical_Switch_Port: { externalIds: [Keys.endpointId, Keys.warm] },
 };

@@ -234,15 +234,15 @@ export class OvnNetworks {
     return value;
   }
 
-  /** Resolve once OVN reports the endpoint's port up (bound and its flows installed). */
-  async waitPortUp(endpointId: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+  /** Resolve once OVN reports the port up (bound and its flows installed). */
+  async waitPortUp(portName: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
     await this.replica.waitFor(
       () => {
-        const port = this.portRow(this.replica, endpointId);
-        if (!port) throw new NetworkError(`endpoint ${endpointId} was deleted while waiting for it to come up`, 'not-found');
+        const port = this.replica.findOne('Logical_Switch_Port', 'name', portName);
+        if (!port) throw new NetworkError(`logical switch port ${portName} was deleted while waiting for it to come up`, 'not-found');
         return port.up === true ? true : undefined;
       },
-      { timeoutMs, what: `logical switch port ${endpointId} to come up`, ...(signal ? { signal } : {}) },
+      { timeoutMs, what: `logical switch port ${portName} to come up`, ...(signal ? { signal } : {}) },
     );
   }
 
@@ -433,11 +433,14 @@ function toNetwork(row: Row, networkId: string): NetworkRecord {
   } catch {
     options = {};
   }
+  const poolV4 = ids.get(Keys.poolV4);
+  const poolV6 = ids.get(Keys.poolV6);
   return {
     uuid: row._uuid,
     name: String(row.name),
     networkId,
     attached: attachedNetworks(row),
+    ...(poolV4 || poolV6 ? { pools: { ...(poolV4 ? { v4: poolV4 } : {}), ...(poolV6 ? { v6: poolV6 } : {}) } } : {}),
     ipv4: subnets(ids, Keys.ipv4Subnets, Keys.ipv4Gateways),
     ipv6: subnets(ids, Keys.ipv6Subnets, Keys.ipv6Gateways),
     mtu: Number(ids.get(Keys.mtu) ?? '1442'),
@@ -446,7 +449,7 @@ function toNetwork(row: Row, networkId: string): NetworkRecord {
   };
 }
 
-function toEndpoint(row: Row): EndpointRecord {
+export function toEndpoint(row: Row): EndpointRecord {
   const ids = externalIds(row);
   const first = Array.isArray(row.addresses) ? String(row.addresses[0] ?? '') : '';
   const ipv4 = ids.get(Keys.ipv4);

@@ -8,7 +8,9 @@
  *   docker:pool          the subnet ("10.1.0.0/24")
  *   docker:range         the sub-range addresses come from (--ip-range), if any
  *   docker:user:<token>  one key per RequestPool (a network on some host): "<chassis> <state>"
- *   docker:ip:<address>  one key per reserved address: who holds it
+ *   docker:ip:<address>  one key per reserved address: who holds it; "warm <port>"
+ *                        for a warm port's (warm-ports.ts), which any request may
+ *                        take over when nothing else is left or it asks for that one
  *
  * Reserving an address is a map `insert` mutation, which the server applies
  * only when the key is absent; the replica then tells whether our value won.
@@ -28,6 +30,27 @@ const GATEWAY = 'gateway';
 const AUX = 'aux';
 /** Pool users whose network does not exist yet: explicit addresses they reserve are --aux-address ones. */
 const PENDING = 'pending';
+
+const WARM = 'warm ';
+
+/** The holder value of a warm port's address. */
+export function warmHolder(portName: string): string {
+  return `${WARM}${portName}`;
+}
+
+/** The warm port holding an address, if a warm port does. */
+export function warmPortOf(holder: string | undefined): string | undefined {
+  return holder?.startsWith(WARM) ? holder.slice(WARM.length) : undefined;
+}
+
+/**
+ * Where a dynamic address request may get the address of a port that is
+ * already plugged and bound on this host (warm-ports.ts).
+ */
+export interface WarmSource {
+  /** Hand a ready warm port's address in pool `pool` over to `holder`; undefined when there is none. */
+  claim(pool: string, holder: string): Promise<string | undefined>;
+}
 
 export class PoolError extends Error {
   constructor(
@@ -140,7 +163,7 @@ export class OvnPools {
    * Reserve an address: the gateway (shared by every host using the pool),
    * a given one (--ip, --aux-address), or the lowest free one.
    */
-  async requestAddress(poolId: string, address: string, kind: 'gateway' | 'endpoint'): Promise<string> {
+  async requestAddress(poolId: string, address: string, kind: 'gateway' | 'endpoint', warm?: WarmSource): Promise<string> {
     const { name, token } = parsePoolId(poolId);
     const pool = this.poolRow(name, poolId);
     const subnet = externalIds(pool).get(Keys.pool)!;
@@ -153,7 +176,9 @@ export class OvnPools {
       // Before its network exists, a pool user reserves only the gateway and --aux-address ones; other hosts reserve the same.
       const shared = kind === 'gateway' ? GATEWAY : user.endsWith(` ${PENDING}`) ? AUX : undefined;
       const value = shared ?? `${token} ${randomBytes(4).toString('hex')}`;
-      if ((await this.reserve(name, ip, value)) !== value) {
+      const holder = await this.reserve(name, ip, value);
+      // A warm port only keeps an address ready: an explicit request takes it over.
+      if (holder !== value && !(warmPortOf(holder) && (await this.takeOverWarm(name, ip, value)))) {
         throw new PoolError(`address ${ip} is already in use in pool ${subnet}`, 'conflict');
       }
       return `${ip}/${prefix}`;
@@ -165,10 +190,18 @@ export class OvnPools {
       return `${ip}/${prefix}`;
     }
     const range = externalIds(pool).get(Keys.poolRange) || subnet;
+    const holder = () => `${token} ${randomBytes(4).toString('hex')}`;
+    const warmIp = await warm?.claim(name, holder());
+    if (warmIp) return `${warmIp}/${prefix}`;
     for (let attempt = 0; attempt < 64; attempt++) {
-      const ip = this.lowestFree(name, subnet, range);
-      if (!ip) throw new PoolError(`no free address left in pool ${subnet}${range !== subnet ? ` (range ${range})` : ''}`, 'exhausted');
-      const mine = `${token} ${randomBytes(4).toString('hex')}`;
+      const mine = holder();
+      const ip = this.freeAddress(name);
+      if (!ip) {
+        // Full, but for addresses warm ports (of any host) keep ready: take one over.
+        const taken = await this.takeOverWarm(name, undefined, mine);
+        if (taken) return `${taken}/${prefix}`;
+        throw new PoolError(`no free address left in pool ${subnet}${range !== subnet ? ` (range ${range})` : ''}`, 'exhausted');
+      }
       if ((await this.reserve(name, ip, mine)) === mine) return `${ip}/${prefix}`;
       // Another host took it in the same instant: the replica now knows, try the next one.
     }
@@ -214,24 +247,74 @@ export class OvnPools {
     return (row && externalIds(row).get(key)) ?? '';
   }
 
-  private lowestFree(name: string, subnet: string, range: string): string | undefined {
-    const row = this.replica.findOne('Address_Set', 'name', name);
+  /**
+   * Give an address a warm port holds to `holder`, and remove that port,
+   * in one transaction: `ip`'s, or (undefined) any warm port's in the pool.
+   * A port already handed to an endpoint no longer holds its address as
+   * "warm", so the guard never lets this take an endpoint's address.
+   * The warm port's host cleans up its host side when it sees the port gone.
+   */
+  private async takeOverWarm(name: string, ip: string | undefined, holder: string): Promise<string | undefined> {
+    const { value } = await this.nb.transaction(
+      (tx, replica) => {
+        const row = replica.findOne('Address_Set', 'name', name);
+        if (!row) return undefined;
+        const entry = [...externalIds(row)].find(
+          ([key, value]) => key.startsWith(Keys.poolIp) && warmPortOf(value) && (ip === undefined || key === `${Keys.poolIp}${ip}`),
+        );
+        if (!entry) return undefined;
+        const [key, warmValue] = entry;
+        tx.guardMatches('Address_Set', 'name', name, [['external_ids', 'includes', new Map([[key, warmValue]])]]);
+        tx.mutate('Address_Set', [['_uuid', '==', row._uuid]], [
+          ['external_ids', 'delete', [key]],
+          ['external_ids', 'insert', new Map([[key, holder]])],
+        ]);
+        const port = replica.findOne('Logical_Switch_Port', 'name', warmPortOf(warmValue)!);
+        for (const ls of port ? replica.findByExternalId('Logical_Switch', Keys.poolV4, name) : []) {
+          tx.mutate('Logical_Switch', [['_uuid', '==', ls._uuid]], [['ports', 'delete', [port!._uuid]]]);
+        }
+        return key.slice(Keys.poolIp.length);
+      },
+      { comment: `ovn-docker-driver: take over a warm port's address in ${name}` },
+    );
+    return value;
+  }
+
+  /** The lowest address nobody holds. */
+  freeAddress(name: string, replica: Replica = this.replica): string | undefined {
+    return this.scanFree(name, replica, 1).first;
+  }
+
+  /** How many addresses of the pool nobody holds, counting up to `limit`. */
+  countFree(name: string, limit: number, replica: Replica = this.replica): number {
+    return this.scanFree(name, replica, limit).count;
+  }
+
+  private scanFree(name: string, replica: Replica, limit: number): { first?: string; count: number } {
+    const row = replica.findOne('Address_Set', 'name', name);
+    if (!row) return { count: 0 };
+    const ids = externalIds(row);
+    const subnet = ids.get(Keys.pool)!;
+    const range = ids.get(Keys.poolRange) || subnet;
     const taken = new Set<string>();
-    for (const key of row ? externalIds(row).keys() : []) {
+    for (const key of ids.keys()) {
       if (key.startsWith(Keys.poolIp)) taken.add(key.slice(Keys.poolIp.length));
     }
     const v4 = !subnet.includes(':');
-    let [ip, end] = bounds(range);
+    const [start, end] = bounds(range);
     const [netStart, netEnd] = bounds(subnet);
-    // An IPv4 --ip-range's own first and last addresses look like network and broadcast addresses to people and tools: skip them too.
-    const [rangeStart, rangeEnd] = [ip, end];
+    let first: string | undefined;
+    let count = 0;
     // Bounded scan: a pool with more reservations than this is full enough to say so.
-    for (let i = 0; ip <= end && i < taken.size + 2 + 1024; ip++, i++) {
-      if (ip === netStart || (v4 && (ip === netEnd || ip === rangeStart || ip === rangeEnd))) continue;
+    for (let ip = start, i = 0; ip <= end && i < taken.size + 2 + 1024; ip++, i++) {
+      // An IPv4 --ip-range's own first and last addresses look like network and broadcast addresses to people and tools: skip them too.
+      if (ip === netStart || (v4 && (ip === netEnd || ip === start || ip === end))) continue;
       const text = v4 ? bigToV4(ip) : bigToV6(ip);
-      if (!taken.has(text)) return text;
+      if (taken.has(text)) continue;
+      first ??= text;
+      if (++count >= limit) break;
     }
-    return undefined;
+    return first === undefined ? { count } : { first, count };
   }
 
   private poolRow(name: string, poolId: string): Row {
@@ -279,6 +362,11 @@ export class OvnPools {
 export function poolName(subnet: string): string {
   // Address_Set names allow [a-zA-Z_.0-9] only.
   return `docker_pool_${subnet.replace(/[/:]/g, '_')}`;
+}
+
+/** The pool (Address_Set name) of a PoolID this IPAM handed out. */
+export function poolNameOf(poolId: string): string {
+  return parsePoolId(poolId).name;
 }
 
 function parsePoolId(poolId: string): { name: string; token: string } {

@@ -132,6 +132,16 @@ export class Transaction {
     return this.wait(table, [[column, '==', value]], [column], '!=', [{ [column]: value }]);
   }
 
+  /**
+   * Fail the transaction (with a conflict) unless the row whose `keyColumn`
+   * is `key` also matches `where`: a compare-and-swap on values the replica
+   * showed, narrower than verify() on a whole busy column.
+   */
+  guardMatches(table: string, keyColumn: string, key: EncodableDatum, where: readonly Condition[]): this {
+    this.guardIndexes.add(this.operations.length);
+    return this.wait(table, [[keyColumn, '==', key], ...where], [keyColumn], '==', [{ [keyColumn]: key }]);
+  }
+
   comment(text: string): this {
     return this.push({ op: 'comment', comment: text });
   }

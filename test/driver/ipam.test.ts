@@ -20,7 +20,8 @@ let dir: string;
 let hostA: RunningDriver;
 let hostB: RunningDriver;
 
-const config = (overrides: Partial<DriverConfig> = {}) => testDriverConfig(stack, dir, overrides);
+// Both instances run on the harness's one chassis, so warm ports (warm-ports.test.ts) are off: this is about allocation alone.
+const config = (overrides: Partial<DriverConfig> = {}) => testDriverConfig(stack, dir, { warmPorts: 0, ...overrides });
 
 t.before(async () => {
   stack = await startOvnStack();

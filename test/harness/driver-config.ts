@@ -21,6 +21,7 @@ export function testDriverConfig(
     logLevel: 'warn',
     dockerSocket: undefined,
     masquerade: false,
+    warmPorts: 2,
     ...overrides,
   };
 }

@@ -1,0 +1,249 @@
+/**
+ * Keeps a few warm ports (ovn/warm-ports.ts) ready on this host for each
+ * switch of our IPAM that a local network uses: the logical port made, its
+ * veth created and plugged into the bridge, and ovn-controller's flows
+ * installed. RequestAddress hands out such a port's address, CreateEndpoint
+ * adopts the port, and Join has nothing left to wait for. Every hand-out
+ * queues a refill in the background.
+ *
+ * What is ready lives in memory, but only as a cache: the ports are in NB
+ * (docker:warm=<chassis>) and OVS, and start() rebuilds the cache after a
+ * restart, re-plugging or removing what a crash left half done.
+ */
+import type { Logger } from 'pino';
+import { hostIfName } from '../host/names.js';
+import type { EndpointRecord } from '../ovn/networks.js';
+import type { WarmSource } from '../ovn/pools.js';
+import type { OvnWarmPorts, WarmPort } from '../ovn/warm-ports.js';
+import type { HostPorts } from './host-ports.js';
+import type { PortReadiness } from './port-readiness.js';
+
+export interface WarmPoolSettings {
+  /** OVS system-id of this host. */
+  chassis: string;
+  /** Ready ports to keep per switch; 0 turns warm ports off. */
+  perSwitch: number;
+  /** A warm port is made only while more than this many addresses of the pool stay free for endpoints. */
+  reserveFree: number;
+  /** How long a new warm port may take to be bound before it is given up. */
+  readyTimeoutMs: number;
+  /** Wait this long after a hand-out before refilling, so the refill does not compete with the container start. */
+  refillDelayMs: number;
+  /** Wait this long before trying again after a failed refill. */
+  retryDelayMs: number;
+}
+
+export class WarmPool implements WarmSource {
+  /** Ports whose host side is plugged and flows installed, not handed out yet. */
+  private readonly ready = new Map<string, WarmPort>();
+  /** Ports handed out from `ready`: plugged and bound, for Join to use as they are. */
+  private readonly handedOut = new Set<string>();
+  private readonly refills = new Map<string, Promise<void>>();
+  private readonly timers = new Map<string, NodeJS.Timeout>();
+  private closed = false;
+  private unsubscribe: (() => void) | undefined;
+
+  constructor(
+    private readonly ovn: OvnWarmPorts,
+    private readonly host: HostPorts,
+    private readonly readiness: PortReadiness,
+    private readonly settings: WarmPoolSettings,
+    private readonly log: Logger,
+  ) {}
+
+  get enabled(): boolean {
+    return this.settings.perSwitch > 0;
+  }
+
+  /** Names of this host's warm and claimed ports, which host reconcile must keep. */
+  portNames(): string[] {
+    return this.ovn.list(this.settings.chassis).map((p) => p.name);
+  }
+
+  /**
+   * After a (re)start: drop claimed ports no endpoint adopted (the address
+   * stays Docker's; its CreateEndpoint, if it still comes, makes a port of
+   * its own), give back addresses of vanished warm ports, take the warm
+   * ones that survived back into service, and fill every pool.
+   */
+  async start(): Promise<void> {
+    this.unsubscribe = this.ovn.onRemoved(this.settings.chassis, (name) => this.forgetRemoved(name));
+    const mine = this.ovn.list(this.settings.chassis);
+    const stale = mine.filter((p) => !p.free || !this.enabled);
+    await this.discard(stale);
+    const released = await this.ovn.releaseOrphanedAddresses();
+    const survivors = mine.filter((p) => p.free && this.enabled);
+    for (const port of survivors) {
+      try {
+        await this.plugAndWait(port);
+        this.ready.set(port.name, port);
+      } catch (err) {
+        this.log.warn({ port: port.name, err: (err as Error).message }, 'cannot bring a warm port back into service; removing it');
+        await this.discard([port]);
+      }
+    }
+    this.log.info({ removed: stale.length, released, ready: this.ready.size }, 'warm ports recovered');
+    this.fillAll();
+  }
+
+  /** Queue a refill of every switch this host may keep warm ports on. */
+  fillAll(): void {
+    for (const pool of this.ovn.eligiblePools(this.settings.chassis)) this.schedule(pool, 0);
+  }
+
+  /** WarmSource: hand a ready port's address in `pool` to `holder` (RequestAddress). */
+  async claim(pool: string, holder: string): Promise<string | undefined> {
+    if (!this.enabled) return undefined;
+    for (;;) {
+      const port = [...this.ready.values()].find((p) => p.pool === pool);
+      if (!port) break;
+      // Synchronous from the lookup to here: two concurrent requests never take the same port.
+      this.ready.delete(port.name);
+      if (await this.ovn.claim(port, holder)) {
+        this.handedOut.add(port.name);
+        this.schedule(pool, this.settings.refillDelayMs);
+        this.log.debug({ port: port.name, ipv4: port.ipv4 }, 'warm port handed out');
+        return port.ipv4.split('/')[0];
+      }
+      // Taken over by another request, or removed: its host side is garbage now.
+      await this.discard([port]);
+    }
+    this.schedule(pool, 0);
+    return undefined;
+  }
+
+  /** The claimed port CreateEndpoint may adopt for this address, if any. */
+  findClaimed(pool: string, ipv4: string): WarmPort | undefined {
+    return this.enabled ? this.ovn.findClaimed(this.settings.chassis, pool, ipv4) : undefined;
+  }
+
+  async adopt(port: WarmPort, networkId: string, endpointId: string): Promise<EndpointRecord> {
+    return this.ovn.adopt(port, networkId, endpointId);
+  }
+
+  /**
+   * For Join: true when this port's host side was plugged by the pool and
+   * ovn-controller still reports its flows installed, so Join can answer at
+   * once. Otherwise Join plugs (idempotently) and waits as for any port.
+   */
+  takeReady(portName: string): boolean {
+    if (!this.handedOut.delete(portName)) return false;
+    return this.readiness.installed(hostIfName(portName));
+  }
+
+  /** Docker released an address: a claimed port holding it was never adopted, and goes. */
+  async releaseClaimed(pool: string, ip: string): Promise<void> {
+    const port = this.ovn.findClaimed(this.settings.chassis, pool, ip);
+    if (port) await this.discard([port]);
+  }
+
+  /** This host's last network left the pool's switch: remove its warm ports there. */
+  async dropPool(pool: string): Promise<void> {
+    clearTimeout(this.timers.get(pool));
+    this.timers.delete(pool);
+    await this.refills.get(pool);
+    const ports = this.ovn.list(this.settings.chassis, pool);
+    await this.discard(ports);
+    if (ports.length) this.log.info({ pool, ports: ports.length }, 'warm ports removed with the last local network of their switch');
+  }
+
+  /** Remove ports from NB and their host side; errors are logged, and reconcile catches what is left. */
+  async discard(ports: WarmPort[]): Promise<void> {
+    if (ports.length === 0) return;
+    for (const port of ports) {
+      this.ready.delete(port.name);
+      this.handedOut.delete(port.name);
+    }
+    await this.ovn.remove(ports).catch((err: unknown) =>
+      this.log.warn({ err: (err as Error).message, ports: ports.map((p) => p.name) }, 'cannot remove warm ports from OVN'),
+    );
+    for (const port of ports) {
+      await this.host.unplug(port.name).catch((err: unknown) =>
+        this.log.warn({ port: port.name, err: (err as Error).message }, 'cannot remove the veth of a warm port; reconcile will'),
+      );
+    }
+  }
+
+  /** A ready port vanished from NB (taken over by another host): its veth is garbage, and the pool one short. */
+  private forgetRemoved(name: string): void {
+    const port = this.ready.get(name);
+    if (!port) return;
+    this.ready.delete(name);
+    this.log.debug({ port: name, pool: port.pool }, 'a warm port was taken over; removing its veth');
+    void this.host
+      .unplug(name)
+      .catch((err: unknown) => this.log.warn({ port: name, err: (err as Error).message }, 'cannot remove the veth of a warm port; reconcile will'));
+    this.schedule(port.pool, this.settings.refillDelayMs);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.unsubscribe?.();
+    for (const timer of this.timers.values()) clearTimeout(timer);
+    this.timers.clear();
+    await Promise.allSettled(this.refills.values());
+  }
+
+  private schedule(pool: string, delayMs: number): void {
+    if (this.closed || !this.enabled || this.timers.has(pool)) return;
+    const timer = setTimeout(() => {
+      this.timers.delete(pool);
+      this.refill(pool);
+    }, delayMs);
+    timer.unref();
+    this.timers.set(pool, timer);
+  }
+
+  /** One refill per pool at a time; a refill asked for while one runs runs after it. */
+  private refill(pool: string): void {
+    const previous = this.refills.get(pool) ?? Promise.resolve();
+    const next = previous.then(() => this.fill(pool));
+    this.refills.set(pool, next);
+    void next.finally(() => {
+      if (this.refills.get(pool) === next) this.refills.delete(pool);
+    });
+  }
+
+  private async fill(pool: string): Promise<void> {
+    const started = Date.now();
+    let made = 0;
+    try {
+      while (!this.closed) {
+        // Ports another host's request took over are gone from NB: drop their host side.
+        const vanished = [...this.ready.values()].filter((p) => p.pool === pool && !this.ovn.find(p.name)?.free);
+        await this.discard(vanished);
+        const have = [...this.ready.values()].filter((p) => p.pool === pool).length;
+        if (have >= this.settings.perSwitch || !this.ovn.eligiblePools(this.settings.chassis).includes(pool)) break;
+        const port = await this.ovn.create(pool, this.settings.chassis, this.settings.reserveFree);
+        if (!port) break;
+        try {
+          await this.plugAndWait(port);
+        } catch (err) {
+          await this.discard([port]);
+          throw err;
+        }
+        if (this.closed) break;
+        this.ready.set(port.name, port);
+        made++;
+      }
+      if (made) this.log.debug({ pool, made, ms: Date.now() - started }, 'warm ports ready');
+    } catch (err) {
+      this.log.warn(
+        { pool, err: (err as Error).message, retryInMs: this.settings.retryDelayMs },
+        'cannot make a warm port; containers on this network start without one until a retry succeeds',
+      );
+      const timer = setTimeout(() => {
+        this.timers.delete(pool);
+        this.refill(pool);
+      }, this.settings.retryDelayMs);
+      timer.unref();
+      if (!this.closed && !this.timers.has(pool)) this.timers.set(pool, timer);
+      else clearTimeout(timer);
+    }
+  }
+
+  private async plugAndWait(port: WarmPort): Promise<void> {
+    await this.host.plug({ portName: port.name, mac: port.mac, mtu: port.mtu });
+    await this.readiness.wait(port.name, hostIfName(port.name), this.settings.readyTimeoutMs);
+  }
+}

@@ -1,0 +1,317 @@
+/**
+ * Warm ports against a real single-chassis OVN: on a network of our IPAM
+ * the driver keeps ports plugged and bound ahead of time, RequestAddress
+ * hands out their addresses, CreateEndpoint adopts them and Join answers
+ * without waiting for OVN. Called over the plugin socket as dockerd calls
+ * it; containers are network namespaces this test makes.
+ */
+import t from 'tap';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { pino } from 'pino';
+import { startOvnStack, type OvnStack } from '../harness/ovn-stack.js';
+import { callPlugin } from '../harness/plugin-client.js';
+import { createNetns, deleteNetns, moveIntoNetns, ping, tcpEcho, tcpRoundTrip } from '../harness/netns.js';
+import { run, waitFor } from '../harness/process.js';
+import { startDriver, type RunningDriver } from '../../src/service.js';
+import { testDriverConfig } from '../harness/driver-config.js';
+import { hostIfName, peerIfName } from '../../src/host/names.js';
+
+let stack: OvnStack;
+let dir: string;
+let driver: RunningDriver;
+const namespaces: string[] = [];
+/** Port names whose veths the test may have left in the host namespace. */
+const portsSeen = new Set<string>();
+
+const hex = (n: number) => randomBytes(n).toString('hex');
+const call = (method: string, body?: unknown) => callPlugin(driver.address, method, body);
+const start = () => startDriver(testDriverConfig(stack, dir, { warmPorts: 2 }), pino({ level: 'warn' }));
+
+t.before(async () => {
+  stack = await startOvnStack();
+  dir = await mkdtemp(path.join(os.tmpdir(), 'ovn-test-warm-'));
+  driver = await start();
+});
+
+t.teardown(async () => {
+  for (const ns of namespaces) await deleteNetns(ns);
+  await driver?.close();
+  for (const name of portsSeen) await run('ip', ['link', 'del', hostIfName(name)]).catch(() => undefined);
+  await stack?.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+interface NbPort {
+  name: string;
+  addresses: string;
+  ids: string;
+}
+
+/** Warm (or claimed) ports of this chassis on the pool's switch, read with ovn-nbctl. */
+async function warmPorts(pool: string): Promise<NbPort[]> {
+  const out = await stack.nbctl(
+    '--format=csv', '--data=bare', '--no-headings', '--columns=name,addresses,external_ids',
+    'find', 'Logical_Switch_Port', `external_ids:docker\\:warm=${stack.systemId}`, `external_ids:docker\\:pool-v4=${pool}`,
+  );
+  const ports = out.split('\n').filter(Boolean).map((line) => {
+    const [name, addresses, ids] = line.split(',');
+    return { name: name!, addresses: addresses ?? '', ids: ids ?? '' };
+  });
+  for (const p of ports) portsSeen.add(p.name);
+  return ports;
+}
+
+async function reservation(pool: string, ip: string): Promise<string> {
+  return (await stack.nbctl('--if-exists', 'get', 'Address_Set', pool, `external_ids:"docker:ip:${ip}"`)).trim().replace(/"/g, '');
+}
+
+async function installed(portName: string): Promise<boolean> {
+  const out = await stack.vsctl('--if-exists', 'get', 'Interface', hostIfName(portName), 'external_ids:ovn-installed');
+  return out.trim().replace(/"/g, '') === 'true';
+}
+
+async function linkExists(name: string): Promise<boolean> {
+  return run('ip', ['link', 'show', 'dev', name]).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** Wait until `count` warm ports are ready: in NB, held as warm, plugged with flows installed. */
+async function readyWarmPorts(pool: string, count: number): Promise<NbPort[]> {
+  return waitFor(
+    async () => {
+      const ports = await warmPorts(pool);
+      if (ports.length !== count) return undefined;
+      for (const p of ports) {
+        const ip = p.addresses.split(' ')[1]!;
+        if ((await reservation(pool, ip)) !== `warm ${p.name}` || !(await installed(p.name))) return undefined;
+      }
+      return ports;
+    },
+    { timeoutMs: 20_000, what: `${count} ready warm ports on ${pool}` },
+  );
+}
+
+async function ipamNetwork(subnet: string): Promise<{ networkId: string; poolId: string; pool: string }> {
+  const poolReply = await call('IpamDriver.RequestPool', { AddressSpace: 'ovn', Pool: subnet, SubPool: '', Options: {}, V6: false });
+  if (poolReply.status !== 200) throw new Error(JSON.stringify(poolReply.body));
+  const poolId = String(poolReply.body.PoolID);
+  const gw = await call('IpamDriver.RequestAddress', { PoolID: poolId, Address: '', Options: { RequestAddressType: 'com.docker.network.gateway' } });
+  const networkId = hex(32);
+  const reply = await call('NetworkDriver.CreateNetwork', {
+    NetworkID: networkId,
+    Options: {},
+    IPv4Data: [{ AddressSpace: 'ovn', Pool: subnet, Gateway: String(gw.body.Address) }],
+    IPv6Data: [],
+  });
+  if (reply.status !== 200) throw new Error(JSON.stringify(reply.body));
+  return { networkId, poolId, pool: `docker_pool_${subnet.replace('/', '_')}` };
+}
+
+async function requestAddress(poolId: string, wanted = ''): Promise<{ status: number; address: string; err: string }> {
+  const reply = await call('IpamDriver.RequestAddress', { PoolID: poolId, Address: wanted, Options: {} });
+  return { status: reply.status, address: String(reply.body.Address ?? ''), err: String(reply.body.Err ?? '') };
+}
+
+async function createEndpoint(networkId: string, address: string, mac = '', id = hex(32)) {
+  const reply = await call('NetworkDriver.CreateEndpoint', {
+    NetworkID: networkId,
+    EndpointID: id,
+    Interface: { Address: address, AddressIPv6: '', MacAddress: mac },
+    Options: {},
+  });
+  return { id, status: reply.status, body: reply.body };
+}
+
+async function portOf(endpointId: string): Promise<string> {
+  const out = await stack.nbctl('--bare', '--columns=name', 'find', 'Logical_Switch_Port', `external_ids:docker\\:endpoint-id=${endpointId}`);
+  return out.trim();
+}
+
+t.test('containers start on warm ports, even with ovn-northd stopped', async (t) => {
+  const net = await ipamNetwork('10.150.0.0/24');
+  const warm = await readyWarmPorts(net.pool, 2);
+  t.same(warm.map((p) => p.addresses.split(' ')[1]).sort(), ['10.150.0.2', '10.150.0.3'], 'warm ports hold the lowest free addresses');
+  t.ok(warm.every((p) => /^0a:58:0a:96:00:0[23] 10\.150\.0\.[23]$/.test(p.addresses)), 'with the MAC derived from the address');
+
+  // With ovn-northd stopped no new port can get a binding: a start can only succeed on a warm port.
+  process.kill(stack.pids.northd, 'SIGSTOP');
+  const endpoints: { id: string; ip: string; port: string }[] = [];
+  try {
+    for (let i = 0; i < 2; i++) {
+      const { status, address } = await requestAddress(net.poolId);
+      t.equal(status, 200);
+      const ip = address.split('/')[0]!;
+      const holder = warm.find((p) => p.addresses.endsWith(` ${ip}`));
+      t.ok(holder, `RequestAddress gave out warm port ${i}'s address ${address}`);
+      t.match(await reservation(net.pool, ip), /^[0-9a-f]{12} [0-9a-f]{8}$/, "the address is Docker's now, no longer warm");
+
+      const ep = await createEndpoint(net.networkId, address);
+      t.equal(ep.status, 200, JSON.stringify(ep.body));
+      t.same(ep.body, { Interface: { MacAddress: holder!.addresses.split(' ')[0] } }, "the warm port's MAC is returned");
+      t.equal(await portOf(ep.id), holder!.name, 'the endpoint adopted the warm port');
+      const retry = await createEndpoint(net.networkId, address, '', ep.id);
+      t.same(retry.body, ep.body, 'a retried CreateEndpoint answers the same');
+      t.equal(await portOf(ep.id), holder!.name, 'and keeps the adopted port');
+
+      const joined = await call('NetworkDriver.Join', { NetworkID: net.networkId, EndpointID: ep.id, SandboxKey: '', Options: {} });
+      t.equal(joined.status, 200, JSON.stringify(joined.body));
+      t.same(joined.body.InterfaceName, { SrcName: peerIfName(holder!.name), DstPrefix: 'eth' }, "Join answers with the warm port's veth");
+      endpoints.push({ id: ep.id, ip, port: holder!.name });
+    }
+    const [a, b] = endpoints as [(typeof endpoints)[0], (typeof endpoints)[0]];
+    const nsA = await createNetns();
+    const nsB = await createNetns();
+    namespaces.push(nsA, nsB);
+    await moveIntoNetns(peerIfName(a.port), nsA, 'eth0', `${a.ip}/24`);
+    await moveIntoNetns(peerIfName(b.port), nsB, 'eth0', `${b.ip}/24`);
+    t.ok(await ping(nsA, b.ip), 'ping between the two containers while northd is stopped');
+    const echo = await tcpEcho(nsB, b.ip, 7070);
+    t.equal(await tcpRoundTrip(nsA, b.ip, 7070, 'warm'), 'warm', 'TCP too');
+    await echo.stop();
+  } finally {
+    process.kill(stack.pids.northd, 'SIGCONT');
+  }
+
+  const refilled = await readyWarmPorts(net.pool, 2);
+  t.same(refilled.map((p) => p.addresses.split(' ')[1]).sort(), ['10.150.0.4', '10.150.0.5'], 'both hand-outs refilled');
+  const ids = (await stack.nbctl('get', 'Logical_Switch_Port', endpoints[0]!.port, 'external_ids')).trim();
+  t.notMatch(ids, /docker:warm/, 'an adopted port is no longer warm');
+  // ovn-nbctl quotes a value only when it could be read as something else (a leading digit).
+  t.match(ids, new RegExp(`"docker:endpoint-id"="?${endpoints[0]!.id}"?[,}]`), "and records the endpoint's id");
+
+  for (const ep of endpoints) {
+    t.equal((await call('NetworkDriver.Leave', { NetworkID: net.networkId, EndpointID: ep.id })).status, 200);
+    t.equal((await call('NetworkDriver.DeleteEndpoint', { NetworkID: net.networkId, EndpointID: ep.id })).status, 200);
+    t.equal((await call('IpamDriver.ReleaseAddress', { PoolID: net.poolId, Address: ep.ip })).status, 200);
+  }
+  await waitFor(async () => !(await linkExists(hostIfName(endpoints[0]!.port))) && !(await linkExists(hostIfName(endpoints[1]!.port))), {
+    what: "the adopted ports' veths to go after Leave",
+  });
+  t.equal((await stack.nbctl('--bare', '--columns=name', 'find', 'Logical_Switch_Port', `name=${endpoints[0]!.port}`)).trim(), '', 'DeleteEndpoint removed the port');
+  await call('NetworkDriver.DeleteNetwork', { NetworkID: net.networkId });
+  await call('IpamDriver.ReleasePool', { PoolID: net.poolId });
+});
+
+t.test('a warm address taken over, released unused, or given a MAC of its own', async (t) => {
+  const net = await ipamNetwork('10.151.0.0/24');
+  const [first, second] = (await readyWarmPorts(net.pool, 2)).sort((x, y) => (x.addresses < y.addresses ? -1 : 1)) as [NbPort, NbPort];
+
+  // --ip of a warm port's address: the request wins, the warm port goes.
+  const fixed = await requestAddress(net.poolId, '10.151.0.2');
+  t.equal(fixed.status, 200, fixed.err);
+  t.equal(fixed.address, '10.151.0.2/24', '--ip takes a warm address over');
+  t.notOk((await warmPorts(net.pool)).some((p) => p.name === first.name), 'the warm port that held it is gone from NB');
+  const ep = await createEndpoint(net.networkId, fixed.address);
+  t.equal(ep.status, 200);
+  t.equal(await portOf(ep.id), ep.id, 'an endpoint on a taken-over address gets a port of its own');
+  await call('NetworkDriver.DeleteEndpoint', { NetworkID: net.networkId, EndpointID: ep.id });
+  await call('IpamDriver.ReleaseAddress', { PoolID: net.poolId, Address: '10.151.0.2' });
+
+  // Docker took a warm address but the container start failed before CreateEndpoint.
+  await readyWarmPorts(net.pool, 2);
+  const unused = await requestAddress(net.poolId);
+  t.equal(unused.status, 200);
+  const unusedIp = unused.address.split('/')[0]!;
+  const unusedPort = (await warmPorts(net.pool)).find((p) => p.addresses.endsWith(` ${unusedIp}`))!;
+  t.ok(unusedPort, 'the address came from a warm port');
+  t.equal((await call('IpamDriver.ReleaseAddress', { PoolID: net.poolId, Address: unusedIp })).status, 200);
+  t.notOk((await warmPorts(net.pool)).some((p) => p.name === unusedPort.name), 'released unused: the claimed port is removed');
+  t.equal(await reservation(net.pool, unusedIp).then((r) => (r.startsWith('warm ') ? 'warm' : r)), '', 'and the address is free (or warm again)');
+  t.notOk(await linkExists(hostIfName(unusedPort.name)), 'with its veth');
+
+  // Docker asks for a MAC of its own (docker run --mac-address).
+  await readyWarmPorts(net.pool, 2);
+  const withMac = await requestAddress(net.poolId);
+  const macIp = withMac.address.split('/')[0]!;
+  const macPort = (await warmPorts(net.pool)).find((p) => p.addresses.endsWith(` ${macIp}`))!;
+  const macEp = await createEndpoint(net.networkId, withMac.address, '02:42:0a:97:00:99');
+  t.equal(macEp.status, 200, JSON.stringify(macEp.body));
+  t.equal(await portOf(macEp.id), macEp.id, 'a port of its own');
+  t.equal(
+    (await stack.nbctl('get', 'Logical_Switch_Port', macEp.id, 'addresses')).trim(),
+    `["02:42:0a:97:00:99 ${macIp}"]`,
+    "with Docker's MAC and the claimed address",
+  );
+  t.notOk((await warmPorts(net.pool)).some((p) => p.name === macPort.name), 'the warm port with the other MAC is removed');
+  t.match(await reservation(net.pool, macIp), /^[0-9a-f]{12} [0-9a-f]{8}$/, 'the address stays with the endpoint');
+  await call('NetworkDriver.DeleteEndpoint', { NetworkID: net.networkId, EndpointID: macEp.id });
+  await call('IpamDriver.ReleaseAddress', { PoolID: net.poolId, Address: macIp });
+  void second;
+
+  // DeleteNetwork of this host's last network on the switch removes its warm ports, addresses and veths.
+  const before = await readyWarmPorts(net.pool, 2);
+  t.equal((await call('NetworkDriver.DeleteNetwork', { NetworkID: net.networkId })).status, 200);
+  for (const p of before) {
+    t.equal((await stack.nbctl('--bare', '--columns=name', 'find', 'Logical_Switch_Port', `name=${p.name}`)).trim(), '', 'warm port removed');
+    t.notOk(await linkExists(hostIfName(p.name)), 'its veth removed');
+  }
+  const sets = await stack.nbctl('--bare', '--columns=external_ids', 'list', 'Address_Set');
+  t.notMatch(sets, /warm /, 'no address held as warm any more');
+  await call('IpamDriver.ReleasePool', { PoolID: net.poolId });
+});
+
+t.test("a full pool: another host's request takes the last addresses over from warm ports", async (t) => {
+  // Host B, without warm ports, on the same pool. (Started first: the harness has one chassis, and a
+  // driver without warm ports removes those of its chassis when it starts.)
+  const hostB = await startDriver(testDriverConfig(stack, dir, { warmPorts: 0 }), pino({ level: 'warn' }));
+  t.teardown(() => hostB.close());
+  // A /28 leaves 13 endpoint addresses after the gateway; warm ports stop while 8 or fewer would stay free.
+  const net = await ipamNetwork('10.152.0.0/28');
+  const warm = await readyWarmPorts(net.pool, 2);
+  const poolB = await callPlugin(hostB.address, 'IpamDriver.RequestPool', { AddressSpace: 'ovn', Pool: '10.152.0.0/28', SubPool: '', Options: {}, V6: false });
+  const poolIdB = String(poolB.body.PoolID);
+  const got: string[] = [];
+  for (let i = 0; i < 13; i++) {
+    const r = await callPlugin(hostB.address, 'IpamDriver.RequestAddress', { PoolID: poolIdB, Address: '', Options: {} });
+    t.equal(r.status, 200, String(r.body.Err ?? `address ${i}`));
+    got.push(String(r.body.Address));
+  }
+  t.equal(new Set(got).size, 13, 'all 13 addresses, distinct');
+  t.ok(warm.every((p) => got.includes(`${p.addresses.split(' ')[1]}/28`)), "including the warm ports' two");
+  const last = await callPlugin(hostB.address, 'IpamDriver.RequestAddress', { PoolID: poolIdB, Address: '', Options: {} });
+  t.equal(last.status, 409);
+  t.match(String(last.body.Err), /no free address left in pool 10\.152\.0\.0\/28/);
+  t.same(await warmPorts(net.pool), [], 'the warm ports are gone from NB');
+  for (const p of warm) {
+    await waitFor(async () => !(await linkExists(hostIfName(p.name))), { what: `host A to remove the veth of taken-over ${p.name}` });
+  }
+  t.pass("host A removed the taken-over ports' veths");
+  for (const a of got) await callPlugin(hostB.address, 'IpamDriver.ReleaseAddress', { PoolID: poolIdB, Address: a.split('/')[0] });
+  await callPlugin(hostB.address, 'IpamDriver.ReleasePool', { PoolID: poolIdB });
+  await call('NetworkDriver.DeleteNetwork', { NetworkID: net.networkId });
+  await call('IpamDriver.ReleasePool', { PoolID: net.poolId });
+});
+
+t.test('a restarted driver takes its warm ports back and drops half-claimed ones', async (t) => {
+  const net = await ipamNetwork('10.153.0.0/24');
+  const warm = await readyWarmPorts(net.pool, 2);
+  const claimed = await requestAddress(net.poolId);
+  const claimedIp = claimed.address.split('/')[0]!;
+  const claimedPort = warm.find((p) => p.addresses.endsWith(` ${claimedIp}`))!;
+  const keptPort = warm.find((p) => p !== claimedPort)!;
+
+  // A crash: the process is gone, its rows and veths stay.
+  await driver.close();
+  driver = await start();
+  const after = await readyWarmPorts(net.pool, 2);
+  t.notOk(after.some((p) => p.name === claimedPort.name), 'the claimed, never adopted port is removed');
+  t.notOk(await linkExists(hostIfName(claimedPort.name)), 'with its veth');
+  t.ok(after.some((p) => p.name === keptPort.name), 'the warm one is kept, not made again');
+  t.match(await reservation(net.pool, claimedIp), /^[0-9a-f]{12} [0-9a-f]{8}$/, "the claimed address stays Docker's");
+
+  // Docker's CreateEndpoint for the claimed address still works after the restart.
+  const ep = await createEndpoint(net.networkId, claimed.address);
+  t.equal(ep.status, 200);
+  t.equal(await portOf(ep.id), ep.id, 'on a port of its own');
+  await call('NetworkDriver.DeleteEndpoint', { NetworkID: net.networkId, EndpointID: ep.id });
+  await call('IpamDriver.ReleaseAddress', { PoolID: net.poolId, Address: claimedIp });
+  await call('NetworkDriver.DeleteNetwork', { NetworkID: net.networkId });
+  await call('IpamDriver.ReleasePool', { PoolID: net.poolId });
+  const left = (await stack.vsctl('list-ports', 'br-int')).split('\n').filter((p) => /^ovn[0-9a-f]{12}$/.test(p));
+  t.same(left, [], 'nothing of ours left on br-int');
+});
