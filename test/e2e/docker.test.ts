@@ -143,9 +143,20 @@ for (const version of ENGINES) {
     await docker('network', 'create', '-d', name, '--ipam-driver', name, '--subnet', '10.86.0.0/24', '--aux-address', 'x=10.86.0.250', n3);
     t.match(await stack.nbctl('--bare', '--columns=name', 'list', 'Address_Set'), 'docker_pool_10.86.0.0_24', 'pool in NB');
     await docker('run', '-d', '--net', n3, '--ip', '10.86.0.50', '--name', `e-${sfx}`, image, 'sleep', '3600');
+    // The driver keeps two warm ports per network of its IPAM: plugged, bound, up.
+    const warmUp = async () =>
+      (await stack!.nbctl('--bare', '--columns=name', 'find', 'Logical_Switch_Port', `external_ids:docker\\:warm=${stack!.systemId}`, 'up=true'))
+        .split(/\s+/)
+        .filter(Boolean);
+    await waitFor(async () => (await warmUp()).length === 2 || undefined, { timeoutMs: 20_000, what: 'two warm ports up' });
     await docker('run', '-d', '--net', n3, '--name', `f-${sfx}`, image, 'sleep', '3600');
     t.equal(await ipOf(`e-${sfx}`, n3), '10.86.0.50', '--ip honored');
     t.equal(await ipOf(`f-${sfx}`, n3), '10.86.0.2', 'first free address after the gateway');
+    const endpointF = (await docker('inspect', '-f', `{{(index .NetworkSettings.Networks "${n3}").EndpointID}}`, `f-${sfx}`)).trim();
+    const portF = (await stack.nbctl('--bare', '--columns=name', 'find', 'Logical_Switch_Port', `external_ids:docker\\:endpoint-id=${endpointF}`)).trim();
+    t.match(portF, /^[0-9a-f]{64}$/, "f's endpoint has a port");
+    t.not(portF, endpointF, 'f started on a warm port (named before its endpoint existed)');
+    t.equal(await exec(`f-${sfx}`, 'cat', '/sys/class/net/eth0/address'), '0a:58:0a:56:00:02', "with the warm port's MAC");
     t.match(await exec(`f-${sfx}`, 'ping', '-c1', '-W2', '10.86.0.50'), /1 packets received/);
     const clash = await docker('run', '-d', '--net', n3, '--ip', '10.86.0.50', '--name', `g-${sfx}`, image, 'true').catch((e: Error) => e.message);
     t.match(clash, /10\.86\.0\.50 is already in use/, 'a taken --ip is refused with a clear error');
