@@ -25,6 +25,8 @@ function arg(name: string, fallback: string): string {
 }
 const PAIRS = Number(arg('pairs', '20'));
 const PORTS = Number(arg('ports', '10000'));
+/** Idle time between two `docker run`s; 0 runs them back to back, so background work competes with the next start. */
+const GAP_MS = Number(arg('gap', '0'));
 const ENGINE = arg('engine', '20.10') as '20.10' | '26.1';
 const CALLS = Number(arg('calls', '30'));
 
@@ -92,7 +94,7 @@ async function main(): Promise<void> {
     nb = await OvsdbClient.connect({ remote: stack.nbRemote, database: 'OVN_Northbound', tables: ['Logical_Switch'] });
 
     const dockerRun = (network: string) => () => engine!.docker('run', '--rm', '--net', network, image, 'true');
-    for (const size of [0, PORTS]) {
+    for (const size of PORTS > 0 ? [0, PORTS] : [0]) {
       if (size > 0) await fill(nb, size);
       const order = [...nets.values(), 'bridge'];
       for (let i = 0; i < 3; i++) for (const n of order) await dockerRun(n)();
@@ -100,7 +102,10 @@ async function main(): Promise<void> {
       for (let i = 0; i < PAIRS; i++) {
         // Rotate the order so that no network always runs on a warmer machine.
         const rotated = [...order.slice(i % order.length), ...order.slice(0, i % order.length)];
-        for (const n of rotated) times.get(n)!.push(await time(dockerRun(n)));
+        for (const n of rotated) {
+          if (GAP_MS > 0) await sleep(GAP_MS);
+          times.get(n)!.push(await time(dockerRun(n)));
+        }
       }
       const bridge = times.get('bridge')!;
       const { create, join } = await pluginLatency(driver.socket, netId, CALLS, size);
@@ -137,7 +142,7 @@ async function main(): Promise<void> {
   for (const r of results) {
     console.log(`| ${r.ports} | ${r.createEndpoint.toFixed(1)} ms | ${r.join.toFixed(1)} ms | ${r.warmStart.toFixed(1)} ms |`);
   }
-  console.log(`\n${PAIRS} pairs per size, engine ${ENGINE}, node ${process.version}.`);
+  console.log(`\n${PAIRS} pairs per size, engine ${ENGINE}, node ${process.version}, ${GAP_MS} ms between runs.`);
 }
 
 /** Put `count` ports on a separate switch, in batches, as other tenants' load. */

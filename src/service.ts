@@ -159,8 +159,12 @@ export async function startDriver(config: DriverConfig, log: Logger = pino({ lev
 const DEFAULT_OVS_DB = 'unix:/var/run/openvswitch/db.sock';
 /** Warm ports are made only while more addresses than this stay free for endpoints. */
 const WARM_RESERVE_FREE = 8;
-/** After a hand-out, refill once the container start has had this long to itself. */
-const WARM_REFILL_DELAY_MS = 250;
+/**
+ * After a hand-out, refill only this much later: a container that ends
+ * sooner gives its port back (warm-pool.ts recycle()), and a refill would
+ * compete for the CPU with the container's own start.
+ */
+const WARM_REFILL_DELAY_MS = 2000;
 const WARM_RETRY_DELAY_MS = 10_000;
 
 /**

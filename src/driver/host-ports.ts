@@ -68,6 +68,11 @@ export class HostPorts {
     return peer;
   }
 
+  /** Whether a port's veth is back in the host namespace, whole and unchanged, for reuse. */
+  async isReusable(portName: string, mtu: number, mac: string): Promise<boolean> {
+    return this.links.isIntactPair(hostIfName(portName), peerIfName(portName), { mtu, peerMac: mac });
+  }
+
   /** Unplug and delete the veth of a port; safe to call when any part is already gone. */
   async unplug(portName: string): Promise<void> {
     const host = hostIfName(portName);

@@ -60,10 +60,10 @@ export class IpamDriver {
   }
 
   async releaseAddress(req: ReleaseAddressRequest): Promise<object> {
-    // First a warm port whose address Docker took but never made an endpoint of (a failed container
-    // start): once the address is free, a port must no longer hold it.
-    await this.run(async () => this.warm?.releaseClaimed(poolNameOf(req.PoolID), req.Address.split('/')[0]!));
-    await this.run(() => this.pools.releaseAddress(req.PoolID, req.Address));
+    // A port DeleteEndpoint kept for the next container keeps the address, as a warm port (warm-pool.ts).
+    // Any other port still holding it (a failed container start) goes first: a free address must have no port.
+    const kept = await this.run(async () => this.warm?.releaseClaimed(poolNameOf(req.PoolID), req.Address.split('/')[0]!));
+    if (!kept) await this.run(() => this.pools.releaseAddress(req.PoolID, req.Address));
     return {};
   }
 

@@ -143,6 +143,12 @@ export class NetworkDriver {
     // Leave's teardown holds the endpoint's lock; the NB delete need not wait for it.
     if (this.unplugs.has(endpointId)) return deletePort();
     return this.locks.run(`ep:${endpointId}`, async () => {
+      const endpoint = this.networks.findEndpoint(endpointId);
+      const network = endpoint && this.networks.findNetwork(endpoint.networkId);
+      if (endpoint && network && this.warm && (await this.ovn(() => this.warm!.recycle(endpoint, network), `keep the port of ${endpointId}`))) {
+        this.log.info({ endpointId, port: endpoint.name }, 'endpoint deleted; its port is kept warm for the next container');
+        return {};
+      }
       await this.hostStep(() => this.host.unplug(this.portNameOf(endpointId)), `unplug endpoint ${endpointId}`);
       return deletePort();
     });
@@ -258,6 +264,12 @@ export class NetworkDriver {
 
   leave(req: EndpointRequest): object {
     const endpointId = req.EndpointID.toLowerCase();
+    const endpoint = this.networks.findEndpoint(endpointId);
+    const network = endpoint && this.networks.findNetwork(endpoint.networkId);
+    if (endpoint && network && this.warm?.recyclable(endpoint, network)) {
+      // The engine moves the veth back out after Leave; DeleteEndpoint may then keep it for the next container.
+      return {};
+    }
     if (!this.unplugs.has(endpointId)) {
       const forget = () => {
         if (this.unplugs.get(endpointId) === unplug) this.unplugs.delete(endpointId);

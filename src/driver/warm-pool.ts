@@ -12,7 +12,8 @@
  */
 import type { Logger } from 'pino';
 import { hostIfName } from '../host/names.js';
-import type { EndpointRecord } from '../ovn/networks.js';
+import { macFromIPv4 } from '../ovn/mac.js';
+import type { EndpointRecord, NetworkRecord } from '../ovn/networks.js';
 import type { WarmSource } from '../ovn/pools.js';
 import type { OvnWarmPorts, WarmPort } from '../ovn/warm-ports.js';
 import type { HostPorts } from './host-ports.js';
@@ -38,6 +39,8 @@ export class WarmPool implements WarmSource {
   private readonly ready = new Map<string, WarmPort>();
   /** Ports handed out from `ready`: plugged and bound, for Join to use as they are. */
   private readonly handedOut = new Set<string>();
+  /** Ports DeleteEndpoint kept (recycle()), waiting for ReleaseAddress to make them warm again. */
+  private readonly recycling = new Map<string, WarmPort>();
   private readonly refills = new Map<string, Promise<void>>();
   private readonly timers = new Map<string, NodeJS.Timeout>();
   private closed = false;
@@ -131,10 +134,59 @@ export class WarmPool implements WarmSource {
     return this.readiness.installed(hostIfName(portName));
   }
 
-  /** Docker released an address: a claimed port holding it was never adopted, and goes. */
-  async releaseClaimed(pool: string, ip: string): Promise<void> {
+  /**
+   * Whether an endpoint's port may serve another container after this one
+   * (recycle()): a port of this host with only an IPv4 address of a pool this
+   * host keeps warm ports on, and the MAC derived from it, as a warm port has.
+   */
+  recyclable(endpoint: EndpointRecord, network: NetworkRecord): boolean {
+    const pool = network.pools?.v4;
+    const ip = endpoint.ipv4?.split('/')[0];
+    return (
+      this.enabled &&
+      pool !== undefined &&
+      ip !== undefined &&
+      endpoint.ipv6 === undefined &&
+      endpoint.chassis === this.settings.chassis &&
+      endpoint.mac === macFromIPv4(ip) &&
+      this.ovn.eligiblePools(this.settings.chassis).includes(pool)
+    );
+  }
+
+  /**
+   * DeleteEndpoint: keep the endpoint's port and veth for the next container
+   * instead of deleting them, when the pool is short of warm ports and the
+   * engine has moved the veth back out of the container intact. Saves the
+   * deletion now and a creation later: OVS, ovn-controller and ovn-northd see
+   * no change to the port at all. False when the caller must tear it down.
+   */
+  async recycle(endpoint: EndpointRecord, network: NetworkRecord): Promise<boolean> {
+    const pool = network.pools?.v4;
+    if (!pool || !this.recyclable(endpoint, network) || this.count(pool) >= this.settings.perSwitch) return false;
+    if (!(await this.host.isReusable(endpoint.name, network.mtu, endpoint.mac))) return false;
+    const port = await this.ovn.recycle(endpoint.endpointId, this.settings.chassis, pool);
+    if (!port) return false;
+    this.recycling.set(port.name, port);
+    this.log.debug({ port: port.name, endpointId: endpoint.endpointId }, 'endpoint deleted; its port is kept for the next container');
+    return true;
+  }
+
+  /**
+   * Docker released an address. A port recycle() kept with it becomes warm
+   * again, and true says the address stays held. A claimed port no endpoint
+   * adopted (a failed container start) goes.
+   */
+  async releaseClaimed(pool: string, ip: string): Promise<boolean> {
     const port = this.ovn.findClaimed(this.settings.chassis, pool, ip);
-    if (port) await this.discard([port]);
+    if (!port) return false;
+    if (this.recycling.delete(port.name)) {
+      if (await this.ovn.rewarm(port)) {
+        this.ready.set(port.name, { ...port, free: true });
+        return true;
+      }
+    }
+    await this.discard([port]);
+    return false;
   }
 
   /** This host's last network left the pool's switch: remove its warm ports there. */
@@ -153,6 +205,7 @@ export class WarmPool implements WarmSource {
     for (const port of ports) {
       this.ready.delete(port.name);
       this.handedOut.delete(port.name);
+      this.recycling.delete(port.name);
     }
     await this.ovn.remove(ports).catch((err: unknown) =>
       this.log.warn({ err: (err as Error).message, ports: ports.map((p) => p.name) }, 'cannot remove warm ports from OVN'),
@@ -212,8 +265,7 @@ export class WarmPool implements WarmSource {
         // Ports another host's request took over are gone from NB: drop their host side.
         const vanished = [...this.ready.values()].filter((p) => p.pool === pool && !this.ovn.find(p.name)?.free);
         await this.discard(vanished);
-        const have = [...this.ready.values()].filter((p) => p.pool === pool).length;
-        if (have >= this.settings.perSwitch || !this.ovn.eligiblePools(this.settings.chassis).includes(pool)) break;
+        if (this.count(pool) >= this.settings.perSwitch || !this.ovn.eligiblePools(this.settings.chassis).includes(pool)) break;
         const port = await this.ovn.create(pool, this.settings.chassis, this.settings.reserveFree);
         if (!port) break;
         try {
@@ -240,6 +292,12 @@ export class WarmPool implements WarmSource {
       if (!this.closed && !this.timers.has(pool)) this.timers.set(pool, timer);
       else clearTimeout(timer);
     }
+  }
+
+  /** Ports of the pool that are ready, or will be once Docker releases their address. */
+  private count(pool: string): number {
+    const inPool = (ports: Iterable<WarmPort>) => [...ports].filter((p) => p.pool === pool).length;
+    return inPool(this.ready.values()) + inPool(this.recycling.values());
   }
 
   private async plugAndWait(port: WarmPort): Promise<void> {

@@ -49,6 +49,8 @@ interface IpLink {
   mtu?: number;
   address?: string;
   linkinfo?: { info_kind?: string };
+  /** Present when an XDP program is attached. */
+  xdp?: unknown;
 }
 
 function parseIpLinks(stdout: string): IpLink[] {
@@ -92,7 +94,7 @@ export class Links {
    * name is someone else's, and so is a pair whose MAC differs: two endpoint
    * ids that share a name prefix must not share a veth.
    */
-  private async checkExistingPair(hostName: string, peerName: string, mtu: number, mac: string): Promise<void> {
+  private async checkExistingPair(hostName: string, peerName: string, mtu: number, mac: string): Promise<IpLink> {
     const host = await this.show(hostName);
     if (!host) throw new LinkConflictError(peerName, `is not the peer of a veth named ${hostName}`);
     if (host.linkinfo?.info_kind !== 'veth') {
@@ -111,6 +113,29 @@ export class Links {
         `differs from the request (MTU ${actual.hostMtu}/${actual.peerMtu}, peer MAC ${actual.peerMac}; wanted MTU ${mtu}, MAC ${mac})`,
       );
     }
+    return peer;
+  }
+
+  /**
+   * Whether hostName and peerName are still one veth pair, both ends in this
+   * namespace, with this MTU and peer MAC: what a veth looks like after the
+   * engine moved its container end back out (renamed to peerName), so that
+   * it can serve the next container as it is. A container with NET_ADMIN may
+   * have left traffic programs on its end: an XDP program or any qdisc other
+   * than the veth's own noqueue (clsact, ingress) makes it not intact.
+   */
+  async isIntactPair(hostName: string, peerName: string, options: { mtu: number; peerMac: string }): Promise<boolean> {
+    let peer: IpLink;
+    try {
+      peer = await this.checkExistingPair(hostName, peerName, assertMtu(options.mtu), assertUnicastMac(options.peerMac, 'peer MAC address'));
+    } catch (e) {
+      if (e instanceof LinkConflictError) return false;
+      throw e;
+    }
+    if (peer.xdp !== undefined) return false;
+    const { stdout } = await this.runner.run('tc', ['-j', 'qdisc', 'show', 'dev', peerName]);
+    const qdiscs: unknown = JSON.parse(stdout);
+    return Array.isArray(qdiscs) && qdiscs.every((q) => typeof q === 'object' && q !== null && (q as { kind?: unknown }).kind === 'noqueue');
   }
 
   private async show(name: string): Promise<IpLink | undefined> {

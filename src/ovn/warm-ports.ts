@@ -23,6 +23,7 @@
 import { randomBytes } from 'node:crypto';
 import type { OvsdbClient, Replica, Row, RowChange } from '../ovsdb/index.js';
 import { externalIds } from './external-ids.js';
+import { removeDnsNames } from './dns-rows.js';
 import { Keys, OWNER } from './keys.js';
 import { macFromIPv4 } from './mac.js';
 import type { EndpointRecord } from './networks.js';
@@ -203,6 +204,55 @@ export class OvnWarmPorts {
     const row = this.replica.findOne('Logical_Switch_Port', 'name', port.name);
     if (!row) throw new Error(`port ${port.name} vanished right after endpoint ${endpointId} adopted it`);
     return toEndpoint(row);
+  }
+
+  /**
+   * DeleteEndpoint of an endpoint whose port can serve the next container
+   * as it is: instead of deleting the port, make it a claimed warm port of
+   * `chassis` again (its names leave DNS with the endpoint). Its address is
+   * still Docker's until ReleaseAddress, which then makes it warm (rewarm).
+   * Neither write changes the port's addresses or binding, so OVN has no
+   * flows to recompute for it.
+   */
+  async recycle(endpointId: string, chassis: string, pool: string): Promise<WarmPort | undefined> {
+    const { value } = await this.nb.transaction(
+      (tx, replica) => {
+        const row = replica.findByExternalId('Logical_Switch_Port', Keys.endpointId, endpointId)[0];
+        const ls = replica.findByExternalId('Logical_Switch', Keys.poolV4, pool)[0];
+        if (!row || !ls || !(Array.isArray(ls.ports) && ls.ports.includes(row._uuid))) return undefined;
+        tx.verify('Logical_Switch_Port', row, ['external_ids']);
+        tx.mutate('Logical_Switch_Port', [['_uuid', '==', row._uuid]], [
+          ['external_ids', 'delete', [Keys.endpointId, Keys.networkId, Keys.dnsNames]],
+          ['external_ids', 'insert', new Map([[Keys.warm, chassis], [Keys.poolV4, pool]])],
+        ]);
+        removeDnsNames(tx, replica, ls, row);
+        return String(row.name);
+      },
+      { comment: `ovn-docker-driver: DeleteEndpoint ${endpointId} keeps its port warm` },
+    );
+    return value === undefined ? undefined : this.find(value);
+  }
+
+  /** ReleaseAddress of a recycled port's address: the port holds it as warm again. */
+  async rewarm(port: WarmPort): Promise<boolean> {
+    const key = `${Keys.poolIp}${stripPrefix(port.ipv4)}`;
+    const { value } = await this.nb.transaction(
+      (tx, replica) => {
+        const set = replica.findOne('Address_Set', 'name', port.pool);
+        const holder = set && externalIds(set).get(key);
+        const row = replica.findOne('Logical_Switch_Port', 'name', port.name);
+        if (!set || holder === undefined || warmPortOf(holder) || !row || !externalIds(row).has(Keys.warm)) return false;
+        tx.guardMatches('Address_Set', 'name', port.pool, [['external_ids', 'includes', new Map([[key, holder]])]]);
+        tx.verify('Logical_Switch_Port', row, ['external_ids']);
+        tx.mutate('Address_Set', [['_uuid', '==', set._uuid]], [
+          ['external_ids', 'delete', [key]],
+          ['external_ids', 'insert', new Map([[key, warmHolder(port.name)]])],
+        ]);
+        return true;
+      },
+      { comment: `ovn-docker-driver: ReleaseAddress keeps ${port.ipv4} on warm port ${port.name}` },
+    );
+    return value;
   }
 
   /**

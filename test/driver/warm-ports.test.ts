@@ -287,6 +287,79 @@ t.test("a full pool: another host's request takes the last addresses over from w
   await call('IpamDriver.ReleasePool', { PoolID: net.poolId });
 });
 
+/** What the engine does after Leave: the container end goes down, gets its old name back and returns to the host. */
+async function moveBack(ns: string, peer: string): Promise<void> {
+  await run('ip', ['-n', ns, 'link', 'set', 'eth0', 'down']);
+  await run('ip', ['-n', ns, 'link', 'set', 'eth0', 'name', peer]);
+  await run('ip', ['-n', ns, 'link', 'set', peer, 'netns', '1']);
+}
+
+async function ovsInterfaceUuid(portName: string): Promise<string> {
+  return (await stack.vsctl('--if-exists', 'get', 'Interface', hostIfName(portName), '_uuid')).trim();
+}
+
+t.test("a finished container's port serves the next container as it is", async (t) => {
+  const net = await ipamNetwork('10.154.0.0/24');
+  // A long-lived container at --ip 10.154.0.200, for the others to reach.
+  const fixed = await requestAddress(net.poolId, '10.154.0.200');
+  const server = await createEndpoint(net.networkId, fixed.address);
+  const serverJoin = await call('NetworkDriver.Join', { NetworkID: net.networkId, EndpointID: server.id, SandboxKey: '', Options: {} });
+  portsSeen.add(server.id);
+  const serverNs = await createNetns();
+  namespaces.push(serverNs);
+  await moveIntoNetns((serverJoin.body.InterfaceName as { SrcName: string }).SrcName, serverNs, 'eth0', fixed.address);
+  await readyWarmPorts(net.pool, 2);
+  /** One container's life on this network, as the engine drives it; `tamper` runs inside before it ends. */
+  const life = async (tamper?: (ns: string) => Promise<void>) => {
+    const { address } = await requestAddress(net.poolId);
+    const ip = address.split('/')[0]!;
+    const ep = await createEndpoint(net.networkId, address);
+    const joined = await call('NetworkDriver.Join', { NetworkID: net.networkId, EndpointID: ep.id, SandboxKey: '', Options: {} });
+    const peer = (joined.body.InterfaceName as { SrcName: string }).SrcName;
+    const port = await portOf(ep.id);
+    portsSeen.add(port);
+    const ns = await createNetns();
+    namespaces.push(ns);
+    await moveIntoNetns(peer, ns, 'eth0', address);
+    const reached = await ping(ns, '10.154.0.200');
+    await tamper?.(ns);
+    t.equal((await call('NetworkDriver.Leave', { NetworkID: net.networkId, EndpointID: ep.id })).status, 200);
+    await moveBack(ns, peer);
+    t.equal((await call('NetworkDriver.DeleteEndpoint', { NetworkID: net.networkId, EndpointID: ep.id })).status, 200);
+    t.equal((await call('IpamDriver.ReleaseAddress', { PoolID: net.poolId, Address: ip })).status, 200);
+    return { ip, port, reached };
+  };
+
+  const first = await life();
+  t.ok(first.reached, 'the container reached another');
+  const ovsBefore = await ovsInterfaceUuid(first.port);
+  t.equal(await reservation(net.pool, first.ip), `warm ${first.port}`, 'the address is held by the port again, as warm');
+  const ids = (await stack.nbctl('get', 'Logical_Switch_Port', first.port, 'external_ids')).trim();
+  t.notMatch(ids, /docker:endpoint-id/, 'the port no longer belongs to the endpoint');
+  t.ok(await linkExists(hostIfName(first.port)), 'the veth was kept');
+  t.equal(await ovsInterfaceUuid(first.port), ovsBefore, 'the OVS interface is untouched');
+
+  // Hand out ports until the recycled one comes round again; it carries the next container.
+  let again = await life();
+  for (let i = 0; i < 3 && again.port !== first.port; i++) again = await life();
+  t.equal(again.port, first.port, 'the recycled port served another container');
+  t.ok(again.reached, 'which reached another through it');
+  t.equal(await ovsInterfaceUuid(first.port), ovsBefore, 'still the same OVS interface');
+
+  // A container with NET_ADMIN changed its interface (here its MAC): the port is not reused.
+  const tampered = await life(async (ns) => {
+    await run('ip', ['-n', ns, 'link', 'set', 'eth0', 'address', '02:00:00:00:00:66']);
+  });
+  t.equal((await stack.nbctl('--bare', '--columns=name', 'find', 'Logical_Switch_Port', `name=${tampered.port}`)).trim(), '', 'its port was deleted');
+  t.notOk(await linkExists(hostIfName(tampered.port)), 'with its veth');
+  t.notMatch(await reservation(net.pool, tampered.ip), new RegExp(tampered.port), 'and its address freed');
+
+  await call('NetworkDriver.Leave', { NetworkID: net.networkId, EndpointID: server.id });
+  await call('NetworkDriver.DeleteEndpoint', { NetworkID: net.networkId, EndpointID: server.id });
+  await call('NetworkDriver.DeleteNetwork', { NetworkID: net.networkId });
+  await call('IpamDriver.ReleasePool', { PoolID: net.poolId });
+});
+
 t.test('a restarted driver takes its warm ports back and drops half-claimed ones', async (t) => {
   const net = await ipamNetwork('10.153.0.0/24');
   const warm = await readyWarmPorts(net.pool, 2);
