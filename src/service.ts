@@ -121,8 +121,8 @@ export async function startDriver(config: DriverConfig, log: Logger = pino({ lev
     warm,
   );
   await driver.reconcile();
-  // In the background: the driver serves Docker meanwhile, without warm ports until they are ready.
-  void warm.start().catch((err: unknown) => log.error({ err }, 'cannot recover warm ports; containers start without them'));
+  // Before serving, so that no request meets a half-recovered port; ports become ready in the background.
+  await warm.start().catch((err: unknown) => log.error({ err }, 'cannot recover warm ports; containers start without them'));
 
   const ipam = new IpamDriver(pools, hostId, log.child({ component: 'ipam' }), warm);
   // The engine usually starts after the driver: the publisher waits for its socket.

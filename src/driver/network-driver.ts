@@ -145,9 +145,15 @@ export class NetworkDriver {
     return this.locks.run(`ep:${endpointId}`, async () => {
       const endpoint = this.networks.findEndpoint(endpointId);
       const network = endpoint && this.networks.findNetwork(endpoint.networkId);
-      if (endpoint && network && this.warm && (await this.ovn(() => this.warm!.recycle(endpoint, network), `keep the port of ${endpointId}`))) {
-        this.log.info({ endpointId, port: endpoint.name }, 'endpoint deleted; its port is kept warm for the next container');
-        return {};
+      if (endpoint && network && this.warm?.recyclable(endpoint, network)) {
+        if (await this.ovn(() => this.warm!.recycle(endpoint, network), `keep the port of ${endpointId}`)) {
+          this.log.info({ endpointId, port: endpoint.name }, 'endpoint deleted; its port is kept warm for the next container');
+          return {};
+        }
+        // Leave left the veth for recycling, which did not happen: tear it down as Leave would have.
+        const reply = await deletePort();
+        this.unplugInBackground(endpointId, endpoint.name);
+        return reply;
       }
       await this.hostStep(() => this.host.unplug(this.portNameOf(endpointId)), `unplug endpoint ${endpointId}`);
       return deletePort();
@@ -270,24 +276,33 @@ export class NetworkDriver {
       // The engine moves the veth back out after Leave; DeleteEndpoint may then keep it for the next container.
       return {};
     }
-    if (!this.unplugs.has(endpointId)) {
-      const forget = () => {
-        if (this.unplugs.get(endpointId) === unplug) this.unplugs.delete(endpointId);
-      };
-      const unplug: Promise<void> = this.locks.run(`ep:${endpointId}`, () => this.host.unplug(this.portNameOf(endpointId))).then(
-        () => {
-          this.log.info({ endpointId }, 'endpoint left; host side removed');
-          setTimeout(forget, UNPLUG_MEMORY_MS).unref();
-        },
-        (err: unknown) => {
-          // Forget it now, so that DeleteEndpoint tries again.
-          forget();
-          this.log.error({ endpointId, err }, 'cannot remove the host side of a left endpoint; DeleteEndpoint will retry');
-        },
-      );
-      this.unplugs.set(endpointId, unplug);
-    }
+    this.unplugInBackground(endpointId);
     return {};
+  }
+
+  /**
+   * Start the host-side teardown of an endpoint without waiting for it:
+   * deleting a veth takes the kernel tens of milliseconds, and nothing the
+   * engine does next depends on it. `portName` when the port may be gone
+   * from OVN by the time the endpoint's lock is free.
+   */
+  private unplugInBackground(endpointId: string, portName?: string): void {
+    if (this.unplugs.has(endpointId)) return;
+    const forget = () => {
+      if (this.unplugs.get(endpointId) === unplug) this.unplugs.delete(endpointId);
+    };
+    const unplug: Promise<void> = this.locks.run(`ep:${endpointId}`, () => this.host.unplug(portName ?? this.portNameOf(endpointId))).then(
+      () => {
+        this.log.info({ endpointId }, 'host side of the endpoint removed');
+        setTimeout(forget, UNPLUG_MEMORY_MS).unref();
+      },
+      (err: unknown) => {
+        // Forget it now, so that DeleteEndpoint tries again.
+        forget();
+        this.log.error({ endpointId, err }, 'cannot remove the host side of an endpoint; DeleteEndpoint will retry, and reconcile at the next start');
+      },
+    );
+    this.unplugs.set(endpointId, unplug);
   }
 
   /** Wait for host-side teardown still running after Leave (on shutdown). */

@@ -75,7 +75,12 @@ export class WarmPool implements WarmSource {
     const stale = mine.filter((p) => !p.free || !this.enabled);
     await this.discard(stale);
     const released = await this.ovn.releaseOrphanedAddresses();
-    const survivors = mine.filter((p) => p.free && this.enabled);
+    this.log.info({ removed: stale.length, released }, 'warm ports: leftovers of the previous run cleaned');
+    // The rest waits for ovn-controller: in the background, while the driver serves.
+    void this.revive(mine.filter((p) => p.free && this.enabled));
+  }
+
+  private async revive(survivors: WarmPort[]): Promise<void> {
     for (const port of survivors) {
       try {
         await this.plugAndWait(port);
@@ -85,7 +90,7 @@ export class WarmPool implements WarmSource {
         await this.discard([port]);
       }
     }
-    this.log.info({ removed: stale.length, released, ready: this.ready.size }, 'warm ports recovered');
+    this.log.info({ ready: this.ready.size }, 'warm ports recovered');
     this.fillAll();
   }
 

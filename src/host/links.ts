@@ -94,7 +94,7 @@ export class Links {
    * name is someone else's, and so is a pair whose MAC differs: two endpoint
    * ids that share a name prefix must not share a veth.
    */
-  private async checkExistingPair(hostName: string, peerName: string, mtu: number, mac: string): Promise<IpLink> {
+  private async checkExistingPair(hostName: string, peerName: string, mtu: number, mac: string): Promise<void> {
     const host = await this.show(hostName);
     if (!host) throw new LinkConflictError(peerName, `is not the peer of a veth named ${hostName}`);
     if (host.linkinfo?.info_kind !== 'veth') {
@@ -113,29 +113,32 @@ export class Links {
         `differs from the request (MTU ${actual.hostMtu}/${actual.peerMtu}, peer MAC ${actual.peerMac}; wanted MTU ${mtu}, MAC ${mac})`,
       );
     }
-    return peer;
   }
 
   /**
    * Whether hostName and peerName are still one veth pair, both ends in this
-   * namespace, with this MTU and peer MAC: what a veth looks like after the
-   * engine moved its container end back out (renamed to peerName), so that
-   * it can serve the next container as it is. A container with NET_ADMIN may
-   * have left traffic programs on its end: an XDP program or any qdisc other
-   * than the veth's own noqueue (clsact, ingress) makes it not intact.
+   * namespace, with this MTU and peer MAC and no XDP program: what a veth
+   * looks like after the engine moved its container end back out (renamed
+   * to peerName), so that it can serve the next container as it is. (Moving
+   * a link between namespaces drops its qdiscs, and with them any tc program
+   * a container with NET_ADMIN attached.) One `ip` call: this runs while the
+   * engine waits for DeleteEndpoint.
    */
   async isIntactPair(hostName: string, peerName: string, options: { mtu: number; peerMac: string }): Promise<boolean> {
-    let peer: IpLink;
-    try {
-      peer = await this.checkExistingPair(hostName, peerName, assertMtu(options.mtu), assertUnicastMac(options.peerMac, 'peer MAC address'));
-    } catch (e) {
-      if (e instanceof LinkConflictError) return false;
-      throw e;
-    }
-    if (peer.xdp !== undefined) return false;
-    const { stdout } = await this.runner.run('tc', ['-j', 'qdisc', 'show', 'dev', peerName]);
-    const qdiscs: unknown = JSON.parse(stdout);
-    return Array.isArray(qdiscs) && qdiscs.every((q) => typeof q === 'object' && q !== null && (q as { kind?: unknown }).kind === 'noqueue');
+    assertIfName(hostName, 'host interface name');
+    const mtu = assertMtu(options.mtu);
+    const mac = assertUnicastMac(options.peerMac, 'peer MAC address');
+    const peer = await this.show(assertIfName(peerName, 'peer interface name'));
+    return (
+      peer !== undefined &&
+      peer.linkinfo?.info_kind === 'veth' &&
+      // `link` names the other end only when it is in this namespace.
+      peer.link === hostName &&
+      peer.link_netnsid === undefined &&
+      peer.mtu === mtu &&
+      peer.address?.toLowerCase() === mac &&
+      peer.xdp === undefined
+    );
   }
 
   private async show(name: string): Promise<IpLink | undefined> {

@@ -115,6 +115,33 @@ t.test('createVeth refuses links that are not the pair asked for', async (t) => 
   t.notOk((await ipShow(host))?.flags.includes('UP'), 'and was not brought up');
 });
 
+t.test('isIntactPair: a pair back from another namespace, unchanged, and nothing else', async (t) => {
+  const host = randomName();
+  const peer = randomName();
+  const mac = randomMac();
+  const ns = `tlns-${randomBytes(4).toString('hex')}`;
+  removeInTeardown(t, host, peer);
+  t.teardown(() => run('ip', ['netns', 'del', ns]).then(() => undefined, () => undefined));
+  await links.createVeth(host, peer, { mtu: 1442, peerMac: mac });
+  t.equal(await links.isIntactPair(host, peer, { mtu: 1442, peerMac: mac }), true, 'a fresh pair');
+  t.equal(await links.isIntactPair(host, peer, { mtu: 1400, peerMac: mac }), false, 'another MTU');
+  t.equal(await links.isIntactPair(host, peer, { mtu: 1442, peerMac: randomMac() }), false, 'another MAC');
+  t.equal(await links.isIntactPair(randomName(), peer, { mtu: 1442, peerMac: mac }), false, 'not the peer of that name');
+
+  // Into a namespace and back, as the engine moves a container's end.
+  await run('ip', ['netns', 'add', ns]);
+  await run('ip', ['link', 'set', peer, 'netns', ns]);
+  t.equal(await links.isIntactPair(host, peer, { mtu: 1442, peerMac: mac }), false, 'the peer is in another namespace');
+  await run('ip', ['-n', ns, 'link', 'set', peer, 'name', 'eth0']);
+  await run('ip', ['-n', ns, 'link', 'set', 'eth0', 'up']);
+  await run('ip', ['-n', ns, 'link', 'set', 'eth0', 'down']);
+  await run('ip', ['-n', ns, 'link', 'set', 'eth0', 'name', peer]);
+  await run('ip', ['-n', ns, 'link', 'set', peer, 'netns', '1']);
+  t.equal(await links.isIntactPair(host, peer, { mtu: 1442, peerMac: mac }), true, 'back, unchanged');
+  await run('ip', ['link', 'set', peer, 'mtu', '1300']);
+  t.equal(await links.isIntactPair(host, peer, { mtu: 1442, peerMac: mac }), false, 'back with another MTU');
+});
+
 t.test('disableTxChecksumOffload turns tx checksumming off', async (t) => {
   const host = randomName();
   const peer = randomName();
