@@ -72,12 +72,13 @@ export class WarmPool implements WarmSource {
   async start(): Promise<void> {
     this.unsubscribe = this.ovn.onRemoved(this.settings.chassis, (name) => this.forgetRemoved(name));
     const mine = this.ovn.list(this.settings.chassis);
-    const stale = mine.filter((p) => !p.free || !this.enabled);
+    // Claimed or recycled: a request the restart cut short. Adopted ones are endpoints, and stay.
+    const stale = mine.filter((p) => p.state === 'claimed' || p.state === 'recycled' || (p.state === 'warm' && !this.enabled));
     await this.discard(stale);
     const released = await this.ovn.releaseOrphanedAddresses();
     this.log.info({ removed: stale.length, released }, 'warm ports: leftovers of the previous run cleaned');
     // The rest waits for ovn-controller: in the background, while the driver serves.
-    void this.revive(mine.filter((p) => p.free && this.enabled));
+    void this.revive(mine.filter((p) => p.state === 'warm' && this.enabled));
   }
 
   private async revive(survivors: WarmPort[]): Promise<void> {
@@ -122,7 +123,7 @@ export class WarmPool implements WarmSource {
 
   /** The claimed port CreateEndpoint may adopt for this address, if any. */
   findClaimed(pool: string, ipv4: string): WarmPort | undefined {
-    return this.enabled ? this.ovn.findClaimed(this.settings.chassis, pool, ipv4) : undefined;
+    return this.enabled ? this.ovn.findByAddress(this.settings.chassis, pool, ipv4, ['claimed']) : undefined;
   }
 
   async adopt(port: WarmPort, networkId: string, endpointId: string): Promise<EndpointRecord> {
@@ -182,11 +183,11 @@ export class WarmPool implements WarmSource {
    * adopted (a failed container start) goes.
    */
   async releaseClaimed(pool: string, ip: string): Promise<boolean> {
-    const port = this.ovn.findClaimed(this.settings.chassis, pool, ip);
+    const port = this.ovn.findByAddress(this.settings.chassis, pool, ip, ['claimed', 'recycled']);
     if (!port) return false;
-    if (this.recycling.delete(port.name)) {
+    if (this.recycling.delete(port.name) && port.state === 'recycled') {
       if (await this.ovn.rewarm(port)) {
-        this.ready.set(port.name, { ...port, free: true });
+        this.ready.set(port.name, { ...port, state: 'warm' });
         return true;
       }
     }
@@ -199,7 +200,8 @@ export class WarmPool implements WarmSource {
     clearTimeout(this.timers.get(pool));
     this.timers.delete(pool);
     await this.refills.get(pool);
-    const ports = this.ovn.list(this.settings.chassis, pool);
+    // Adopted ones are endpoints' (none should be left when Docker deletes the network).
+    const ports = this.ovn.list(this.settings.chassis, pool).filter((p) => p.state !== 'adopted');
     await this.discard(ports);
     if (ports.length) this.log.info({ pool, ports: ports.length }, 'warm ports removed with the last local network of their switch');
   }
@@ -268,7 +270,7 @@ export class WarmPool implements WarmSource {
     try {
       while (!this.closed) {
         // Ports another host's request took over are gone from NB: drop their host side.
-        const vanished = [...this.ready.values()].filter((p) => p.pool === pool && !this.ovn.find(p.name)?.free);
+        const vanished = [...this.ready.values()].filter((p) => p.pool === pool && this.ovn.find(p.name)?.state !== 'warm');
         await this.discard(vanished);
         if (this.count(pool) >= this.settings.perSwitch || !this.ovn.eligiblePools(this.settings.chassis).includes(pool)) break;
         const port = await this.ovn.create(pool, this.settings.chassis, this.settings.reserveFree);

@@ -11,6 +11,7 @@ import { DNS_NAME, ownedDnsRow, removeDnsNames } from './dns-rows.js';
 import { gatewayPort } from './gateway-port.js';
 import { externalIds } from './external-ids.js';
 import { Keys, OWNER } from './keys.js';
+import { parseWarmHolder } from './pools.js';
 import { isUnicastMac, macFromIPv4, macFromId } from './mac.js';
 
 export interface SubnetSpec {
@@ -85,6 +86,10 @@ export class OvnNetworks {
   private attachments = new Map<string, string>();
   private attachmentsSeqno = -1;
   private attachmentsReplica: Replica | undefined;
+  /** Endpoint id -> port, for endpoints on warm ports (recorded in their pool, see warm-ports.ts). */
+  private adopted = new Map<string, { port: string; networkId: string }>();
+  private adoptedSeqno = -1;
+  private adoptedReplica: Replica | undefined;
 
   constructor(private readonly nb: OvsdbClient) {}
 
@@ -98,8 +103,7 @@ export class OvnNetworks {
   }
 
   findEndpoint(endpointId: string): EndpointRecord | undefined {
-    const row = this.portRow(this.replica, endpointId);
-    return row ? toEndpoint(row) : undefined;
+    return this.endpointPort(this.replica, endpointId)?.record;
   }
 
   /** All endpoints this driver made, on any host. */
@@ -108,6 +112,10 @@ export class OvnNetworks {
     for (const row of this.replica.rows('Logical_Switch_Port')) {
       const ids = externalIds(row);
       if (ids.get(Keys.owner) === OWNER && ids.has(Keys.endpointId)) out.push(toEndpoint(row));
+    }
+    for (const endpointId of this.adoptedPorts(this.replica).keys()) {
+      const found = this.endpointPort(this.replica, endpointId);
+      if (found) out.push(found.record);
     }
     return out;
   }
@@ -189,9 +197,10 @@ export class OvnNetworks {
   async ensureEndpoint(spec: EndpointSpec): Promise<EndpointRecord> {
     const { value } = await this.nb.transaction(
       (tx, replica) => {
-        const existing = this.portRow(replica, spec.endpointId) ?? replica.findOne('Logical_Switch_Port', 'name', spec.endpointId);
+        const found = this.endpointPort(replica, spec.endpointId);
+        const existing = found?.row ?? replica.findOne('Logical_Switch_Port', 'name', spec.endpointId);
         if (existing) {
-          const record = toEndpoint(existing);
+          const record = found?.record ?? toEndpoint(existing);
           if (record.networkId !== spec.networkId) {
             throw new NetworkError(
               `endpoint ${spec.endpointId} already exists on network ${record.networkId}, not ${spec.networkId}`,
@@ -218,7 +227,7 @@ export class OvnNetworks {
   async deleteEndpoint(endpointId: string): Promise<boolean> {
     const { value } = await this.nb.transaction(
       (tx, replica) => {
-        const port = this.portRow(replica, endpointId);
+        const port = this.endpointPort(replica, endpointId)?.row;
         if (!port) return false;
         // A port is non-root: removing the reference deletes it; a direct delete would break referential integrity.
         for (const ls of replica.rows('Logical_Switch')) {
@@ -302,8 +311,9 @@ export class OvnNetworks {
     const clean = [...new Set(names.map((n) => n.toLowerCase()).filter((n) => DNS_NAME.test(n)))];
     const { value } = await this.nb.transaction(
       (tx, replica) => {
-        const port = this.portRow(replica, endpointId);
-        const endpoint = port && toEndpoint(port);
+        const found = this.endpointPort(replica, endpointId);
+        const port = found?.row;
+        const endpoint = found?.record;
         const ls = endpoint && this.switchRow(replica, endpoint.networkId);
         if (!port || !endpoint || !ls) return false;
         const ips = [endpoint.ipv4, endpoint.ipv6].filter(Boolean).map((c) => stripPrefix(c!));
@@ -367,8 +377,31 @@ export class OvnNetworks {
     return undefined;
   }
 
-  private portRow(replica: Replica, endpointId: string): Row | undefined {
-    return replica.findByExternalId('Logical_Switch_Port', Keys.endpointId, endpointId)[0];
+  /** An endpoint's port: one made for it (endpoint id on the port), or a warm port it adopted (recorded in the pool). */
+  private endpointPort(replica: Replica, endpointId: string): { row: Row; record: EndpointRecord } | undefined {
+    const own = replica.findByExternalId('Logical_Switch_Port', Keys.endpointId, endpointId)[0];
+    if (own) return { row: own, record: toEndpoint(own) };
+    const adopted = this.adoptedPorts(replica).get(endpointId);
+    const row = adopted && replica.findOne('Logical_Switch_Port', 'name', adopted.port);
+    return row ? { row, record: { ...toEndpoint(row), networkId: adopted.networkId, endpointId } } : undefined;
+  }
+
+  private adoptedPorts(replica: Replica): Map<string, { port: string; networkId: string }> {
+    if (replica !== this.adoptedReplica || replica.seqno !== this.adoptedSeqno) {
+      // A scan of the pools after each update: cheap next to the update itself, and never stale.
+      this.adopted = new Map();
+      for (const set of replica.rows('Address_Set')) {
+        const ids = externalIds(set);
+        if (ids.get(Keys.owner) !== OWNER) continue;
+        for (const [key, holder] of ids) {
+          const parsed = key.startsWith(Keys.poolIp) ? parseWarmHolder(holder) : undefined;
+          if (parsed?.state === 'adopted') this.adopted.set(parsed.endpointId, { port: parsed.port, networkId: parsed.networkId });
+        }
+      }
+      this.adoptedReplica = replica;
+      this.adoptedSeqno = replica.seqno;
+    }
+    return this.adopted;
   }
 }
 

@@ -9,16 +9,19 @@
  * the port (and its veth, see driver/warm-pool.ts) can exist before Docker
  * asks for it, complete with addresses and port_security.
  *
- * Life of a warm port, all in NB:
- *   warm      LSP with external_ids docker:warm=<chassis>; its address held
- *             in the pool as "warm <port>" (pools.ts)
- *   claimed   RequestAddress gave the address to Docker: the holder is now
- *             Docker's, the LSP still has no endpoint
- *   adopted   CreateEndpoint made it the endpoint's port: docker:warm is
- *             gone, docker:endpoint-id set; from here on it is an endpoint
- *             like any other
- * Any request may take over a warm (not claimed) port's address when the
- * pool has nothing else left or asks for that very address (pools.ts).
+ * A warm port is an LSP with external_ids docker:warm=<chassis>, which it
+ * keeps all its life; its state is the holder of its address in the pool
+ * (pools.ts), so that no step of a container's life writes to the LSP (on
+ * OVN < 23.09 an LSP write costs ovn-northd a full recompute; an Address_Set
+ * write does not):
+ *   warm      "warm <port>": ready for the next container
+ *   claimed   Docker's holder: RequestAddress gave the address out
+ *   adopted   "ep <port> <endpoint> <network>": CreateEndpoint made it the
+ *             endpoint's port
+ *   recycled  "recycled <port>": DeleteEndpoint kept it for the next
+ *             container; ReleaseAddress makes it warm again
+ * Any request may take over a warm port's address when the pool has nothing
+ * else left or asks for that very address (pools.ts).
  */
 import { randomBytes } from 'node:crypto';
 import type { OvsdbClient, Replica, Row, RowChange } from '../ovsdb/index.js';
@@ -28,7 +31,9 @@ import { Keys, OWNER } from './keys.js';
 import { macFromIPv4 } from './mac.js';
 import type { EndpointRecord } from './networks.js';
 import { NetworkError, toEndpoint } from './networks.js';
-import { type OvnPools, warmHolder, warmPortOf } from './pools.js';
+import { adoptedHolder, type OvnPools, parseWarmHolder, recycledHolder, warmHolder, warmPortOf } from './pools.js';
+
+export type WarmState = 'warm' | 'claimed' | 'adopted' | 'recycled';
 
 export interface WarmPort {
   uuid: string;
@@ -41,8 +46,9 @@ export interface WarmPort {
   mac: string;
   /** The switch's MTU, for the veth. */
   mtu: number;
-  /** Still holds its address as warm; false once RequestAddress handed the address out. */
-  free: boolean;
+  state: WarmState;
+  /** The endpoint that adopted it. */
+  endpointId?: string;
 }
 
 export class OvnWarmPorts {
@@ -86,6 +92,12 @@ export class OvnWarmPorts {
   find(name: string): WarmPort | undefined {
     const row = this.replica.findOne('Logical_Switch_Port', 'name', name);
     return row && externalIds(row).has(Keys.warm) ? this.toWarmPort(this.replica, row) : undefined;
+  }
+
+  /** This chassis's port on the pool's switch with this address, if it is in one of `states`. */
+  findByAddress(chassis: string, pool: string, ipv4: string, states: WarmState[]): WarmPort | undefined {
+    const ip = stripPrefix(ipv4);
+    return this.list(chassis, pool).find((p) => states.includes(p.state) && stripPrefix(p.ipv4) === ip);
   }
 
   /**
@@ -175,35 +187,33 @@ export class OvnWarmPorts {
     return value;
   }
 
-  /**
-   * The claimed port of `chassis` on `pool`'s switch with this address, which
-   * CreateEndpoint may adopt.
-   */
-  findClaimed(chassis: string, pool: string, ipv4: string): WarmPort | undefined {
-    const ip = stripPrefix(ipv4);
-    return this.list(chassis, pool).find((p) => !p.free && stripPrefix(p.ipv4) === ip);
-  }
-
-  /** Make a claimed port the endpoint's. Idempotent: an adopted port is returned as it is. */
+  /** Make a claimed port the endpoint's: one write, to the pool. Idempotent. */
   async adopt(port: WarmPort, networkId: string, endpointId: string): Promise<EndpointRecord> {
+    const key = `${Keys.poolIp}${stripPrefix(port.ipv4)}`;
+    const mine = adoptedHolder(port.name, endpointId, networkId);
     await this.nb.transaction(
       (tx, replica) => {
-        const row = replica.findOne('Logical_Switch_Port', 'name', port.name);
-        if (!row) throw new NetworkError(`warm port ${port.name} vanished before endpoint ${endpointId} could adopt it`, 'not-found');
-        const ids = externalIds(row);
-        if (ids.get(Keys.endpointId) === endpointId) return;
-        if (!ids.has(Keys.warm)) throw new NetworkError(`port ${port.name} already belongs to endpoint ${ids.get(Keys.endpointId)}`, 'conflict');
-        tx.verify('Logical_Switch_Port', row, ['external_ids']);
-        tx.mutate('Logical_Switch_Port', [['_uuid', '==', row._uuid]], [
-          ['external_ids', 'delete', [Keys.warm, Keys.poolV4]],
-          ['external_ids', 'insert', new Map([[Keys.networkId, networkId], [Keys.endpointId, endpointId]])],
+        const set = replica.findOne('Address_Set', 'name', port.pool);
+        const holder = set && externalIds(set).get(key);
+        if (!set || !replica.findOne('Logical_Switch_Port', 'name', port.name)) {
+          throw new NetworkError(`warm port ${port.name} vanished before endpoint ${endpointId} could adopt it`, 'not-found');
+        }
+        if (holder === mine) return;
+        if (holder === undefined || parseWarmHolder(holder)) {
+          throw new NetworkError(`address ${port.ipv4} of port ${port.name} is not claimed for an endpoint (${holder ?? 'free'})`, 'conflict');
+        }
+        tx.guardMatches('Address_Set', 'name', port.pool, [['external_ids', 'includes', new Map([[key, holder]])]]);
+        tx.guardMatches('Logical_Switch_Port', 'name', port.name, []);
+        tx.mutate('Address_Set', [['_uuid', '==', set._uuid]], [
+          ['external_ids', 'delete', [key]],
+          ['external_ids', 'insert', new Map([[key, mine]])],
         ]);
       },
       { comment: `ovn-docker-driver: CreateEndpoint ${endpointId} adopts warm port ${port.name}` },
     );
     const row = this.replica.findOne('Logical_Switch_Port', 'name', port.name);
     if (!row) throw new Error(`port ${port.name} vanished right after endpoint ${endpointId} adopted it`);
-    return toEndpoint(row);
+    return { ...toEndpoint(row), networkId, endpointId };
   }
 
   /**
@@ -217,15 +227,38 @@ export class OvnWarmPorts {
   async recycle(endpointId: string, chassis: string, pool: string): Promise<WarmPort | undefined> {
     const { value } = await this.nb.transaction(
       (tx, replica) => {
-        const row = replica.findByExternalId('Logical_Switch_Port', Keys.endpointId, endpointId)[0];
+        const set = replica.findOne('Address_Set', 'name', pool);
         const ls = replica.findByExternalId('Logical_Switch', Keys.poolV4, pool)[0];
-        if (!row || !ls || !(Array.isArray(ls.ports) && ls.ports.includes(row._uuid))) return undefined;
-        tx.verify('Logical_Switch_Port', row, ['external_ids']);
-        tx.mutate('Logical_Switch_Port', [['_uuid', '==', row._uuid]], [
-          ['external_ids', 'delete', [Keys.endpointId, Keys.networkId, Keys.dnsNames]],
-          ['external_ids', 'insert', new Map([[Keys.warm, chassis], [Keys.poolV4, pool]])],
+        if (!set || !ls) return undefined;
+        // An adopted warm port: the endpoint is recorded in the pool only.
+        const adopted = [...externalIds(set)].find(([key, holder]) => {
+          const parsed = parseWarmHolder(holder);
+          return key.startsWith(Keys.poolIp) && parsed?.state === 'adopted' && parsed.endpointId === endpointId;
+        });
+        const row = adopted
+          ? replica.findOne('Logical_Switch_Port', 'name', parseWarmHolder(adopted[1])!.port)
+          : replica.findByExternalId('Logical_Switch_Port', Keys.endpointId, endpointId)[0];
+        if (!row || !(Array.isArray(ls.ports) && ls.ports.includes(row._uuid))) return undefined;
+        const ipv4 = externalIds(row).get(Keys.ipv4);
+        if (!ipv4) return undefined;
+        const key = `${Keys.poolIp}${stripPrefix(ipv4)}`;
+        const holder = externalIds(set).get(key);
+        if (holder === undefined || (parseWarmHolder(holder) && !adopted)) return undefined;
+        tx.guardMatches('Address_Set', 'name', pool, [['external_ids', 'includes', new Map([[key, holder]])]]);
+        tx.mutate('Address_Set', [['_uuid', '==', set._uuid]], [
+          ['external_ids', 'delete', [key]],
+          ['external_ids', 'insert', new Map([[key, recycledHolder(String(row.name))]])],
         ]);
-        removeDnsNames(tx, replica, ls, row);
+        const ids = externalIds(row);
+        // A port made for the endpoint becomes a warm port; names it published leave DNS. Only then is the LSP written.
+        if (!adopted || ids.has(Keys.dnsNames)) {
+          tx.verify('Logical_Switch_Port', row, ['external_ids']);
+          tx.mutate('Logical_Switch_Port', [['_uuid', '==', row._uuid]], [
+            ['external_ids', 'delete', [Keys.endpointId, Keys.networkId, Keys.dnsNames]],
+            ['external_ids', 'insert', new Map([[Keys.warm, chassis], [Keys.poolV4, pool]])],
+          ]);
+          removeDnsNames(tx, replica, ls, row);
+        }
         return String(row.name);
       },
       { comment: `ovn-docker-driver: DeleteEndpoint ${endpointId} keeps its port warm` },
@@ -239,11 +272,10 @@ export class OvnWarmPorts {
     const { value } = await this.nb.transaction(
       (tx, replica) => {
         const set = replica.findOne('Address_Set', 'name', port.pool);
-        const holder = set && externalIds(set).get(key);
-        const row = replica.findOne('Logical_Switch_Port', 'name', port.name);
-        if (!set || holder === undefined || warmPortOf(holder) || !row || !externalIds(row).has(Keys.warm)) return false;
+        const holder = recycledHolder(port.name);
+        if (!set || externalIds(set).get(key) !== holder || !replica.findOne('Logical_Switch_Port', 'name', port.name)) return false;
         tx.guardMatches('Address_Set', 'name', port.pool, [['external_ids', 'includes', new Map([[key, holder]])]]);
-        tx.verify('Logical_Switch_Port', row, ['external_ids']);
+        tx.guardMatches('Logical_Switch_Port', 'name', port.name, []);
         tx.mutate('Address_Set', [['_uuid', '==', set._uuid]], [
           ['external_ids', 'delete', [key]],
           ['external_ids', 'insert', new Map([[key, warmHolder(port.name)]])],
@@ -267,6 +299,7 @@ export class OvnWarmPorts {
           const row = replica.findOne('Logical_Switch_Port', 'name', port.name);
           // Adopted meanwhile: an endpoint's now, not ours to remove.
           if (row && !externalIds(row).has(Keys.warm)) continue;
+          if (row && this.toWarmPort(replica, row)?.state === 'adopted') continue;
           for (const ls of row ? replica.findByExternalId('Logical_Switch', Keys.poolV4, port.pool) : []) {
             tx.mutate('Logical_Switch', [['_uuid', '==', ls._uuid]], [['ports', 'delete', [row!._uuid]]]);
           }
@@ -320,14 +353,19 @@ export class OvnWarmPorts {
     const set = replica.findOne('Address_Set', 'name', pool);
     const ls = replica.findByExternalId('Logical_Switch', Keys.poolV4, pool)[0];
     const first = Array.isArray(row.addresses) ? String(row.addresses[0] ?? '') : '';
+    const name = String(row.name);
+    const holder = parseWarmHolder(set && externalIds(set).get(`${Keys.poolIp}${stripPrefix(ipv4)}`));
+    // Another port's holder, Docker's, or none at all (released): not this port's any more, as claimed.
+    const state: WarmState = holder?.port === name ? holder.state : 'claimed';
     return {
       uuid: row._uuid,
-      name: String(row.name),
+      name,
       pool,
       ipv4,
       mac: first.split(' ')[0] ?? '',
       mtu: Number((ls && externalIds(ls).get(Keys.mtu)) ?? '1442'),
-      free: set !== undefined && externalIds(set).get(`${Keys.poolIp}${stripPrefix(ipv4)}`) === warmHolder(String(row.name)),
+      state,
+      ...(holder?.state === 'adopted' && holder.port === name ? { endpointId: holder.endpointId } : {}),
     };
   }
 }

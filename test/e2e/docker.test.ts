@@ -153,9 +153,12 @@ for (const version of ENGINES) {
     t.equal(await ipOf(`e-${sfx}`, n3), '10.86.0.50', '--ip honored');
     t.equal(await ipOf(`f-${sfx}`, n3), '10.86.0.2', 'first free address after the gateway');
     const endpointF = (await docker('inspect', '-f', `{{(index .NetworkSettings.Networks "${n3}").EndpointID}}`, `f-${sfx}`)).trim();
-    const portF = (await stack.nbctl('--bare', '--columns=name', 'find', 'Logical_Switch_Port', `external_ids:docker\\:endpoint-id=${endpointF}`)).trim();
-    t.match(portF, /^[0-9a-f]{64}$/, "f's endpoint has a port");
-    t.not(portF, endpointF, 'f started on a warm port (named before its endpoint existed)');
+    // An endpoint on a warm port is recorded in its pool, "ep <port> <endpoint> <network>" (see src/ovn/warm-ports.ts).
+    const pools = await stack.nbctl('--bare', '--columns=external_ids', 'list', 'Address_Set');
+    const portF = new RegExp(`ep ([0-9a-f]{64}) ${endpointF} `).exec(pools)?.[1] ?? '';
+    t.match(portF, /^[0-9a-f]{64}$/, "f's endpoint is on a warm port");
+    t.not(portF, endpointF, 'named before its endpoint existed');
+    t.equal((await stack.nbctl('--bare', '--columns=up', 'list', 'Logical_Switch_Port', portF)).trim(), 'true', 'and up');
     t.equal(await exec(`f-${sfx}`, 'cat', '/sys/class/net/eth0/address'), '0a:58:0a:56:00:02', "with the warm port's MAC");
     t.match(await exec(`f-${sfx}`, 'ping', '-c1', '-W2', '10.86.0.50'), /1 packets received/);
     const clash = await docker('run', '-d', '--net', n3, '--ip', '10.86.0.50', '--name', `g-${sfx}`, image, 'true').catch((e: Error) => e.message);
