@@ -107,6 +107,7 @@ export async function startDriver(config: DriverConfig, log: Logger = pino({ lev
       readyTimeoutMs: config.portUpTimeoutMs || 15_000,
       refillDelayMs: WARM_REFILL_DELAY_MS,
       retryDelayMs: WARM_RETRY_DELAY_MS,
+      maxRetryDelayMs: WARM_MAX_RETRY_DELAY_MS,
     },
     log.child({ component: 'warm' }),
   );
@@ -166,6 +167,7 @@ const WARM_RESERVE_FREE = 8;
  */
 const WARM_REFILL_DELAY_MS = 2000;
 const WARM_RETRY_DELAY_MS = 10_000;
+const WARM_MAX_RETRY_DELAY_MS = 300_000;
 
 /**
  * A replica of the local Interface table, for ovn-installed (see

@@ -30,8 +30,10 @@ export interface WarmPoolSettings {
   readyTimeoutMs: number;
   /** Wait this long after a hand-out before refilling, so the refill does not compete with the container start. */
   refillDelayMs: number;
-  /** Wait this long before trying again after a failed refill. */
+  /** Wait this long before trying again after a failed refill; doubled after each failure in a row. */
   retryDelayMs: number;
+  /** The longest wait between retries. */
+  maxRetryDelayMs: number;
 }
 
 export class WarmPool implements WarmSource {
@@ -43,6 +45,8 @@ export class WarmPool implements WarmSource {
   private readonly recycling = new Map<string, WarmPort>();
   private readonly refills = new Map<string, Promise<void>>();
   private readonly timers = new Map<string, NodeJS.Timeout>();
+  /** Failed refills in a row, per pool: while OVN is down, retries slow down instead of churning ports. */
+  private readonly failures = new Map<string, number>();
   private closed = false;
   private unsubscribe: (() => void) | undefined;
 
@@ -286,15 +290,20 @@ export class WarmPool implements WarmSource {
         made++;
       }
       if (made) this.log.debug({ pool, made, ms: Date.now() - started }, 'warm ports ready');
+      if (this.failures.delete(pool)) this.log.info({ pool }, 'warm ports can be made again');
     } catch (err) {
+      const failures = (this.failures.get(pool) ?? 0) + 1;
+      this.failures.set(pool, failures);
+      const retryInMs = Math.min(this.settings.retryDelayMs * 2 ** (failures - 1), this.settings.maxRetryDelayMs);
       this.log.warn(
-        { pool, err: (err as Error).message, retryInMs: this.settings.retryDelayMs },
-        'cannot make a warm port; containers on this network start without one until a retry succeeds',
+        { pool, err: (err as Error).message, failures, retryInMs },
+        'cannot make a warm port; containers on this network start without one (and wait for OVN in Join) until a retry succeeds. ' +
+          'Check that ovn-controller runs and reaches the southbound database.',
       );
       const timer = setTimeout(() => {
         this.timers.delete(pool);
         this.refill(pool);
-      }, this.settings.retryDelayMs);
+      }, retryInMs);
       timer.unref();
       if (!this.closed && !this.timers.has(pool)) this.timers.set(pool, timer);
       else clearTimeout(timer);

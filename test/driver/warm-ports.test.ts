@@ -97,7 +97,8 @@ async function readyWarmPorts(pool: string, count: number): Promise<NbPort[]> {
   );
 }
 
-async function ipamNetwork(subnet: string): Promise<{ networkId: string; poolId: string; pool: string }> {
+async function ipamNetwork(subnet: string, host?: RunningDriver): Promise<{ networkId: string; poolId: string; pool: string }> {
+  const call = (method: string, body?: unknown) => callPlugin((host ?? driver).address, method, body);
   const poolReply = await call('IpamDriver.RequestPool', { AddressSpace: 'ovn', Pool: subnet, SubPool: '', Options: {}, V6: false });
   if (poolReply.status !== 200) throw new Error(JSON.stringify(poolReply.body));
   const poolId = String(poolReply.body.PoolID);
@@ -363,6 +364,43 @@ t.test("a finished container's port serves the next container as it is", async (
   await call('NetworkDriver.DeleteEndpoint', { NetworkID: net.networkId, EndpointID: server.id });
   await call('NetworkDriver.DeleteNetwork', { NetworkID: net.networkId });
   await call('IpamDriver.ReleasePool', { PoolID: net.poolId });
+});
+
+t.test('with ovn-controller down, no half-made warm port stays, and starts go without one', async (t) => {
+  const impatient = await startDriver(testDriverConfig(stack, dir, { warmPorts: 2, portUpTimeoutMs: 800 }), pino({ level: 'silent' }));
+  t.teardown(() => impatient.close());
+  const ourLinks = async (): Promise<string[]> => (await run('ip', ['-o', 'link', 'show'])).stdout.match(/\bovn[0-9a-f]{12}\b/g) ?? [];
+  const linksBefore = await ourLinks();
+  process.kill(stack.pids.controller, 'SIGSTOP');
+  let net: Awaited<ReturnType<typeof ipamNetwork>>;
+  try {
+    net = await ipamNetwork('10.155.0.0/24', impatient);
+    // The first warm port cannot be bound within 800 ms: it is removed, and the next try waits 10 s.
+    await new Promise((resolve) => setTimeout(resolve, 2500));
+    t.same(await warmPorts(net.pool), [], 'no warm port left in NB');
+    const linksNow = await ourLinks();
+    t.same(linksNow.filter((l) => !linksBefore.includes(l)), [], 'and no veth');
+    t.notMatch(await stack.nbctl('--bare', '--columns=external_ids', 'list', 'Address_Set'), /warm [0-9a-f]{64}/, 'and no address held for one');
+  } finally {
+    process.kill(stack.pids.controller, 'SIGCONT');
+  }
+  // A container start then takes the lowest free address and the ordinary path.
+  const viaImpatient = (method: string, body?: unknown) => callPlugin(impatient.address, method, body);
+  const addr = await viaImpatient('IpamDriver.RequestAddress', { PoolID: net.poolId, Address: '', Options: {} });
+  t.equal(addr.body.Address, '10.155.0.2/24');
+  const id = hex(32);
+  const created = await viaImpatient('NetworkDriver.CreateEndpoint', {
+    NetworkID: net.networkId,
+    EndpointID: id,
+    Interface: { Address: addr.body.Address, AddressIPv6: '', MacAddress: '' },
+    Options: {},
+  });
+  t.equal(created.status, 200);
+  t.equal(await portOf(id), id, 'a port of its own');
+  await viaImpatient('NetworkDriver.DeleteEndpoint', { NetworkID: net.networkId, EndpointID: id });
+  await viaImpatient('IpamDriver.ReleaseAddress', { PoolID: net.poolId, Address: '10.155.0.2' });
+  await viaImpatient('NetworkDriver.DeleteNetwork', { NetworkID: net.networkId });
+  await viaImpatient('IpamDriver.ReleasePool', { PoolID: net.poolId });
 });
 
 t.test('a restarted driver takes its warm ports back and drops half-claimed ones', async (t) => {
