@@ -5,7 +5,7 @@
  * retry or a lost reply converges on the same rows) and guarded against
  * concurrent writers.
  */
-import { OvsdbClient, type Replica, type Row, type Transaction } from '../ovsdb/index.js';
+import { OvsdbClient, type Replica, type Row, type RowChange, type Transaction } from '../ovsdb/index.js';
 import { contains } from './addressing.js';
 import { DNS_NAME, ownedDnsRow, removeDnsNames } from './dns-rows.js';
 import { gatewayPort } from './gateway-port.js';
@@ -86,12 +86,17 @@ export class OvnNetworks {
   private attachments = new Map<string, string>();
   private attachmentsSeqno = -1;
   private attachmentsReplica: Replica | undefined;
-  /** Endpoint id -> port, for endpoints on warm ports (recorded in their pool, see warm-ports.ts). */
-  private adopted = new Map<string, { port: string; networkId: string }>();
-  private adoptedSeqno = -1;
+  /**
+   * Endpoint id -> port, for endpoints on warm ports (recorded in their
+   * pool, see warm-ports.ts). Built from the replica once, then kept up to
+   * date from its change events: a pool may hold thousands of addresses.
+   */
+  private adopted: Map<string, { port: string; networkId: string }> | undefined;
   private adoptedReplica: Replica | undefined;
 
-  constructor(private readonly nb: OvsdbClient) {}
+  constructor(private readonly nb: OvsdbClient) {
+    nb.on('change', (changes) => this.applyPoolChanges(changes));
+  }
 
   get replica(): Replica {
     return this.nb.replica;
@@ -387,21 +392,32 @@ export class OvnNetworks {
   }
 
   private adoptedPorts(replica: Replica): Map<string, { port: string; networkId: string }> {
-    if (replica !== this.adoptedReplica || replica.seqno !== this.adoptedSeqno) {
-      // A scan of the pools after each update: cheap next to the update itself, and never stale.
+    if (!this.adopted || replica !== this.adoptedReplica) {
       this.adopted = new Map();
-      for (const set of replica.rows('Address_Set')) {
-        const ids = externalIds(set);
-        if (ids.get(Keys.owner) !== OWNER) continue;
-        for (const [key, holder] of ids) {
-          const parsed = key.startsWith(Keys.poolIp) ? parseWarmHolder(holder) : undefined;
-          if (parsed?.state === 'adopted') this.adopted.set(parsed.endpointId, { port: parsed.port, networkId: parsed.networkId });
-        }
-      }
+      for (const set of replica.rows('Address_Set')) this.indexPool(set, 'add');
       this.adoptedReplica = replica;
-      this.adoptedSeqno = replica.seqno;
     }
     return this.adopted;
+  }
+
+  private applyPoolChanges(changes: RowChange[]): void {
+    if (!this.adopted) return;
+    for (const change of changes) {
+      if (change.table !== 'Address_Set') continue;
+      if (change.old) this.indexPool(change.old, 'remove');
+      if (change.new) this.indexPool(change.new, 'add');
+    }
+  }
+
+  private indexPool(set: Row, what: 'add' | 'remove'): void {
+    const ids = externalIds(set);
+    if (ids.get(Keys.owner) !== OWNER) return;
+    for (const [key, holder] of ids) {
+      const parsed = key.startsWith(Keys.poolIp) ? parseWarmHolder(holder) : undefined;
+      if (parsed?.state !== 'adopted') continue;
+      if (what === 'add') this.adopted!.set(parsed.endpointId, { port: parsed.port, networkId: parsed.networkId });
+      else if (this.adopted!.get(parsed.endpointId)?.port === parsed.port) this.adopted!.delete(parsed.endpointId);
+    }
   }
 }
 
