@@ -69,16 +69,17 @@ async function main(): Promise<void> {
   const results: Result[] = [];
   try {
     stack = await startOvnStack();
+    engine = await startDockerEngine({ engine: ENGINE, pluginDir: dirs.pluginDir, bridge: true });
     driver = await startDriverProcess({
       name,
       pluginDir: dirs.socketDir,
       nbRemote: stack.nbRemote,
       ovsDb: stack.ovsRemote,
       logFile: path.join(dirs.dir, 'driver.log'),
-      // The root namespace's firewall is the machine's: the bench does not touch it.
-      extraArgs: ['--log-level', 'warn', '--masquerade', 'false'],
+      // As deployed: names published in OVN DNS from the engine's API. The root namespace's
+      // firewall is the machine's: the bench does not touch it.
+      extraArgs: ['--log-level', 'warn', '--masquerade', 'false', '--docker-host', engine.host],
     });
-    engine = await startDockerEngine({ engine: ENGINE, pluginDir: dirs.pluginDir, bridge: true });
     const image = await ensureBusyboxImage(engine);
     const nets = new Map<string, string>();
     let netId = '';
