@@ -3,8 +3,9 @@
  * switch of our IPAM that a local network uses: the logical port made, its
  * veth created and plugged into the bridge, and ovn-controller's flows
  * installed. RequestAddress hands out such a port's address, CreateEndpoint
- * adopts the port, and Join has nothing left to wait for. Every hand-out
- * queues a refill in the background.
+ * adopts the port, and Join has nothing left to wait for. A container that
+ * ends soon gives its port back (recycle()); otherwise the pool is refilled
+ * in the background, a while after the hand-out.
  *
  * What is ready lives in memory, but only as a cache: the ports are in NB
  * (docker:warm=<chassis>) and OVS, and start() rebuilds the cache after a
@@ -62,7 +63,7 @@ export class WarmPool implements WarmSource {
     return this.settings.perSwitch > 0;
   }
 
-  /** Names of this host's warm and claimed ports, which host reconcile must keep. */
+  /** Names of every port of this host's pools (warm, claimed, adopted, recycled): host reconcile keeps their veths. */
   portNames(): string[] {
     return this.ovn.list(this.settings.chassis).map((p) => p.name);
   }

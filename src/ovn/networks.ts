@@ -308,41 +308,49 @@ export class OvnNetworks {
   }
 
   /**
-   * Publish DNS names of an endpoint in its switch's DNS row (OVN answers
-   * them for every port of the switch, on every host). Returns false when
-   * the endpoint is unknown.
+   * Publish DNS names of endpoints in their switches' DNS rows (OVN answers
+   * them for every port of the switch, on every host), all in one
+   * transaction: on OVN < 23.09 each change to a DNS row costs ovn-northd a
+   * full recompute, so callers batch. Returns the endpoints found.
    */
-  async publishNames(endpointId: string, names: string[]): Promise<boolean> {
-    const clean = [...new Set(names.map((n) => n.toLowerCase()).filter((n) => DNS_NAME.test(n)))];
+  async publishNames(entries: { endpointId: string; names: string[] }[]): Promise<string[]> {
     const { value } = await this.nb.transaction(
       (tx, replica) => {
-        const found = this.endpointPort(replica, endpointId);
-        const port = found?.row;
-        const endpoint = found?.record;
-        const ls = endpoint && this.switchRow(replica, endpoint.networkId);
-        if (!port || !endpoint || !ls) return false;
-        const ips = [endpoint.ipv4, endpoint.ipv6].filter(Boolean).map((c) => stripPrefix(c!));
-        if (ips.length === 0 || clean.length === 0) return true;
-        const records = new Map(clean.map((n) => [n, ips.join(' ')]));
-        const dns = ownedDnsRow(replica, ls);
-        if (dns) {
-          tx.mutate('DNS', [['_uuid', '==', dns._uuid]], [
-            ['records', 'delete', clean],
-            ['records', 'insert', records],
+        const published: string[] = [];
+        const perSwitch = new Map<string, { ls: Row; records: Map<string, string> }>();
+        for (const { endpointId, names } of entries) {
+          const found = this.endpointPort(replica, endpointId);
+          const ls = found && this.switchRow(replica, found.record.networkId);
+          if (!found || !ls) continue;
+          published.push(endpointId);
+          const clean = [...new Set(names.map((n) => n.toLowerCase()).filter((n) => DNS_NAME.test(n)))];
+          const ips = [found.record.ipv4, found.record.ipv6].filter(Boolean).map((c) => stripPrefix(c!));
+          if (ips.length === 0 || clean.length === 0) continue;
+          const batch = perSwitch.get(ls._uuid) ?? { ls, records: new Map<string, string>() };
+          for (const name of clean) batch.records.set(name, ips.join(' '));
+          perSwitch.set(ls._uuid, batch);
+          tx.mutate('Logical_Switch_Port', [['_uuid', '==', found.row._uuid]], [
+            ['external_ids', 'delete', [Keys.dnsNames]],
+            ['external_ids', 'insert', new Map([[Keys.dnsNames, clean.join(' ')]])],
           ]);
-        } else {
-          // One DNS row per switch; the guard makes a concurrent creator retry and find it.
-          tx.verify('Logical_Switch', ls, ['dns_records']);
-          const row = tx.insert('DNS', { records, external_ids: new Map([[Keys.owner, OWNER]]) });
-          tx.mutate('Logical_Switch', [['_uuid', '==', ls._uuid]], [['dns_records', 'insert', [row]]]);
         }
-        tx.mutate('Logical_Switch_Port', [['_uuid', '==', port._uuid]], [
-          ['external_ids', 'delete', [Keys.dnsNames]],
-          ['external_ids', 'insert', new Map([[Keys.dnsNames, clean.join(' ')]])],
-        ]);
-        return true;
+        for (const { ls, records } of perSwitch.values()) {
+          const dns = ownedDnsRow(replica, ls);
+          if (dns) {
+            tx.mutate('DNS', [['_uuid', '==', dns._uuid]], [
+              ['records', 'delete', [...records.keys()]],
+              ['records', 'insert', records],
+            ]);
+          } else {
+            // One DNS row per switch; the guard makes a concurrent creator retry and find it.
+            tx.verify('Logical_Switch', ls, ['dns_records']);
+            const row = tx.insert('DNS', { records, external_ids: new Map([[Keys.owner, OWNER]]) });
+            tx.mutate('Logical_Switch', [['_uuid', '==', ls._uuid]], [['dns_records', 'insert', [row]]]);
+          }
+        }
+        return published;
       },
-      { comment: `ovn-docker-driver: publish DNS names of ${endpointId}` },
+      { comment: `ovn-docker-driver: publish DNS names of ${entries.length} endpoint(s)` },
     );
     return value;
   }

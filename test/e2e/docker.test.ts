@@ -8,6 +8,7 @@
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
+import { readFile } from 'node:fs/promises';
 import { dockerAvailable, ensureBusyboxImage, startDockerEngine, type DockerEngine } from '../harness/docker.js';
 import { startDriverProcess, type DriverProcess } from '../harness/driver-process.js';
 import { startOvnStack, type OvnStack } from '../harness/ovn-stack.js';
@@ -161,9 +162,22 @@ for (const version of ENGINES) {
     t.equal((await stack.nbctl('--bare', '--columns=up', 'list', 'Logical_Switch_Port', portF)).trim(), 'true', 'and up');
     t.equal(await exec(`f-${sfx}`, 'cat', '/sys/class/net/eth0/address'), '0a:58:0a:56:00:02', "with the warm port's MAC");
     t.match(await exec(`f-${sfx}`, 'ping', '-c1', '-W2', '10.86.0.50'), /1 packets received/);
+    // f's name goes into OVN DNS, and leaves it with f's endpoint.
+    const dnsRecords = () => stack!.nbctl('--bare', '--columns=records', 'list', 'DNS');
+    await waitFor(async () => (await dnsRecords()).includes(`f-${sfx}=10.86.0.2`) || undefined, { timeoutMs: 10_000, what: "f's name in OVN DNS" });
+    t.match(await exec(`e-${sfx}`, 'nslookup', `f-${sfx}`, '10.86.0.1'), /Address:? *10\.86\.0\.2/, 'e resolves f through OVN');
+    await docker('rm', '-f', `f-${sfx}`);
+    await waitFor(async () => !(await dnsRecords()).includes(`f-${sfx}=`) || undefined, { timeoutMs: 10_000, what: "f's name to leave OVN DNS" });
+    t.pass("f's name left OVN DNS with it");
+    // Short-lived containers give their port back when they end, before the pool refills (2 s after a hand-out):
+    // the engine moves the veth back out after Leave, and DeleteEndpoint keeps port and veth.
+    await waitFor(async () => (await warmUp()).length >= 2 || undefined, { timeoutMs: 20_000, what: 'two warm ports up again' });
+    for (let i = 0; i < 3; i++) t.equal(await docker('run', '--rm', '--net', n3, image, 'cat', '/sys/class/net/eth0/mtu'), '1442');
+    const kept = (await readFile(path.join(dirs.dir, 'driver.log'), 'utf8')).split('\n').filter((l) => l.includes('its port is kept warm')).length;
+    t.ok(kept >= 1, `a finished container's port served the next one (${kept} of 3 kept)`);
     const clash = await docker('run', '-d', '--net', n3, '--ip', '10.86.0.50', '--name', `g-${sfx}`, image, 'true').catch((e: Error) => e.message);
     t.match(clash, /10\.86\.0\.50 is already in use/, 'a taken --ip is refused with a clear error');
-    await docker('rm', '-f', `e-${sfx}`, `f-${sfx}`, `g-${sfx}`).catch(() => undefined);
+    await docker('rm', '-f', `e-${sfx}`, `g-${sfx}`).catch(() => undefined);
     await docker('network', 'rm', n3);
     t.notMatch(await stack.nbctl('--bare', '--columns=name', 'list', 'Address_Set'), 'docker_pool_10.86.0.0_24', 'pool released');
 
