@@ -6,6 +6,7 @@
  *   docker network create -d openvswitch --ipam-driver openvswitch --subnet 10.1.0.0/24 foo
  */
 import type { Logger } from 'pino';
+import { stripPrefix } from '../ovn/addressing.js';
 import { ADDRESS_SPACE, PoolError, poolNameOf, type OvnPools } from '../ovn/pools.js';
 import type {
   ReleaseAddressRequest,
@@ -62,7 +63,7 @@ export class IpamDriver {
   async releaseAddress(req: ReleaseAddressRequest): Promise<object> {
     // A port DeleteEndpoint kept for the next container keeps the address, as a warm port (warm-pool.ts).
     // Any other port still holding it (a failed container start) goes first: a free address must have no port.
-    const kept = await this.run(async () => this.warm?.releaseClaimed(poolNameOf(req.PoolID), req.Address.split('/')[0]!));
+    const kept = await this.run(async () => this.warm?.releaseClaimed(poolNameOf(req.PoolID), stripPrefix(req.Address)));
     if (!kept) await this.run(() => this.pools.releaseAddress(req.PoolID, req.Address));
     return {};
   }

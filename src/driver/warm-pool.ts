@@ -13,6 +13,7 @@
  */
 import type { Logger } from 'pino';
 import { hostIfName } from '../host/names.js';
+import { stripPrefix } from '../ovn/addressing.js';
 import { macFromIPv4 } from '../ovn/mac.js';
 import type { EndpointRecord, NetworkRecord } from '../ovn/networks.js';
 import type { WarmSource } from '../ovn/pools.js';
@@ -117,7 +118,7 @@ export class WarmPool implements WarmSource {
         this.handedOut.add(port.name);
         this.schedule(pool, this.settings.refillDelayMs);
         this.log.debug({ port: port.name, ipv4: port.ipv4 }, 'warm port handed out');
-        return port.ipv4.split('/')[0];
+        return stripPrefix(port.ipv4);
       }
       // Taken over by another request, or removed: its host side is garbage now.
       await this.discard([port]);
@@ -152,7 +153,7 @@ export class WarmPool implements WarmSource {
    */
   recyclable(endpoint: EndpointRecord, network: NetworkRecord): boolean {
     const pool = network.pools?.v4;
-    const ip = endpoint.ipv4?.split('/')[0];
+    const ip = endpoint.ipv4 === undefined ? undefined : stripPrefix(endpoint.ipv4);
     return (
       this.enabled &&
       pool !== undefined &&

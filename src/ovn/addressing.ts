@@ -38,6 +38,12 @@ export function networkOf(cidr: Cidr): string {
   return `${start.correctForm()}/${cidr.prefix}`;
 }
 
+/** The address part of "ADDR/LEN" ("10.1.0.2/24" -> "10.1.0.2"); an address without a prefix as it is. */
+export function stripPrefix(cidr: string): string {
+  const slash = cidr.indexOf('/');
+  return slash < 0 ? cidr : cidr.slice(0, slash);
+}
+
 export function contains(subnet: string, ip: string): boolean {
   return new IPCIDR(subnet).contains(ip);
 }

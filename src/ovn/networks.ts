@@ -6,7 +6,7 @@
  * concurrent writers.
  */
 import { OvsdbClient, type Replica, type Row, type RowChange, type Transaction } from '../ovsdb/index.js';
-import { contains } from './addressing.js';
+import { contains, stripPrefix } from './addressing.js';
 import { DNS_NAME, ownedDnsRow, removeDnsNames } from './dns-rows.js';
 import { gatewayPort } from './gateway-port.js';
 import { externalIds } from './external-ids.js';
@@ -289,13 +289,7 @@ export class OvnNetworks {
 
   /** Derive a MAC nobody on this switch uses. */
   private chooseMac(replica: Replica, ls: Row, spec: EndpointSpec): string {
-    const used = new Set<string>();
-    for (const uuid of Array.isArray(ls.ports) ? ls.ports : []) {
-      const port = replica.get('Logical_Switch_Port', String(uuid));
-      for (const addr of Array.isArray(port?.addresses) ? port.addresses : []) {
-        used.add(String(addr).split(' ')[0]!.toLowerCase());
-      }
-    }
+    const used = macsOnSwitch(replica, ls);
     if (spec.ipv4) {
       const mac = macFromIPv4(stripPrefix(spec.ipv4));
       if (!used.has(mac)) return mac;
@@ -429,6 +423,18 @@ export class OvnNetworks {
   }
 }
 
+/** The MACs (lower case) of every port on a switch. */
+export function macsOnSwitch(replica: Replica, ls: Row): Set<string> {
+  const used = new Set<string>();
+  for (const uuid of Array.isArray(ls.ports) ? ls.ports : []) {
+    const port = replica.get('Logical_Switch_Port', String(uuid));
+    for (const addr of Array.isArray(port?.addresses) ? port.addresses : []) {
+      used.add(String(addr).split(' ')[0]!.toLowerCase());
+    }
+  }
+  return used;
+}
+
 function networkExternalIds(spec: NetworkSpec): Map<string, string> {
   const ids = new Map<string, string>([
     [Keys.owner, OWNER],
@@ -523,9 +529,4 @@ export function toEndpoint(row: Row): EndpointRecord {
     ...(chassis ? { chassis } : {}),
     up: row.up === true,
   };
-}
-
-function stripPrefix(cidr: string): string {
-  const slash = cidr.indexOf('/');
-  return slash < 0 ? cidr : cidr.slice(0, slash);
 }

@@ -22,7 +22,7 @@ import { randomBytes } from 'node:crypto';
 import IPCIDR from 'ip-cidr';
 import type { Address4, Address6 } from 'ip-address';
 import type { OvsdbClient, Replica, Row } from '../ovsdb/index.js';
-import { contains, networkOf, parseCidr } from './addressing.js';
+import { contains, networkOf, parseCidr, stripPrefix } from './addressing.js';
 import { externalIds } from './external-ids.js';
 import { OWNER, Keys } from './keys.js';
 
@@ -246,7 +246,7 @@ export class OvnPools {
   /** Free an endpoint's address. The gateway and --aux-address ones live as long as the pool. */
   async releaseAddress(poolId: string, address: string): Promise<void> {
     const { name } = parsePoolId(poolId);
-    const ip = address.split('/')[0]!.toLowerCase();
+    const ip = stripPrefix(address).toLowerCase();
     await this.nb.transaction(
       (tx, replica) => {
         const row = replica.findOne('Address_Set', 'name', name);
@@ -367,7 +367,7 @@ export class OvnPools {
   }
 
   private addressIn(subnet: string, address: string): string {
-    const ip = address.split('/')[0]!;
+    const ip = stripPrefix(address);
     let cidr;
     try {
       cidr = parseCidr(`${ip}/${subnet.split('/')[1]}`, subnet.includes(':') ? 6 : 4);

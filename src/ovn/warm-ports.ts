@@ -25,12 +25,13 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { OvsdbClient, Replica, Row, RowChange } from '../ovsdb/index.js';
+import { stripPrefix } from './addressing.js';
 import { externalIds } from './external-ids.js';
 import { removeDnsNames } from './dns-rows.js';
 import { Keys, OWNER } from './keys.js';
 import { macFromIPv4 } from './mac.js';
 import type { EndpointRecord } from './networks.js';
-import { NetworkError, toEndpoint } from './networks.js';
+import { macsOnSwitch, NetworkError, toEndpoint } from './networks.js';
 import { adoptedHolder, type OvnPools, parseWarmHolder, recycledHolder, warmHolder, warmPortOf } from './pools.js';
 
 export type WarmState = 'warm' | 'claimed' | 'adopted' | 'recycled';
@@ -133,7 +134,7 @@ export class OvnWarmPorts {
         const ip = this.pools.freeAddress(pool, replica);
         if (!ip) return false;
         const mac = macFromIPv4(ip);
-        if (macInUse(replica, ls, mac)) return false;
+        if (macsOnSwitch(replica, ls).has(mac)) return false;
         const prefix = externalIds(set).get(Keys.pool)!.split('/')[1]!;
         // The whole reservation map: another host reserving anything meanwhile makes this re-run.
         tx.verify('Address_Set', set, ['external_ids']);
@@ -368,19 +369,4 @@ export class OvnWarmPorts {
       ...(holder?.state === 'adopted' && holder.port === name ? { endpointId: holder.endpointId } : {}),
     };
   }
-}
-
-function macInUse(replica: Replica, ls: Row, mac: string): boolean {
-  for (const uuid of Array.isArray(ls.ports) ? ls.ports : []) {
-    const port = replica.get('Logical_Switch_Port', String(uuid));
-    for (const addr of Array.isArray(port?.addresses) ? port.addresses : []) {
-      if (String(addr).split(' ')[0]!.toLowerCase() === mac) return true;
-    }
-  }
-  return false;
-}
-
-function stripPrefix(cidr: string): string {
-  const slash = cidr.indexOf('/');
-  return slash < 0 ? cidr : cidr.slice(0, slash);
 }
