@@ -21,7 +21,7 @@
 import { randomBytes } from 'node:crypto';
 import IPCIDR from 'ip-cidr';
 import type { Address4, Address6 } from 'ip-address';
-import type { OvsdbClient, Replica, Row } from '../ovsdb/index.js';
+import type { OvsdbClient, Replica, Row, Transaction } from '../ovsdb/index.js';
 import { contains, networkOf, parseCidr, stripPrefix } from './addressing.js';
 import { externalIds } from './external-ids.js';
 import { OWNER, Keys } from './keys.js';
@@ -43,7 +43,8 @@ export function warmHolder(portName: string): string {
 
 /** The warm port holding an address as warm (free for any request), if one does. */
 export function warmPortOf(holder: string | undefined): string | undefined {
-  return holder?.startsWith(WARM) ? holder.slice(WARM.length) : undefined;
+  const parsed = parseWarmHolder(holder);
+  return parsed?.state === 'warm' ? parsed.port : undefined;
 }
 
 /**
@@ -76,6 +77,24 @@ export function parseWarmHolder(holder: string | undefined): WarmHolder | undefi
     if (port && endpointId && networkId) return { state: 'adopted', port, endpointId, networkId };
   }
   return undefined;
+}
+
+/** The pool's external_ids key of an address, given with or without its prefix. */
+export function reservationKey(address: string): string {
+  return `${Keys.poolIp}${stripPrefix(address)}`;
+}
+
+/**
+ * In `tx`, hand an address of the pool `set` from holder `from` to holder
+ * `to`: a compare-and-swap, whose guard makes the transaction re-run from
+ * the replica when the holder changed meanwhile.
+ */
+export function swapHolder(tx: Transaction, set: Row, key: string, from: string, to: string): void {
+  tx.guardMatches('Address_Set', 'name', String(set.name), [['external_ids', 'includes', new Map([[key, from]])]]);
+  tx.mutate('Address_Set', [['_uuid', '==', set._uuid]], [
+    ['external_ids', 'delete', [key]],
+    ['external_ids', 'insert', new Map([[key, to]])],
+  ]);
 }
 
 /**
@@ -210,7 +229,7 @@ export class OvnPools {
       const ip = this.addressIn(subnet, address);
       // Before its network exists, a pool user reserves only the gateway and --aux-address ones; other hosts reserve the same.
       const shared = kind === 'gateway' ? GATEWAY : user.endsWith(` ${PENDING}`) ? AUX : undefined;
-      const value = shared ?? `${token} ${randomBytes(4).toString('hex')}`;
+      const value = shared ?? endpointHolder(token);
       const holder = await this.reserve(name, ip, value);
       // A warm port only keeps an address ready: an explicit request takes it over.
       if (holder !== value && !(warmPortOf(holder) && (await this.takeOverWarm(name, ip, value)))) {
@@ -225,11 +244,10 @@ export class OvnPools {
       return `${ip}/${prefix}`;
     }
     const range = externalIds(pool).get(Keys.poolRange) || subnet;
-    const holder = () => `${token} ${randomBytes(4).toString('hex')}`;
-    const warmIp = await warm?.claim(name, holder());
+    const warmIp = await warm?.claim(name, endpointHolder(token));
     if (warmIp) return `${warmIp}/${prefix}`;
     for (let attempt = 0; attempt < 64; attempt++) {
-      const mine = holder();
+      const mine = endpointHolder(token);
       const ip = this.freeAddress(name);
       if (!ip) {
         // Full, but for addresses warm ports (of any host) keep ready: take one over.
@@ -250,7 +268,7 @@ export class OvnPools {
     await this.nb.transaction(
       (tx, replica) => {
         const row = replica.findOne('Address_Set', 'name', name);
-        const key = `${Keys.poolIp}${ip}`;
+        const key = reservationKey(ip);
         const holder = row ? externalIds(row).get(key) : undefined;
         if (!row || holder === undefined || holder === GATEWAY || holder === AUX) return;
         tx.mutate('Address_Set', [['_uuid', '==', row._uuid]], [['external_ids', 'delete', [key]]]);
@@ -267,7 +285,7 @@ export class OvnPools {
 
   /** Insert `key -> value` unless present; returns whoever holds the address afterwards. */
   private async reserve(name: string, ip: string, value: string): Promise<string> {
-    const key = `${Keys.poolIp}${ip}`;
+    const key = reservationKey(ip);
     await this.nb.transaction(
       (tx, replica) => {
         const row = replica.findOne('Address_Set', 'name', name);
@@ -295,15 +313,11 @@ export class OvnPools {
         const row = replica.findOne('Address_Set', 'name', name);
         if (!row) return undefined;
         const entry = [...externalIds(row)].find(
-          ([key, value]) => key.startsWith(Keys.poolIp) && warmPortOf(value) && (ip === undefined || key === `${Keys.poolIp}${ip}`),
+          ([key, value]) => key.startsWith(Keys.poolIp) && warmPortOf(value) && (ip === undefined || key === reservationKey(ip)),
         );
         if (!entry) return undefined;
         const [key, warmValue] = entry;
-        tx.guardMatches('Address_Set', 'name', name, [['external_ids', 'includes', new Map([[key, warmValue]])]]);
-        tx.mutate('Address_Set', [['_uuid', '==', row._uuid]], [
-          ['external_ids', 'delete', [key]],
-          ['external_ids', 'insert', new Map([[key, holder]])],
-        ]);
+        swapHolder(tx, row, key, warmValue, holder);
         const port = replica.findOne('Logical_Switch_Port', 'name', warmPortOf(warmValue)!);
         for (const ls of port ? replica.findByExternalId('Logical_Switch', Keys.poolV4, name) : []) {
           tx.mutate('Logical_Switch', [['_uuid', '==', ls._uuid]], [['ports', 'delete', [port!._uuid]]]);
@@ -402,6 +416,11 @@ export function poolName(subnet: string): string {
 /** The pool (Address_Set name) of a PoolID this IPAM handed out. */
 export function poolNameOf(poolId: string): string {
   return parsePoolId(poolId).name;
+}
+
+/** Docker's holder of an endpoint's address: the pool user's token and a nonce, so that the user sees whether its value won. */
+function endpointHolder(token: string): string {
+  return `${token} ${randomBytes(4).toString('hex')}`;
 }
 
 function parsePoolId(poolId: string): { name: string; token: string } {

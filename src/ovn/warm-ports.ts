@@ -32,7 +32,7 @@ import { Keys, OWNER } from './keys.js';
 import { macFromIPv4 } from './mac.js';
 import type { EndpointRecord } from './networks.js';
 import { macsOnSwitch, NetworkError, toEndpoint } from './networks.js';
-import { adoptedHolder, type OvnPools, parseWarmHolder, recycledHolder, warmHolder, warmPortOf } from './pools.js';
+import { adoptedHolder, type OvnPools, parseWarmHolder, recycledHolder, reservationKey, swapHolder, warmHolder, warmPortOf } from './pools.js';
 
 export type WarmState = 'warm' | 'claimed' | 'adopted' | 'recycled';
 
@@ -79,7 +79,7 @@ export class OvnWarmPorts {
     return () => this.nb.off('change', handler);
   }
 
-  /** Warm (and claimed, not yet adopted) ports kept by `chassis`. */
+  /** Ports kept by `chassis`, in any state. */
   list(chassis: string, pool?: string): WarmPort[] {
     const out: WarmPort[] = [];
     for (const row of this.replica.findByExternalId('Logical_Switch_Port', Keys.warm, chassis)) {
@@ -89,7 +89,7 @@ export class OvnWarmPorts {
     return out;
   }
 
-  /** The port by name, if it is still a warm or claimed port. */
+  /** The port by name, if it is one of the warm ports (in any state). */
   find(name: string): WarmPort | undefined {
     const row = this.replica.findOne('Logical_Switch_Port', 'name', name);
     return row && externalIds(row).has(Keys.warm) ? this.toWarmPort(this.replica, row) : undefined;
@@ -120,8 +120,9 @@ export class OvnWarmPorts {
 
   /**
    * Create one warm port on the pool's switch, holding the lowest free
-   * address (the one a request would get next), unless fewer than `reserveFree` addresses would stay free for
-   * endpoints. Returns undefined when there is no room.
+   * address (the one a request would get next), unless fewer than
+   * `reserveFree` addresses would stay free for endpoints. Returns undefined
+   * when there is no room.
    */
   async create(pool: string, chassis: string, reserveFree: number): Promise<WarmPort | undefined> {
     const name = randomBytes(32).toString('hex');
@@ -139,7 +140,7 @@ export class OvnWarmPorts {
         // The whole reservation map: another host reserving anything meanwhile makes this re-run.
         tx.verify('Address_Set', set, ['external_ids']);
         tx.mutate('Address_Set', [['_uuid', '==', set._uuid]], [
-          ['external_ids', 'insert', new Map([[`${Keys.poolIp}${ip}`, warmHolder(name)]])],
+          ['external_ids', 'insert', new Map([[reservationKey(ip), warmHolder(name)]])],
         ]);
         tx.verify('Logical_Switch', ls, ['name']);
         const address = `${mac} ${ip}`;
@@ -169,18 +170,14 @@ export class OvnWarmPorts {
    * the port is no longer warm: taken over, claimed or removed meanwhile.
    */
   async claim(port: WarmPort, holder: string): Promise<boolean> {
-    const key = `${Keys.poolIp}${stripPrefix(port.ipv4)}`;
+    const key = reservationKey(port.ipv4);
     const { value } = await this.nb.transaction(
       (tx, replica) => {
         const set = replica.findOne('Address_Set', 'name', port.pool);
         if (!set || externalIds(set).get(key) !== warmHolder(port.name)) return false;
         if (!replica.findOne('Logical_Switch_Port', 'name', port.name)) return false;
-        tx.guardMatches('Address_Set', 'name', port.pool, [['external_ids', 'includes', new Map([[key, warmHolder(port.name)]])]]);
         tx.guardMatches('Logical_Switch_Port', 'name', port.name, []);
-        tx.mutate('Address_Set', [['_uuid', '==', set._uuid]], [
-          ['external_ids', 'delete', [key]],
-          ['external_ids', 'insert', new Map([[key, holder]])],
-        ]);
+        swapHolder(tx, set, key, warmHolder(port.name), holder);
         return true;
       },
       { comment: `ovn-docker-driver: claim warm port ${port.name}` },
@@ -190,7 +187,7 @@ export class OvnWarmPorts {
 
   /** Make a claimed port the endpoint's: one write, to the pool. Idempotent. */
   async adopt(port: WarmPort, networkId: string, endpointId: string): Promise<EndpointRecord> {
-    const key = `${Keys.poolIp}${stripPrefix(port.ipv4)}`;
+    const key = reservationKey(port.ipv4);
     const mine = adoptedHolder(port.name, endpointId, networkId);
     await this.nb.transaction(
       (tx, replica) => {
@@ -203,12 +200,8 @@ export class OvnWarmPorts {
         if (holder === undefined || parseWarmHolder(holder)) {
           throw new NetworkError(`address ${port.ipv4} of port ${port.name} is not claimed for an endpoint (${holder ?? 'free'})`, 'conflict');
         }
-        tx.guardMatches('Address_Set', 'name', port.pool, [['external_ids', 'includes', new Map([[key, holder]])]]);
         tx.guardMatches('Logical_Switch_Port', 'name', port.name, []);
-        tx.mutate('Address_Set', [['_uuid', '==', set._uuid]], [
-          ['external_ids', 'delete', [key]],
-          ['external_ids', 'insert', new Map([[key, mine]])],
-        ]);
+        swapHolder(tx, set, key, holder, mine);
       },
       { comment: `ovn-docker-driver: CreateEndpoint ${endpointId} adopts warm port ${port.name}` },
     );
@@ -242,14 +235,10 @@ export class OvnWarmPorts {
         if (!row || !(Array.isArray(ls.ports) && ls.ports.includes(row._uuid))) return undefined;
         const ipv4 = externalIds(row).get(Keys.ipv4);
         if (!ipv4) return undefined;
-        const key = `${Keys.poolIp}${stripPrefix(ipv4)}`;
+        const key = reservationKey(ipv4);
         const holder = externalIds(set).get(key);
         if (holder === undefined || (parseWarmHolder(holder) && !adopted)) return undefined;
-        tx.guardMatches('Address_Set', 'name', pool, [['external_ids', 'includes', new Map([[key, holder]])]]);
-        tx.mutate('Address_Set', [['_uuid', '==', set._uuid]], [
-          ['external_ids', 'delete', [key]],
-          ['external_ids', 'insert', new Map([[key, recycledHolder(String(row.name))]])],
-        ]);
+        swapHolder(tx, set, key, holder, recycledHolder(String(row.name)));
         const ids = externalIds(row);
         // A port made for the endpoint becomes a warm port; names it published leave DNS. Only then is the LSP written.
         if (!adopted || ids.has(Keys.dnsNames)) {
@@ -269,18 +258,14 @@ export class OvnWarmPorts {
 
   /** ReleaseAddress of a recycled port's address: the port holds it as warm again. */
   async rewarm(port: WarmPort): Promise<boolean> {
-    const key = `${Keys.poolIp}${stripPrefix(port.ipv4)}`;
+    const key = reservationKey(port.ipv4);
     const { value } = await this.nb.transaction(
       (tx, replica) => {
         const set = replica.findOne('Address_Set', 'name', port.pool);
         const holder = recycledHolder(port.name);
         if (!set || externalIds(set).get(key) !== holder || !replica.findOne('Logical_Switch_Port', 'name', port.name)) return false;
-        tx.guardMatches('Address_Set', 'name', port.pool, [['external_ids', 'includes', new Map([[key, holder]])]]);
         tx.guardMatches('Logical_Switch_Port', 'name', port.name, []);
-        tx.mutate('Address_Set', [['_uuid', '==', set._uuid]], [
-          ['external_ids', 'delete', [key]],
-          ['external_ids', 'insert', new Map([[key, warmHolder(port.name)]])],
-        ]);
+        swapHolder(tx, set, key, holder, warmHolder(port.name));
         return true;
       },
       { comment: `ovn-docker-driver: ReleaseAddress keeps ${port.ipv4} on warm port ${port.name}` },
@@ -304,7 +289,7 @@ export class OvnWarmPorts {
           for (const ls of row ? replica.findByExternalId('Logical_Switch', Keys.poolV4, port.pool) : []) {
             tx.mutate('Logical_Switch', [['_uuid', '==', ls._uuid]], [['ports', 'delete', [row!._uuid]]]);
           }
-          const key = `${Keys.poolIp}${stripPrefix(port.ipv4)}`;
+          const key = reservationKey(port.ipv4);
           // The mutation only matches while the port still holds the address as warm.
           tx.mutate(
             'Address_Set',
@@ -355,7 +340,7 @@ export class OvnWarmPorts {
     const ls = replica.findByExternalId('Logical_Switch', Keys.poolV4, pool)[0];
     const first = Array.isArray(row.addresses) ? String(row.addresses[0] ?? '') : '';
     const name = String(row.name);
-    const holder = parseWarmHolder(set && externalIds(set).get(`${Keys.poolIp}${stripPrefix(ipv4)}`));
+    const holder = parseWarmHolder(set && externalIds(set).get(reservationKey(ipv4)));
     // Another port's holder, Docker's, or none at all (released): not this port's any more, as claimed.
     const state: WarmState = holder?.port === name ? holder.state : 'claimed';
     return {
