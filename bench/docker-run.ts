@@ -49,11 +49,11 @@ interface Result {
  */
 const IPAM = '<ipam>';
 const KINDS: [label: string, flags: string[]][] = [
-  ['default', []],
-  ['`-o ovn.gateway=host`', ['-o', 'ovn.gateway=host']],
+  ['default (this host as gateway)', []],
+  ['`-o ovn.gateway=docker`', ['-o', 'ovn.gateway=docker']],
   ['`--internal`', ['--internal']],
   ['our IPAM', ['--ipam-driver', IPAM]],
-  ['our IPAM, `-o ovn.gateway=host`', ['--ipam-driver', IPAM, '-o', 'ovn.gateway=host']],
+  ['our IPAM, `-o ovn.gateway=docker`', ['--ipam-driver', IPAM, '-o', 'ovn.gateway=docker']],
   ['our IPAM, `--internal`', ['--ipam-driver', IPAM, '--internal']],
 ];
 

@@ -117,7 +117,7 @@ export async function startDriver(config: DriverConfig, log: Logger = pino({ lev
     host,
     gateways,
     readiness,
-    { scope: config.scope, mtu: config.mtu, portUpTimeoutMs: config.portUpTimeoutMs, chassis: hostId },
+    { scope: config.scope, mtu: config.mtu, portUpTimeoutMs: config.portUpTimeoutMs, chassis: hostId, gateway: config.gateway },
     log.child({ component: 'driver' }),
     warm,
   );

@@ -22,7 +22,9 @@ export interface DriverConfig {
   logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error';
   /** Unix socket of the local Docker engine's API, for container names (OVN DNS); undefined disables. */
   dockerSocket: string | undefined;
-  /** For networks with -o ovn.gateway=host: masquerade their traffic leaving this host (iptables). */
+  /** Egress of networks that do not set -o ovn.gateway: this host through OVN, or Docker's docker_gwbridge. */
+  gateway: 'host' | 'docker';
+  /** For networks whose gateway is this host: masquerade their traffic leaving this host (iptables). */
   masquerade: boolean;
   /** Ports kept plugged and bound per switch of our IPAM on this host; 0 disables. */
   warmPorts: number;
@@ -50,7 +52,8 @@ const DOCS: OptionDoc[] = [
   { flag: 'scope', env: 'OVN_DOCKER_SCOPE', value: 'local|global', default: 'local', help: 'Scope reported to Docker. A standalone engine refuses global-scope networks ("This node is not a swarm manager"), so local is the default.' },
   { flag: 'port-up-timeout', env: 'OVN_DOCKER_PORT_UP_TIMEOUT', value: 'MS', default: '15000', help: 'How long Join waits for OVN to report the port up before failing the container start; 0 disables the wait.' },
   { flag: 'docker-host', env: 'OVN_DOCKER_ENGINE', value: 'unix:///PATH', default: 'unix:///var/run/docker.sock', help: 'API socket of the local Docker engine. The driver reads container names from it and publishes them in OVN DNS, so containers on other hosts resolve them. "none" disables.' },
-  { flag: 'masquerade', env: 'OVN_DOCKER_MASQUERADE', value: 'true|false', default: 'true', help: 'For networks created with -o ovn.gateway=host (this host routes its containers\' traffic instead of Docker\'s docker_gwbridge): turn on IP forwarding and masquerade the network\'s subnet with iptables, isolating such networks from each other.' },
+  { flag: 'gateway', env: 'OVN_DOCKER_GATEWAY', value: 'host|docker', default: 'host', help: 'Egress of networks created without -o ovn.gateway=host|docker. host: each host is the gateway of its own containers through OVN (the gateway address is bound on this host), so a container has one interface; a container that publishes ports (-p, -P) still gets Docker\'s docker_gwbridge, which publishes them. docker: every container gets a second interface on docker_gwbridge for egress, as with Docker\'s overlay driver. Recorded per network when it is created.' },
+  { flag: 'masquerade', env: 'OVN_DOCKER_MASQUERADE', value: 'true|false', default: 'true', help: 'For networks whose gateway is this host (see --gateway): turn on IP forwarding and masquerade the network\'s subnet with iptables, isolating such networks from each other.' },
   { flag: 'warm-ports', env: 'OVN_DOCKER_WARM_PORTS', value: 'N', default: '2', help: 'For networks created with --ipam-driver set to this plugin: keep N ports per network ready on this host (logical port, veth, OVS binding), each holding an address of the pool, so a container start need not wait for ovn-northd and ovn-controller. A request takes a warm port\'s address over when nothing else is free or it asks for that address. IPv4-only networks; 0 disables.' },
   { flag: 'log-level', env: 'LOG_LEVEL', value: 'LEVEL', default: 'info', help: 'trace, debug, info, warn or error. Logs are JSON lines on stdout.' },
 ];
@@ -105,6 +108,8 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv): Parsed
   if (!/^[A-Za-z0-9_.-]{1,15}$/.test(bridge)) throw new UsageError(`invalid bridge name "${bridge}"`);
   const scope = get('scope');
   if (scope !== 'local' && scope !== 'global') throw new UsageError(`--scope must be local or global, not "${scope}"`);
+  const gateway = get('gateway');
+  if (gateway !== 'host' && gateway !== 'docker') throw new UsageError(`--gateway must be host or docker, not "${gateway}"`);
   const logLevel = get('log-level');
   if (!['trace', 'debug', 'info', 'warn', 'error'].includes(logLevel ?? '')) throw new UsageError(`invalid --log-level "${logLevel}"`);
 
@@ -131,6 +136,7 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv): Parsed
       portUpTimeoutMs: integer(get('port-up-timeout')!, 'port-up-timeout', 0, 600_000),
       logLevel: logLevel as DriverConfig['logLevel'],
       dockerSocket: parseDockerHost(get('docker-host')!),
+      gateway,
       masquerade: boolean(get('masquerade')!, 'masquerade'),
       warmPorts: integer(get('warm-ports')!, 'warm-ports', 0, 64),
     },

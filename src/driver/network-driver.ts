@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import { NetworkError, type EndpointRecord, type EndpointSpec, type NetworkRecord, type OvnNetworks } from '../ovn/networks.js';
 import { ADDRESS_SPACE, type OvnPools } from '../ovn/pools.js';
 import type {
+  DockerOptions,
   AllocateNetworkRequest,
   CreateEndpointRequest,
   CreateNetworkRequest,
@@ -26,6 +27,8 @@ import { KeyedLock } from './keyed-lock.js';
 import { toEndpointSpec, toNetworkSpec } from './translate.js';
 import type { WarmPool } from './warm-pool.js';
 
+const PORT_MAP_OPTION = 'com.docker.network.portmap';
+
 /** How long a finished Leave teardown is remembered, so that the DeleteEndpoint right after it can skip its own. */
 const UNPLUG_MEMORY_MS = 60_000;
 
@@ -37,6 +40,8 @@ export interface DriverSettings {
   portUpTimeoutMs: number;
   /** OVS system-id of this host, if known. */
   chassis: string | undefined;
+  /** Egress of networks created without -o ovn.gateway. */
+  gateway: 'host' | 'docker';
 }
 
 export interface JoinResponse {
@@ -74,7 +79,7 @@ export class NetworkDriver {
   }
 
   async createNetwork(req: CreateNetworkRequest): Promise<object> {
-    const spec = toNetworkSpec(req, { mtu: this.settings.mtu });
+    const spec = toNetworkSpec(req, { mtu: this.settings.mtu, gateway: this.settings.gateway });
     if (this.settings.chassis) spec.chassis = this.settings.chassis;
     // Subnets from our IPAM are cluster-wide pools: the network joins the pool's switch.
     const ours = (data: CreateNetworkRequest['IPv4Data']) => (data ?? []).some((d) => d.AddressSpace === ADDRESS_SPACE);
@@ -184,8 +189,8 @@ export class NetworkDriver {
       this.unplugs.delete(endpointId);
       if (this.warm?.takeReady(endpoint.name)) {
         // A warm port: plugged and bound before Docker asked (warm-pool.ts).
-        const response = await this.joinResponse(network, peerIfName(endpoint.name));
-        this.log.info({ endpointId, srcName: response.InterfaceName.SrcName, ready: 'warm' }, 'endpoint joined');
+        const response = await this.joinResponse(network, peerIfName(endpoint.name), req.Options);
+        this.log.info({ endpointId, srcName: response.InterfaceName.SrcName, gateway: response.Gateway ?? 'docker', ready: 'warm' }, 'endpoint joined');
         return response;
       }
       const srcName = await this.hostStep(
@@ -218,18 +223,20 @@ export class NetworkDriver {
           );
         }
       }
-      const response = await this.joinResponse(network, srcName);
+      const response = await this.joinResponse(network, srcName, req.Options);
       this.log.info(
-        { endpointId, srcName, plugMs: plugged - started, upMs: Date.now() - plugged, ready },
+        { endpointId, srcName, gateway: response.Gateway ?? 'docker', plugMs: plugged - started, upMs: Date.now() - plugged, ready },
         'endpoint joined',
       );
       return response;
     });
   }
 
-  private async joinResponse(network: NetworkRecord, srcName: string): Promise<JoinResponse> {
+  private async joinResponse(network: NetworkRecord, srcName: string, sandboxOptions: DockerOptions): Promise<JoinResponse> {
     const response: JoinResponse = { InterfaceName: { SrcName: srcName, DstPrefix: 'eth' } };
-    if (HostGateways.wanted(network)) {
+    // Docker publishes a container's ports (-p, -P) only through its gateway endpoint, and this driver
+    // publishes none: such a container keeps Docker's docker_gwbridge, which does.
+    if (HostGateways.wanted(network) && !publishesPorts(sandboxOptions)) {
       // After a driver restart the gateway may need setting up again (it is idempotent).
       await this.hostStep(() => this.gateways.ensure(network), `set up this host as the gateway of network ${network.networkId}`);
       response.Gateway = network.ipv4.find((s) => s.gateway)!.gateway!;
@@ -353,4 +360,10 @@ export class NetworkDriver {
       throw new DriverError(`cannot ${what}: ${(err as Error).message}`, 500, { cause: err });
     }
   }
+}
+
+/** Whether the container publishes ports: Join's sandbox options carry its port bindings (an empty list when none). */
+export function publishesPorts(sandboxOptions: DockerOptions): boolean {
+  const bindings = sandboxOptions?.[PORT_MAP_OPTION];
+  return Array.isArray(bindings) && bindings.length > 0;
 }

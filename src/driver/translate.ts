@@ -17,6 +17,8 @@ const MAX_MTU = 65000;
 
 export interface TranslateDefaults {
   mtu: number;
+  /** Egress of networks without -o ovn.gateway (recorded in the network's options, so it never changes under a network). */
+  gateway: 'host' | 'docker';
 }
 
 export function toNetworkSpec(req: CreateNetworkRequest, defaults: TranslateDefaults): NetworkSpec {
@@ -34,7 +36,7 @@ export function toNetworkSpec(req: CreateNetworkRequest, defaults: TranslateDefa
     ipv6,
     mtu: mtuOf(generic, defaults.mtu),
     internal: options['com.docker.network.internal'] === true,
-    options: generic,
+    options: { ...generic, [GATEWAY_OPTION]: gateway ?? defaults.gateway },
   };
 }
 

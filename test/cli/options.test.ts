@@ -22,6 +22,7 @@ t.test('defaults', async (t) => {
   t.equal(c.scope, 'local');
   t.equal(c.warmPorts, 2);
   t.equal(c.masquerade, true);
+  t.equal(c.gateway, 'host', 'networks route through this host unless they ask for docker_gwbridge');
   t.equal(c.dockerSocket, '/var/run/docker.sock');
 });
 
@@ -29,6 +30,7 @@ t.test('a flag wins over its environment variable', async (t) => {
   t.equal(config([], { OVN_DOCKER_WARM_PORTS: '5' }).warmPorts, 5);
   t.equal(config(['--warm-ports', '0'], { OVN_DOCKER_WARM_PORTS: '5' }).warmPorts, 0, '0 turns warm ports off');
   t.equal(config(['--ovn-nb', 'tcp:10.0.0.1:6641'], { OVN_NB_DB: 'unix:/x' }).nbRemote, 'tcp:10.0.0.1:6641');
+  t.equal(config(['--gateway', 'docker'], { OVN_DOCKER_GATEWAY: 'host' }).gateway, 'docker');
 });
 
 t.test('bad values are refused, naming the flag', async (t) => {
@@ -39,6 +41,7 @@ t.test('bad values are refused, naming the flag', async (t) => {
   refused([], /--warm-ports must be a whole number/, { OVN_DOCKER_WARM_PORTS: '-1' });
   refused(['--listen', 'tcp:0.0.0.0:5000'], /only loopback addresses are allowed/);
   refused(['--scope', 'cluster'], /--scope must be local or global/);
+  refused([], /--gateway must be host or docker, not "router"/, { OVN_DOCKER_GATEWAY: 'router' });
   refused(['--ovn-nb-private-key', '/k'], /go together/);
   refused(['--no-such-flag'], /see --help/);
   t.ok(new UsageError('x') instanceof Error);
@@ -47,6 +50,6 @@ t.test('bad values are refused, naming the flag', async (t) => {
 t.test('--help explains every option', async (t) => {
   t.same(parseCommandLine(['--help'], {}), { kind: 'help' });
   const help = helpText();
-  for (const flag of ['--warm-ports', '--ovn-nb', '--masquerade', '--docker-host', '--port-up-timeout']) t.match(help, flag);
+  for (const flag of ['--warm-ports', '--ovn-nb', '--masquerade', '--gateway', '--docker-host', '--port-up-timeout']) t.match(help, flag);
   t.match(help, /OVN_DOCKER_WARM_PORTS/);
 });

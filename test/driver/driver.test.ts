@@ -205,6 +205,43 @@ t.test('two joined endpoints reach each other by ping and TCP; leave and delete 
   t.equal((await call('NetworkDriver.DeleteNetwork', { NetworkID: networkId })).status, 200, 'twice is fine');
 });
 
+t.test('egress: this host is the gateway unless the network asks for docker_gwbridge or the container publishes ports', async (t) => {
+  const joinReply = async (networkId: string, endpointId: string, options: Record<string, unknown>) => {
+    const reply = await call('NetworkDriver.Join', { NetworkID: networkId, EndpointID: endpointId, SandboxKey: '', Options: options });
+    t.equal(reply.status, 200, JSON.stringify(reply.body));
+    return reply.body as { Gateway?: string; DisableGatewayService?: boolean };
+  };
+  const routed = await createNetwork('10.74.0.0/24');
+  const gatewayIf = (await stack.vsctl('--bare', '--columns=name', 'find', 'Interface', 'external_ids:iface-id=' + routed + '-gw')).trim();
+  t.match(gatewayIf, /^ovg[0-9a-f]{12}$/, "the gateway's localport is bound on this host by CreateNetwork");
+  t.match((await run('ip', ['-o', 'addr', 'show', 'dev', gatewayIf])).stdout, /inet 10\.74\.0\.1\/24/, 'carrying the gateway address');
+
+  const plain = await createEndpoint(routed, '10.74.0.2/24');
+  const reply = await joinReply(routed, plain.id, { 'com.docker.network.portmap': [], 'com.docker.network.endpoint.exposedports': [] });
+  t.equal(reply.Gateway, '10.74.0.1', 'the default route goes through OVN to this host');
+  t.equal(reply.DisableGatewayService, true, 'no docker_gwbridge endpoint');
+
+  // -p 8080:80: Docker publishes ports only through the gateway endpoint, so docker_gwbridge stays.
+  const publishing = await createEndpoint(routed, '10.74.0.3/24');
+  const portmap = [{ Proto: 6, IP: '', Port: 80, HostIP: '', HostPort: 8080, HostPortEnd: 8080 }];
+  const published = await joinReply(routed, publishing.id, { 'com.docker.network.portmap': portmap });
+  t.equal(published.Gateway, undefined, 'a container publishing ports gets no gateway from the driver');
+  t.equal(published.DisableGatewayService, undefined, 'so Docker gives it docker_gwbridge');
+
+  const bridged = await createNetwork('10.75.0.0/24', { 'ovn.gateway': 'docker' });
+  t.equal((await stack.vsctl('--bare', '--columns=name', 'find', 'Interface', 'external_ids:iface-id=' + bridged + '-gw')).trim(), '', 'no gateway port for -o ovn.gateway=docker');
+  const viaDocker = await createEndpoint(bridged, '10.75.0.2/24');
+  t.same(Object.keys(await joinReply(bridged, viaDocker.id, {})), ['InterfaceName'], 'only the interface: Docker adds docker_gwbridge');
+
+  for (const [networkId, ep] of [[routed, plain], [routed, publishing], [bridged, viaDocker]] as const) {
+    await call('NetworkDriver.Leave', { NetworkID: networkId, EndpointID: ep.id });
+    await call('NetworkDriver.DeleteEndpoint', { NetworkID: networkId, EndpointID: ep.id });
+  }
+  for (const networkId of [routed, bridged]) t.equal((await call('NetworkDriver.DeleteNetwork', { NetworkID: networkId })).status, 200);
+  t.notMatch(await stack.vsctl('list-ports', 'br-int'), gatewayIf, 'the gateway port goes with its network');
+  t.equal((await run('ip', ['link', 'show', gatewayIf]).then(() => 'present', () => 'gone')), 'gone', 'and so does its interface');
+});
+
 t.test('dual stack: IPv6 subnets, addresses and port security are carried; ping6 passes', async (t) => {
   const networkId = hex(32);
   const created = await call('NetworkDriver.CreateNetwork', {

@@ -20,6 +20,7 @@ export function testDriverConfig(
     portUpTimeoutMs: 20_000,
     logLevel: 'warn',
     dockerSocket: undefined,
+    gateway: 'host',
     masquerade: false,
     warmPorts: 2,
     ...overrides,
