@@ -5,9 +5,10 @@ import { macFromIPv4 } from './mac.js';
 import type { NetworkSpec } from './networks.js';
 
 /**
- * The network's gateway address as a localport: OVN then answers ARP for
- * it on every chassis, so containers can reach OVN's DNS responder at that
- * address (`--dns <gateway>`), though nothing behind it forwards traffic.
+ * The network's gateway address as a localport: traffic to it stays on each
+ * chassis, where the host binds it when it is the network's gateway
+ * (driver/host-gateways.ts). Containers reach OVN's DNS responder at that
+ * address (`--dns <gateway>`) in either case.
  */
 export function gatewayPort(switchName: string, spec: NetworkSpec): { name: string; row: Record<string, EncodableDatum> } | undefined {
   const v4 = spec.ipv4.find((s) => s.gateway)?.gateway;
