@@ -112,7 +112,7 @@ export class NetworkDriver {
       if (record && HostGateways.wanted(record)) {
         await this.hostStep(() => this.gateways.remove(record), `remove this host's gateway of network ${req.NetworkID}`);
       }
-      const pool = record?.pools?.v4;
+      const pool = record && this.warm?.targetOf(record);
       if (record && pool && this.warm && !this.otherLocalNetworkOn(record.uuid, req.NetworkID)) {
         await this.warm.dropPool(pool);
       }
@@ -128,7 +128,8 @@ export class NetworkDriver {
     const spec = toEndpointSpec(req, network, this.settings.chassis);
     return this.locks.run(`ep:${spec.endpointId}`, async () => {
       const adopted = await this.adoptWarmPort(network, spec);
-      const endpoint = adopted ?? (await this.ovn(() => this.networks.ensureEndpoint(spec), `create endpoint ${spec.endpointId}`));
+      const endpoint = adopted ?? (await this.createPort(network, spec));
+      if (spec.ipv4) this.warm?.noteAllocation(network, spec.ipv4, Boolean(adopted));
       this.log.info(
         { endpointId: spec.endpointId, port: endpoint.name, mac: endpoint.mac, ipv4: spec.ipv4, ipv6: spec.ipv6, warm: Boolean(adopted) },
         'endpoint created',
@@ -252,15 +253,31 @@ export class NetworkDriver {
    * port goes, and the endpoint gets a port of its own).
    */
   private async adoptWarmPort(network: NetworkRecord, spec: EndpointSpec): Promise<EndpointRecord | undefined> {
-    const pool = network.pools?.v4;
-    if (!this.warm || !pool || !spec.ipv4 || spec.ipv6 || this.networks.findEndpoint(spec.endpointId)) return undefined;
-    const port = this.warm.findClaimed(pool, spec.ipv4);
+    if (!this.warm || !spec.ipv4 || spec.ipv6 || this.networks.findEndpoint(spec.endpointId)) return undefined;
+    const port = this.warm.portFor(network, spec.ipv4);
     if (!port) return undefined;
     if (spec.mac && spec.mac !== port.mac) {
       await this.warm.discard([port]);
       return undefined;
     }
-    return this.ovn(() => this.warm!.adopt(port, spec.networkId, spec.endpointId), `adopt a warm port for endpoint ${spec.endpointId}`);
+    try {
+      return await this.warm.adopt(port, spec.networkId, spec.endpointId);
+    } catch (err) {
+      // Taken over or removed meanwhile: the endpoint gets a port of its own.
+      this.log.warn({ endpointId: spec.endpointId, port: port.name, err: (err as Error).message }, 'cannot adopt a warm port; making a port for the endpoint');
+      await this.warm.discard([port]);
+      return undefined;
+    }
+  }
+
+  /** CreateEndpoint's own port, made while no warm port may be made at its address (warm-pool.ts). */
+  private async createPort(network: NetworkRecord, spec: EndpointSpec): Promise<EndpointRecord> {
+    const done = spec.ipv4 && this.warm ? await this.warm.beforeEndpoint(network, spec.ipv4) : undefined;
+    try {
+      return await this.ovn(() => this.networks.ensureEndpoint(spec), `create endpoint ${spec.endpointId}`);
+    } finally {
+      done?.();
+    }
   }
 
   /** The OVN port (and so veth) name of an endpoint: its id, or a warm port's name it adopted. */

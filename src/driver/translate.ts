@@ -82,10 +82,18 @@ function mtuOf(generic: Record<string, string>, fallback: number): number {
 function subnetSpec(data: IpamData, family: 4 | 6, field: string): SubnetSpec {
   const pool = cidr(data.Pool, family, `${field}.Pool`);
   const subnet = networkOf(pool);
-  if (!data.Gateway) return { subnet };
-  const gateway = cidr(data.Gateway, family, `${field}.Gateway`);
-  if (!contains(subnet, gateway.ip)) throw invalid(`${field}.Gateway ${data.Gateway} is outside the pool ${subnet}`);
-  return { subnet, gateway: gateway.ip };
+  const spec: SubnetSpec = { subnet };
+  if (data.Gateway) {
+    const gateway = cidr(data.Gateway, family, `${field}.Gateway`);
+    if (!contains(subnet, gateway.ip)) throw invalid(`${field}.Gateway ${data.Gateway} is outside the pool ${subnet}`);
+    spec.gateway = gateway.ip;
+  }
+  // Kept for IPv4 only: warm ports of networks of Docker's IPAM must not sit on them (ovn/warm-ports.ts).
+  const aux = Object.entries(data.AuxAddresses ?? {})
+    .filter(([, text]) => text !== '')
+    .map(([name, text]) => cidr(text, family, `${field}.AuxAddresses.${name}`).ip);
+  if (family === 4 && aux.length) spec.aux = aux;
+  return spec;
 }
 
 function endpointAddress(text: string, family: 4 | 6, subnets: SubnetSpec[], field: string): string {

@@ -1,11 +1,13 @@
 /**
  * Keeps a few warm ports (ovn/warm-ports.ts) ready on this host for each
- * switch of our IPAM that a local network uses: the logical port made, its
- * veth created and plugged into the bridge, and ovn-controller's flows
- * installed. RequestAddress hands out such a port's address, CreateEndpoint
- * adopts the port, and Join has nothing left to wait for. A container that
- * ends soon gives its port back (recycle()); otherwise the pool is refilled
- * in the background, a while after the hand-out.
+ * IPv4 switch that a local network uses: the logical port made, its veth
+ * created and plugged into the bridge, and ovn-controller's flows
+ * installed. On a network of our IPAM, RequestAddress hands out such a
+ * port's address; on one of Docker's IPAM the port already has the address
+ * Docker gives next. CreateEndpoint adopts the port, and Join has nothing
+ * left to wait for. A container that ends soon gives its port back
+ * (recycle()); otherwise the switch is refilled in the background, a while
+ * after the hand-out.
  *
  * What is ready lives in memory, but only as a cache: the ports are in NB
  * (docker:warm=<chassis>) and OVS, and start() rebuilds the cache after a
@@ -13,7 +15,8 @@
  */
 import type { Logger } from 'pino';
 import { hostIfName } from '../host/names.js';
-import { stripPrefix } from '../ovn/addressing.js';
+import { addressBounds, stripPrefix } from '../ovn/addressing.js';
+import { isPortSet, portSetName } from '../ovn/port-sets.js';
 import { macFromIPv4 } from '../ovn/mac.js';
 import type { EndpointRecord, NetworkRecord } from '../ovn/networks.js';
 import type { WarmSource } from '../ovn/pools.js';
@@ -49,6 +52,16 @@ export class WarmPool implements WarmSource {
   private readonly timers = new Map<string, NodeJS.Timeout>();
   /** Failed refills in a row, per pool: while OVN is down, retries slow down instead of churning ports. */
   private readonly failures = new Map<string, number>();
+  /**
+   * Per port set (Docker's IPAM): the lowest address Docker was seen to give
+   * an endpoint, below which warm ports are not made (an --ip-range). Only a
+   * hint: after a restart the first allocation sets it again.
+   */
+  private readonly floors = new Map<string, string>();
+  /** Per port set: addresses of endpoints being created right now, which no warm port may take meanwhile. */
+  private readonly endpointsInFlight = new Map<string, Map<string, number>>();
+  /** Per port set: the warm port being created right now, if any. */
+  private readonly creating = new Map<string, Promise<unknown>>();
   private closed = false;
   private unsubscribe: (() => void) | undefined;
 
@@ -127,13 +140,69 @@ export class WarmPool implements WarmSource {
     return undefined;
   }
 
-  /** The claimed port CreateEndpoint may adopt for this address, if any. */
-  findClaimed(pool: string, ipv4: string): WarmPort | undefined {
-    return this.enabled ? this.ovn.findByAddress(this.settings.chassis, pool, ipv4, ['claimed']) : undefined;
+  /**
+   * The port CreateEndpoint may adopt for an endpoint of `network` with this
+   * address: on our IPAM's network the port RequestAddress claimed it from;
+   * on Docker's IPAM's, a ready warm port holding it, taken out of the ready
+   * ones here (synchronously, so no two endpoints get it).
+   */
+  portFor(network: NetworkRecord, ipv4: string): WarmPort | undefined {
+    const target = this.targetOf(network);
+    if (!this.enabled || !target) return undefined;
+    if (!isPortSet(target)) return this.ovn.findByAddress(this.settings.chassis, target, ipv4, ['claimed']);
+    const ip = stripPrefix(ipv4);
+    const port = [...this.ready.values()].find((p) => p.pool === target && stripPrefix(p.ipv4) === ip);
+    if (port) this.ready.delete(port.name);
+    return port;
   }
 
+  /**
+   * Before CreateEndpoint makes a port of its own on a network of Docker's
+   * IPAM: from now on no warm port is made at its address, and one being
+   * made right now is in NB when this resolves (CreateEndpoint then takes it
+   * over, networks.ts). Call the returned function when the endpoint exists.
+   */
+  async beforeEndpoint(network: NetworkRecord, ipv4: string): Promise<() => void> {
+    const target = this.targetOf(network);
+    if (!this.enabled || !target || !isPortSet(target)) return () => undefined;
+    const ip = stripPrefix(ipv4);
+    const inFlight = this.endpointsInFlight.get(target) ?? new Map<string, number>();
+    this.endpointsInFlight.set(target, inFlight);
+    inFlight.set(ip, (inFlight.get(ip) ?? 0) + 1);
+    await this.creating.get(target)?.catch(() => undefined);
+    return () => {
+      const left = (inFlight.get(ip) ?? 1) - 1;
+      if (left > 0) inFlight.set(ip, left);
+      else inFlight.delete(ip);
+      if (inFlight.size === 0 && this.endpointsInFlight.get(target) === inFlight) this.endpointsInFlight.delete(target);
+    };
+  }
+
+  /** Make the port the endpoint's; Join then finds it ready (takeReady). */
   async adopt(port: WarmPort, networkId: string, endpointId: string): Promise<EndpointRecord> {
-    return this.ovn.adopt(port, networkId, endpointId);
+    const endpoint = await this.ovn.adopt(port, networkId, endpointId);
+    if (isPortSet(port.pool)) {
+      this.handedOut.add(port.name);
+      this.schedule(port.pool, this.settings.refillDelayMs);
+    }
+    return endpoint;
+  }
+
+  /**
+   * CreateEndpoint on a network of Docker's IPAM got `ipv4` from Docker
+   * (`onWarmPort`: on a warm port). Keeps the floor of the addresses Docker
+   * gives, and queues a refill. An address given past a ready warm port
+   * means Docker skips that one (an --ip-range, or an address it keeps for
+   * something else): the floor moves up to it.
+   */
+  noteAllocation(network: NetworkRecord, ipv4: string, onWarmPort: boolean): void {
+    const target = this.targetOf(network);
+    if (!this.enabled || !target || !isPortSet(target)) return;
+    const ip = stripPrefix(ipv4);
+    const floor = this.floors.get(target);
+    const skipped = !onWarmPort && [...this.ready.values()].some((p) => p.pool === target && below(stripPrefix(p.ipv4), ip));
+    if (floor === undefined || skipped || below(ip, floor)) this.floors.set(target, ip);
+    this.schedule(target, this.settings.refillDelayMs);
   }
 
   /**
@@ -152,7 +221,7 @@ export class WarmPool implements WarmSource {
    * host keeps warm ports on, and the MAC derived from it, as a warm port has.
    */
   recyclable(endpoint: EndpointRecord, network: NetworkRecord): boolean {
-    const pool = network.pools?.v4;
+    const pool = this.targetOf(network);
     const ip = endpoint.ipv4 === undefined ? undefined : stripPrefix(endpoint.ipv4);
     return (
       this.enabled &&
@@ -160,8 +229,7 @@ export class WarmPool implements WarmSource {
       ip !== undefined &&
       endpoint.ipv6 === undefined &&
       endpoint.chassis === this.settings.chassis &&
-      endpoint.mac === macFromIPv4(ip) &&
-      this.ovn.eligiblePools(this.settings.chassis).includes(pool)
+      endpoint.mac === macFromIPv4(ip)
     );
   }
 
@@ -173,12 +241,14 @@ export class WarmPool implements WarmSource {
    * no change to the port at all. False when the caller must tear it down.
    */
   async recycle(endpoint: EndpointRecord, network: NetworkRecord): Promise<boolean> {
-    const pool = network.pools?.v4;
+    const pool = this.targetOf(network);
     if (!pool || !this.recyclable(endpoint, network) || this.count(pool) >= this.settings.perSwitch) return false;
     if (!(await this.host.isReusable(endpoint.name, network.mtu, endpoint.mac))) return false;
     const port = await this.ovn.recycle(endpoint.endpointId, this.settings.chassis, pool);
     if (!port) return false;
-    this.recycling.set(port.name, port);
+    // A port set's port is warm at once (Docker's IPAM releases the address itself); a pool's waits for ReleaseAddress.
+    if (port.state === 'warm') this.ready.set(port.name, port);
+    else this.recycling.set(port.name, port);
     this.log.debug({ port: port.name, endpointId: endpoint.endpointId }, 'endpoint deleted; its port is kept for the next container');
     return true;
   }
@@ -201,10 +271,17 @@ export class WarmPool implements WarmSource {
     return false;
   }
 
+  /** The Address_Set recording the warm ports of a network's switch on this host, if it may have any. */
+  targetOf(network: NetworkRecord): string | undefined {
+    const target = network.pools?.v4 ?? portSetName(network.name);
+    return this.ovn.eligiblePools(this.settings.chassis).includes(target) ? target : undefined;
+  }
+
   /** This host's last network left the pool's switch: remove its warm ports there. */
   async dropPool(pool: string): Promise<void> {
     clearTimeout(this.timers.get(pool));
     this.timers.delete(pool);
+    this.floors.delete(pool);
     await this.refills.get(pool);
     // Adopted ones are endpoints' (none should be left when Docker deletes the network).
     const ports = this.ovn.list(this.settings.chassis, pool).filter((p) => p.state !== 'adopted');
@@ -276,10 +353,19 @@ export class WarmPool implements WarmSource {
     try {
       while (!this.closed) {
         // Ports another host's request took over are gone from NB: drop their host side.
-        const vanished = [...this.ready.values()].filter((p) => p.pool === pool && this.ovn.find(p.name)?.state !== 'warm');
+        // So are ports below the floor of a port set: Docker gives those addresses to nobody.
+        const floor = this.floors.get(pool);
+        const vanished = [...this.ready.values()].filter(
+          (p) => p.pool === pool && (this.ovn.find(p.name)?.state !== 'warm' || (floor !== undefined && below(stripPrefix(p.ipv4), floor))),
+        );
         await this.discard(vanished);
         if (this.count(pool) >= this.settings.perSwitch || !this.ovn.eligiblePools(this.settings.chassis).includes(pool)) break;
-        const port = await this.ovn.create(pool, this.settings.chassis, this.settings.reserveFree);
+        const creation = this.ovn.create(pool, this.settings.chassis, this.settings.reserveFree, {
+          ...(floor ? { floor } : {}),
+          avoid: this.endpointsInFlight.get(pool)?.keys() ?? [],
+        });
+        this.creating.set(pool, creation);
+        const port = await creation.finally(() => this.creating.delete(pool));
         if (!port) break;
         try {
           await this.plugAndWait(port);
@@ -322,4 +408,9 @@ export class WarmPool implements WarmSource {
     await this.host.plug({ portName: port.name, mac: port.mac, mtu: port.mtu });
     await this.readiness.wait(port.name, hostIfName(port.name), this.settings.readyTimeoutMs);
   }
+}
+
+/** Whether IPv4 address `a` comes before `b`. */
+function below(a: string, b: string): boolean {
+  return addressBounds(`${a}/32`)[0] < addressBounds(`${b}/32`)[0];
 }

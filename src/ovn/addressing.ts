@@ -51,3 +51,59 @@ export function contains(subnet: string, ip: string): boolean {
 export function isIPv4(ip: string): boolean {
   return isIP(ip) === 4;
 }
+
+/** First and last address of a CIDR as numbers. */
+export function addressBounds(cidr: string): [bigint, bigint] {
+  const c = new IPCIDR(cidr);
+  const num = (a: Address4 | Address6) => BigInt(a.bigInteger().toString());
+  return [num(c.start<Address4 | Address6>({ type: 'addressObject' })), num(c.end<Address4 | Address6>({ type: 'addressObject' }))];
+}
+
+export function bigToIPv4(n: bigint): string {
+  return [24n, 16n, 8n, 0n].map((s) => String((n >> s) & 255n)).join('.');
+}
+
+export function bigToIPv6(n: bigint): string {
+  const groups: string[] = [];
+  for (let s = 112n; s >= 0n; s -= 16n) groups.push(((n >> s) & 0xffffn).toString(16));
+  // Canonical compressed form, as parseCidr/networkOf produce it.
+  return stripPrefix(networkOf(parseCidr(`${groups.join(':')}/128`, 6)));
+}
+
+export interface FreeScan {
+  /** Where addresses come from within the subnet (an --ip-range); the whole subnet by default. */
+  range?: string;
+  /** Skip the range's own first and last addresses as well as the subnet's. */
+  skipRangeEdges?: boolean;
+  /** Start the scan at this address (inclusive), if it is later than the range's start. */
+  from?: string;
+}
+
+/**
+ * The lowest address of `subnet` that is not in `taken` (nor the subnet's
+ * network address, nor its IPv4 broadcast address), and how many such
+ * addresses there are, counting up to `limit`. The scan is bounded: a
+ * subnet with more than 1024 addresses beyond those taken is counted as
+ * that many.
+ */
+export function freeAddresses(subnet: string, taken: ReadonlySet<string>, limit: number, scan: FreeScan = {}): { first?: string; count: number } {
+  const v4 = !subnet.includes(':');
+  let [start, end] = addressBounds(scan.range ?? subnet);
+  const [netStart, netEnd] = addressBounds(subnet);
+  const [rangeStart, rangeEnd] = [start, end];
+  if (scan.from !== undefined) {
+    const [from] = addressBounds(`${scan.from}/${v4 ? 32 : 128}`);
+    if (from > start) start = from;
+  }
+  let first: string | undefined;
+  let count = 0;
+  for (let ip = start, i = 0; ip <= end && i < taken.size + 2 + 1024; ip++, i++) {
+    if (ip === netStart || (v4 && ip === netEnd)) continue;
+    if (scan.skipRangeEdges && v4 && (ip === rangeStart || ip === rangeEnd)) continue;
+    const text = v4 ? bigToIPv4(ip) : bigToIPv6(ip);
+    if (taken.has(text)) continue;
+    first ??= text;
+    if (++count >= limit) break;
+  }
+  return first === undefined ? { count } : { first, count };
+}

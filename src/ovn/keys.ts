@@ -10,6 +10,8 @@ export const Keys = {
   endpointId: 'docker:endpoint-id',
   ipv4Subnets: 'docker:ipv4-subnets',
   ipv4Gateways: 'docker:ipv4-gateways',
+  /** Logical_Switch: --aux-address addresses Docker's IPAM reserved, space-separated (no endpoint gets them). */
+  ipv4Aux: 'docker:ipv4-aux',
   ipv6Subnets: 'docker:ipv6-subnets',
   ipv6Gateways: 'docker:ipv6-gateways',
   mtu: 'docker:mtu',
@@ -25,6 +27,11 @@ export const Keys = {
   poolIp: 'docker:ip:',
   /** Logical_Switch: one key per Docker network (on any host) attached to the switch. */
   networkPrefix: 'docker:network:',
+  /**
+   * Address_Set: the switch (by name) of a network of Docker's IPAM whose
+   * warm ports this set records, as a pool records those of our IPAM (warm-ports.ts).
+   */
+  portsOf: 'docker:ports-of',
   /** Logical_Switch: the pools (Address_Set names) whose network this switch is. */
   poolV4: 'docker:pool-v4',
   poolV6: 'docker:pool-v6',
@@ -36,7 +43,9 @@ export const Keys = {
   chassis: 'docker:chassis',
   /**
    * Logical_Switch_Port: a warm port (see warm-ports.ts), kept ready on the
-   * chassis named here for an endpoint that has not been created yet.
+   * chassis named here for an endpoint that has not been created yet. Its
+   * docker:pool-v4 names the Address_Set holding its address: its pool, or
+   * the port set of a network of Docker's IPAM.
    */
   warm: 'docker:warm',
 } as const;
@@ -44,6 +53,6 @@ export const Keys = {
 /** Tables and replica indexes the driver needs from the NB database. */
 export const NB_TABLES = ['Logical_Switch', 'Logical_Switch_Port', 'Address_Set', 'DNS'];
 export const NB_INDEXES = {
-  Logical_Switch: { externalIds: [Keys.networkId, Keys.poolV4, Keys.poolV6] },
+  Logical_Switch: { columns: ['name'], externalIds: [Keys.networkId, Keys.poolV4, Keys.poolV6] },
   Logical_Switch_Port: { externalIds: [Keys.endpointId, Keys.warm] },
 };

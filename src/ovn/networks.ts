@@ -11,7 +11,8 @@ import { DNS_NAME, ownedDnsRow, removeDnsNames } from './dns-rows.js';
 import { gatewayPort } from './gateway-port.js';
 import { externalIds } from './external-ids.js';
 import { Keys, OWNER } from './keys.js';
-import { parseWarmHolder } from './pools.js';
+import { adoptedHolder, parseWarmHolder, reservationKey, warmHolder } from './pools.js';
+import { isPortSet, portSetName } from './port-sets.js';
 import { isUnicastMac, macFromIPv4, macFromId } from './mac.js';
 
 export interface SubnetSpec {
@@ -19,6 +20,8 @@ export interface SubnetSpec {
   subnet: string;
   /** Gateway address without prefix, if Docker's IPAM reserved one. */
   gateway?: string;
+  /** --aux-address addresses (without prefix) Docker's IPAM keeps from endpoints. */
+  aux?: string[];
 }
 
 export interface NetworkSpec {
@@ -184,9 +187,12 @@ export class OvnNetworks {
           // Guard: a host attaching right now must not lose its switch.
           tx.verify('Logical_Switch', row, ['external_ids']);
           tx.delete('Logical_Switch', [['_uuid', '==', row._uuid]]);
-          // DNS rows are root rows: they would outlive the switch that links them.
+          // DNS rows and Address_Sets are root rows: they would outlive the switch.
           const dns = ownedDnsRow(replica, row);
           if (dns) tx.delete('DNS', [['_uuid', '==', dns._uuid]]);
+          if (replica.findOne('Address_Set', 'name', portSetName(String(row.name)))) {
+            tx.delete('Address_Set', [['name', '==', portSetName(String(row.name))]]);
+          }
         }
         return true;
       },
@@ -216,7 +222,8 @@ export class OvnNetworks {
         }
         const ls = this.switchRow(replica, spec.networkId);
         if (!ls) throw new NetworkError(`network ${spec.networkId} does not exist in OVN`, 'not-found');
-        const mac = spec.mac ?? this.chooseMac(replica, ls, spec);
+        const freed = spec.ipv4 ? this.takeOverWarmPorts(tx, replica, ls, stripPrefix(spec.ipv4)) : new Set<string>();
+        const mac = spec.mac ?? this.chooseMac(replica, ls, spec, freed);
         this.insertPort(tx, ls, spec, mac);
         return undefined;
       },
@@ -228,12 +235,48 @@ export class OvnNetworks {
     return created;
   }
 
+  /**
+   * Docker's IPAM gave an endpoint the address of a warm port that is still
+   * warm (of another host, or one whose MAC did not suit the endpoint): the
+   * port goes, in the endpoint's own transaction, so that no two ports hold
+   * one address. Its host sees it go and removes the veth (warm-pool.ts).
+   */
+  private takeOverWarmPorts(tx: Transaction, replica: Replica, ls: Row, ip: string): Set<string> {
+    const freedMacs = new Set<string>();
+    for (const uuid of Array.isArray(ls.ports) ? ls.ports : []) {
+      const port = replica.get('Logical_Switch_Port', String(uuid));
+      const ids = port && externalIds(port);
+      if (!port || !ids?.has(Keys.warm) || stripPrefix(ids.get(Keys.ipv4) ?? '') !== ip) continue;
+      const set = replica.findOne('Address_Set', 'name', ids.get(Keys.poolV4) ?? '');
+      const key = reservationKey(ip);
+      const holder = warmHolder(String(port.name));
+      // Claimed or adopted: an endpoint's port, not a warm one to take.
+      if (!set || externalIds(set).get(key) !== holder) continue;
+      tx.guardMatches('Address_Set', 'name', String(set.name), [['external_ids', 'includes', new Map([[key, holder]])]]);
+      tx.mutate('Address_Set', [['_uuid', '==', set._uuid]], [['external_ids', 'delete', [key]]]);
+      tx.mutate('Logical_Switch', [['_uuid', '==', ls._uuid]], [['ports', 'delete', [port._uuid]]]);
+      for (const entry of Array.isArray(port.addresses) ? port.addresses : []) freedMacs.add(String(entry).split(' ')[0]!.toLowerCase());
+    }
+    return freedMacs;
+  }
+
   /** Remove an endpoint's port from its switch. Returns false when there was none. */
   async deleteEndpoint(endpointId: string): Promise<boolean> {
     const { value } = await this.nb.transaction(
       (tx, replica) => {
-        const port = this.endpointPort(replica, endpointId)?.row;
+        const found = this.endpointPort(replica, endpointId);
+        const port = found?.row;
         if (!port) return false;
+        // A warm port of Docker's IPAM: its port set holds the address for the endpoint, and nothing else releases it.
+        const setName = externalIds(port).get(Keys.poolV4);
+        if (setName && isPortSet(setName) && found.record.ipv4) {
+          const holder = adoptedHolder(String(port.name), endpointId, found.record.networkId);
+          tx.mutate(
+            'Address_Set',
+            [['name', '==', setName], ['external_ids', 'includes', new Map([[reservationKey(found.record.ipv4), holder]])]],
+            [['external_ids', 'delete', [reservationKey(found.record.ipv4)]]],
+          );
+        }
         // A port is non-root: removing the reference deletes it; a direct delete would break referential integrity.
         for (const ls of replica.rows('Logical_Switch')) {
           if (Array.isArray(ls.ports) && ls.ports.includes(port._uuid)) {
@@ -287,9 +330,10 @@ export class OvnNetworks {
     tx.mutate('Logical_Switch', [['_uuid', '==', ls._uuid]], [['ports', 'insert', [port]]]);
   }
 
-  /** Derive a MAC nobody on this switch uses. */
-  private chooseMac(replica: Replica, ls: Row, spec: EndpointSpec): string {
+  /** Derive a MAC nobody on this switch uses (`freed`: MACs of ports this transaction removes). */
+  private chooseMac(replica: Replica, ls: Row, spec: EndpointSpec, freed: ReadonlySet<string>): string {
     const used = macsOnSwitch(replica, ls);
+    for (const mac of freed) used.delete(mac);
     if (spec.ipv4) {
       const mac = macFromIPv4(stripPrefix(spec.ipv4));
       if (!used.has(mac)) return mac;
@@ -448,6 +492,7 @@ function networkExternalIds(spec: NetworkSpec): Map<string, string> {
   };
   put(Keys.ipv4Subnets, spec.ipv4.map((s) => s.subnet));
   put(Keys.ipv4Gateways, spec.ipv4.map((s) => s.gateway));
+  put(Keys.ipv4Aux, spec.ipv4.flatMap((s) => s.aux ?? []));
   put(Keys.ipv6Subnets, spec.ipv6.map((s) => s.subnet));
   put(Keys.ipv6Gateways, spec.ipv6.map((s) => s.gateway));
   if (spec.pools?.v4) ids.set(Keys.poolV4, spec.pools.v4);
@@ -478,12 +523,14 @@ function checkSameSubnets(existing: NetworkRecord, spec: NetworkSpec): void {
 }
 
 
-function subnets(ids: Map<string, string>, subnetKey: string, gatewayKey: string): SubnetSpec[] {
-  const nets = (ids.get(subnetKey) ?? '').split(' ').filter(Boolean);
-  const gateways = (ids.get(gatewayKey) ?? '').split(' ').filter(Boolean);
-  return nets.map((subnet) => {
+function subnets(ids: Map<string, string>, subnetKey: string, gatewayKey: string, auxKey?: string): SubnetSpec[] {
+  const list = (key: string | undefined) => (key === undefined ? [] : (ids.get(key) ?? '').split(' ').filter(Boolean));
+  const gateways = list(gatewayKey);
+  const aux = list(auxKey);
+  return list(subnetKey).map((subnet) => {
     const gateway = gateways.find((g) => contains(subnet, g));
-    return gateway ? { subnet, gateway } : { subnet };
+    const reserved = aux.filter((a) => contains(subnet, a));
+    return { subnet, ...(gateway ? { gateway } : {}), ...(reserved.length ? { aux: reserved } : {}) };
   });
 }
 
@@ -504,7 +551,7 @@ function toNetwork(row: Row, networkId: string): NetworkRecord {
     networkId,
     attached: attachedNetworks(row),
     ...(poolV4 || poolV6 ? { pools: { ...(poolV4 ? { v4: poolV4 } : {}), ...(poolV6 ? { v6: poolV6 } : {}) } } : {}),
-    ipv4: subnets(ids, Keys.ipv4Subnets, Keys.ipv4Gateways),
+    ipv4: subnets(ids, Keys.ipv4Subnets, Keys.ipv4Gateways, Keys.ipv4Aux),
     ipv6: subnets(ids, Keys.ipv6Subnets, Keys.ipv6Gateways),
     mtu: Number(ids.get(Keys.mtu) ?? '1442'),
     internal: ids.get(Keys.internal) === 'true',

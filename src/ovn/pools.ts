@@ -19,10 +19,8 @@
  * them sees its own value, the other tries the next address.
  */
 import { randomBytes } from 'node:crypto';
-import IPCIDR from 'ip-cidr';
-import type { Address4, Address6 } from 'ip-address';
 import type { OvsdbClient, Replica, Row, Transaction } from '../ovsdb/index.js';
-import { contains, networkOf, parseCidr, stripPrefix } from './addressing.js';
+import { addressBounds, bigToIPv4, bigToIPv6, contains, freeAddresses, networkOf, parseCidr, stripPrefix } from './addressing.js';
 import { externalIds } from './external-ids.js';
 import { OWNER, Keys } from './keys.js';
 
@@ -344,27 +342,14 @@ export class OvnPools {
     if (!row) return { count: 0 };
     const ids = externalIds(row);
     const subnet = ids.get(Keys.pool)!;
-    const range = ids.get(Keys.poolRange) || subnet;
     const taken = new Set<string>();
     for (const key of ids.keys()) {
       if (key.startsWith(Keys.poolIp)) taken.add(key.slice(Keys.poolIp.length));
     }
-    const v4 = !subnet.includes(':');
-    const [start, end] = bounds(range);
-    const [netStart, netEnd] = bounds(subnet);
-    let first: string | undefined;
-    let count = 0;
-    // Bounded scan: a pool with more reservations than this is full enough to say so.
-    for (let ip = start, i = 0; ip <= end && i < taken.size + 2 + 1024; ip++, i++) {
-      // An IPv4 --ip-range's own first and last addresses look like network and broadcast addresses to people and tools: skip them too.
-      if (ip === netStart || (v4 && (ip === netEnd || ip === start || ip === end))) continue;
-      const text = v4 ? bigToV4(ip) : bigToV6(ip);
-      if (taken.has(text)) continue;
-      first ??= text;
-      if (++count >= limit) break;
-    }
-    return first === undefined ? { count } : { first, count };
+    // An IPv4 --ip-range's own first and last addresses look like network and broadcast addresses to people and tools: skip them too.
+    return freeAddresses(subnet, taken, limit, { range: ids.get(Keys.poolRange) || subnet, skipRangeEdges: true });
   }
+
 
   private poolRow(name: string, poolId: string): Row {
     const row = this.replica.findOne('Address_Set', 'name', name);
@@ -399,9 +384,9 @@ export class OvnPools {
       const pool = externalIds(row).get(Keys.pool);
       if (pool) used.add(pool);
     }
-    const [start, end] = bounds(this.defaultPools);
+    const [start, end] = addressBounds(this.defaultPools);
     for (let net = start; net <= end; net += 256n) {
-      const candidate = `${bigToV4(net)}/24`;
+      const candidate = `${bigToIPv4(net)}/24`;
       if (!used.has(candidate)) return candidate;
     }
     throw new PoolError(`no free /24 left in the default pool range ${this.defaultPools}; pass --subnet`, 'exhausted');
@@ -431,24 +416,7 @@ function parsePoolId(poolId: string): { name: string; token: string } {
 
 
 function firstHost(subnet: string): string {
-  const start = bounds(subnet)[0] + 1n;
-  return subnet.includes(':') ? bigToV6(start) : bigToV4(start);
+  const start = addressBounds(subnet)[0] + 1n;
+  return subnet.includes(':') ? bigToIPv6(start) : bigToIPv4(start);
 }
 
-/** First and last address of a CIDR as numbers. */
-function bounds(cidr: string): [bigint, bigint] {
-  const c = new IPCIDR(cidr);
-  const num = (a: Address4 | Address6) => BigInt(a.bigInteger().toString());
-  return [num(c.start<Address4 | Address6>({ type: 'addressObject' })), num(c.end<Address4 | Address6>({ type: 'addressObject' }))];
-}
-
-function bigToV4(n: bigint): string {
-  return [24n, 16n, 8n, 0n].map((s) => String((n >> s) & 255n)).join('.');
-}
-
-function bigToV6(n: bigint): string {
-  const groups: string[] = [];
-  for (let s = 112n; s >= 0n; s -= 16n) groups.push(((n >> s) & 0xffffn).toString(16));
-  // Canonical compressed form, as parseCidr/networkOf produce it.
-  return networkOf(parseCidr(`${groups.join(':')}/128`, 6)).split('/')[0]!;
-}

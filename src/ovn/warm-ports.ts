@@ -22,10 +22,20 @@
  *             container; ReleaseAddress makes it warm again
  * Any request may take over a warm port's address when the pool has nothing
  * else left or asks for that very address (pools.ts).
+ *
+ * Networks of Docker's IPAM have warm ports too. Docker's IPAM gives each
+ * endpoint the lowest free address of the subnet, so a warm port holds one
+ * of the lowest addresses no port of the switch has (above the lowest one
+ * Docker was seen to give, which finds an --ip-range), in the switch's port
+ * set (port-sets.ts). There is no claimed state: CreateEndpoint with a warm
+ * port's address adopts it, and DeleteEndpoint makes it warm again; Docker's
+ * next container gets the same lowest free address. An endpoint that gets a
+ * warm port's address but cannot use the port (another MAC, another host)
+ * takes the address over (networks.ts).
  */
 import { randomBytes } from 'node:crypto';
-import type { OvsdbClient, Replica, Row, RowChange } from '../ovsdb/index.js';
-import { stripPrefix } from './addressing.js';
+import type { OvsdbClient, Replica, Row, RowChange, Transaction } from '../ovsdb/index.js';
+import { freeAddresses, stripPrefix } from './addressing.js';
 import { externalIds } from './external-ids.js';
 import { removeDnsNames } from './dns-rows.js';
 import { Keys, OWNER } from './keys.js';
@@ -33,14 +43,23 @@ import { macFromIPv4 } from './mac.js';
 import type { EndpointRecord } from './networks.js';
 import { macsOnSwitch, NetworkError, toEndpoint } from './networks.js';
 import { adoptedHolder, type OvnPools, parseWarmHolder, recycledHolder, reservationKey, swapHolder, warmHolder, warmPortOf } from './pools.js';
+import { isPortSet, portSetName, switchOfWarmSet } from './port-sets.js';
 
 export type WarmState = 'warm' | 'claimed' | 'adopted' | 'recycled';
+
+/** Where a warm port of a network of Docker's IPAM may go (see createOnPortSet). */
+export interface PortSetHint {
+  /** Not below this address: Docker gives none lower (an --ip-range). */
+  floor?: string;
+  /** Addresses endpoints are being created with right now. */
+  avoid?: Iterable<string>;
+}
 
 export interface WarmPort {
   uuid: string;
   /** The LSP name, also external_ids:iface-id on OVS: random 64 hex digits, like an endpoint id. */
   name: string;
-  /** The pool (Address_Set name) whose switch the port is on. */
+  /** The Address_Set holding its address: the pool whose switch the port is on, or the switch's port set (port-sets.ts). */
   pool: string;
   /** "10.1.0.250/24" */
   ipv4: string;
@@ -102,18 +121,22 @@ export class OvnWarmPorts {
   }
 
   /**
-   * Switches a warm port may go on for `chassis`: our IPAM's IPv4-only pools
-   * with a network of this host attached. (Dual-stack endpoints ask two pools
-   * for their two addresses; one port cannot answer both.)
+   * Switches a warm port may go on for `chassis`, by the Address_Set that
+   * records their warm ports: IPv4-only switches with a network of this host
+   * attached, our IPAM's by pool and Docker's IPAM's (one subnet) by port
+   * set. (Dual-stack endpoints get two addresses; one port cannot be ready
+   * for both.)
    */
   eligiblePools(chassis: string): string[] {
     const out: string[] = [];
     for (const row of this.replica.rows('Logical_Switch')) {
       const ids = externalIds(row);
-      const pool = ids.get(Keys.poolV4);
-      if (ids.get(Keys.owner) !== OWNER || !pool || ids.has(Keys.poolV6) || ids.has(Keys.ipv6Subnets)) continue;
+      if (ids.get(Keys.owner) !== OWNER || ids.has(Keys.poolV6) || ids.has(Keys.ipv6Subnets)) continue;
       const local = [...ids].some(([key, value]) => key.startsWith(Keys.networkPrefix) && value === chassis);
-      if (local) out.push(pool);
+      if (!local) continue;
+      const pool = ids.get(Keys.poolV4);
+      if (pool) out.push(pool);
+      else if ((ids.get(Keys.ipv4Subnets) ?? '').split(' ').filter(Boolean).length === 1) out.push(portSetName(String(row.name)));
     }
     return out;
   }
@@ -124,7 +147,8 @@ export class OvnWarmPorts {
    * `reserveFree` addresses would stay free for endpoints. Returns undefined
    * when there is no room.
    */
-  async create(pool: string, chassis: string, reserveFree: number): Promise<WarmPort | undefined> {
+  async create(pool: string, chassis: string, reserveFree: number, hint: PortSetHint = {}): Promise<WarmPort | undefined> {
+    if (isPortSet(pool)) return this.createOnPortSet(pool, chassis, reserveFree, hint);
     const name = randomBytes(32).toString('hex');
     const { value } = await this.nb.transaction(
       (tx, replica) => {
@@ -143,26 +167,78 @@ export class OvnWarmPorts {
           ['external_ids', 'insert', new Map([[reservationKey(ip), warmHolder(name)]])],
         ]);
         tx.verify('Logical_Switch', ls, ['name']);
-        const address = `${mac} ${ip}`;
-        const port = tx.insert('Logical_Switch_Port', {
-          name,
-          addresses: [address],
-          port_security: [address],
-          external_ids: new Map([
-            [Keys.owner, OWNER],
-            [Keys.warm, chassis],
-            [Keys.chassis, chassis],
-            [Keys.poolV4, pool],
-            [Keys.ipv4, `${ip}/${prefix}`],
-          ]),
-          options: new Map([['requested-chassis', chassis]]),
-        });
-        tx.mutate('Logical_Switch', [['_uuid', '==', ls._uuid]], [['ports', 'insert', [port]]]);
+        this.insertWarmPort(tx, ls, { name, ip, prefix, chassis, setName: pool });
         return true;
       },
       { comment: `ovn-docker-driver: warm port for ${pool}` },
     );
     return value ? this.find(name) : undefined;
+  }
+
+  /**
+   * Create one warm port on the switch of a network of Docker's IPAM, at the
+   * lowest address (not below `floor`) that no port of the switch has and
+   * Docker keeps for nothing else (gateway, --aux-address): the address
+   * Docker's IPAM gives next. Undefined when fewer than `reserveFree`
+   * addresses would stay free.
+   */
+  private async createOnPortSet(setName: string, chassis: string, reserveFree: number, hint: PortSetHint): Promise<WarmPort | undefined> {
+    const name = randomBytes(32).toString('hex');
+    const { value } = await this.nb.transaction(
+      (tx, replica) => {
+        const ls = switchOfWarmSet(replica, setName);
+        const subnet = ls && (externalIds(ls).get(Keys.ipv4Subnets) ?? '').split(' ').filter(Boolean);
+        if (!ls || subnet?.length !== 1) return false;
+        const set = replica.findOne('Address_Set', 'name', setName);
+        const taken = addressesOnSwitch(replica, ls, set);
+        for (const ip of hint.avoid ?? []) taken.add(ip);
+        const free = freeAddresses(subnet[0]!, taken, reserveFree + 1, hint.floor ? { from: hint.floor } : {});
+        if (!free.first || free.count <= reserveFree) return false;
+        const ip = free.first;
+        const mac = macFromIPv4(ip);
+        if (macsOnSwitch(replica, ls).has(mac)) return false;
+        const key = reservationKey(ip);
+        if (set) {
+          // No one else writes this key: the address is on no port of the switch (the guard below).
+          tx.mutate('Address_Set', [['_uuid', '==', set._uuid]], [['external_ids', 'insert', new Map([[key, warmHolder(name)]])]]);
+        } else {
+          // Address_Set names are unique: a concurrent creator makes this re-run and find it.
+          tx.insert('Address_Set', {
+            name: setName,
+            external_ids: new Map([
+              [Keys.owner, OWNER],
+              [Keys.portsOf, String(ls.name)],
+              [key, warmHolder(name)],
+            ]),
+          });
+        }
+        // The switch's ports: an endpoint Docker gave this address meanwhile makes this re-run and pick another.
+        tx.verify('Logical_Switch', ls, ['ports']);
+        this.insertWarmPort(tx, ls, { name, ip, prefix: subnet[0]!.split('/')[1]!, chassis, setName });
+        return true;
+      },
+      // Endpoints joining the switch meanwhile make this re-run: a burst of container starts may take several.
+      { comment: `ovn-docker-driver: warm port for network ${setName}`, retries: 20 },
+    );
+    return value ? this.find(name) : undefined;
+  }
+
+  private insertWarmPort(tx: Transaction, ls: Row, port: { name: string; ip: string; prefix: string; chassis: string; setName: string }): void {
+    const address = `${macFromIPv4(port.ip)} ${port.ip}`;
+    const row = tx.insert('Logical_Switch_Port', {
+      name: port.name,
+      addresses: [address],
+      port_security: [address],
+      external_ids: new Map([
+        [Keys.owner, OWNER],
+        [Keys.warm, port.chassis],
+        [Keys.chassis, port.chassis],
+        [Keys.poolV4, port.setName],
+        [Keys.ipv4, `${port.ip}/${port.prefix}`],
+      ]),
+      options: new Map([['requested-chassis', port.chassis]]),
+    });
+    tx.mutate('Logical_Switch', [['_uuid', '==', ls._uuid]], [['ports', 'insert', [row]]]);
   }
 
   /**
@@ -185,7 +261,7 @@ export class OvnWarmPorts {
     return value;
   }
 
-  /** Make a claimed port the endpoint's: one write, to the pool. Idempotent. */
+  /** Make a claimed port (or a warm one of a port set) the endpoint's: one write, to its Address_Set. Idempotent. */
   async adopt(port: WarmPort, networkId: string, endpointId: string): Promise<EndpointRecord> {
     const key = reservationKey(port.ipv4);
     const mine = adoptedHolder(port.name, endpointId, networkId);
@@ -197,7 +273,9 @@ export class OvnWarmPorts {
           throw new NetworkError(`warm port ${port.name} vanished before endpoint ${endpointId} could adopt it`, 'not-found');
         }
         if (holder === mine) return;
-        if (holder === undefined || parseWarmHolder(holder)) {
+        // Docker's IPAM gives addresses without asking us: CreateEndpoint adopts a port straight from warm.
+        const fromWarm = isPortSet(port.pool) && holder === warmHolder(port.name);
+        if (!fromWarm && (holder === undefined || parseWarmHolder(holder))) {
           throw new NetworkError(`address ${port.ipv4} of port ${port.name} is not claimed for an endpoint (${holder ?? 'free'})`, 'conflict');
         }
         tx.guardMatches('Logical_Switch_Port', 'name', port.name, []);
@@ -212,20 +290,21 @@ export class OvnWarmPorts {
 
   /**
    * DeleteEndpoint of an endpoint whose port can serve the next container
-   * as it is: instead of deleting the port, make it a claimed warm port of
-   * `chassis` again (its names leave DNS with the endpoint). Its address is
-   * still Docker's until ReleaseAddress, which then makes it warm (rewarm).
-   * Neither write changes the port's addresses or binding, so OVN has no
-   * flows to recompute for it.
+   * as it is: instead of deleting the port, make it a warm port of
+   * `chassis` again (its names leave DNS with the endpoint). In a pool the
+   * address is still Docker's until ReleaseAddress, so the port waits as
+   * recycled, and rewarm() makes it warm; in a port set it is warm at once.
+   * No write changes the port's addresses or binding, so OVN has no flows
+   * to recompute for it.
    */
   async recycle(endpointId: string, chassis: string, pool: string): Promise<WarmPort | undefined> {
     const { value } = await this.nb.transaction(
       (tx, replica) => {
         const set = replica.findOne('Address_Set', 'name', pool);
-        const ls = replica.findByExternalId('Logical_Switch', Keys.poolV4, pool)[0];
-        if (!set || !ls) return undefined;
-        // An adopted warm port: the endpoint is recorded in the pool only.
-        const adopted = [...externalIds(set)].find(([key, holder]) => {
+        const ls = switchOfWarmSet(replica, pool);
+        if (!ls || (!set && !isPortSet(pool))) return undefined;
+        // An adopted warm port: the endpoint is recorded in the set only.
+        const adopted = [...(set ? externalIds(set) : [])].find(([key, holder]) => {
           const parsed = parseWarmHolder(holder);
           return key.startsWith(Keys.poolIp) && parsed?.state === 'adopted' && parsed.endpointId === endpointId;
         });
@@ -236,9 +315,25 @@ export class OvnWarmPorts {
         const ipv4 = externalIds(row).get(Keys.ipv4);
         if (!ipv4) return undefined;
         const key = reservationKey(ipv4);
-        const holder = externalIds(set).get(key);
-        if (holder === undefined || (parseWarmHolder(holder) && !adopted)) return undefined;
-        swapHolder(tx, set, key, holder, recycledHolder(String(row.name)));
+        const holder = set ? externalIds(set).get(key) : undefined;
+        const name = String(row.name);
+        if (isPortSet(pool)) {
+          // Docker's IPAM releases the address itself, and gives it to its next container: warm at once.
+          if (adopted) swapHolder(tx, set!, key, adopted[1], warmHolder(name));
+          else if (holder !== undefined) return undefined;
+          else if (set) {
+            // No one else writes this key: while the endpoint's port has the address, no warm port is made at it.
+            tx.mutate('Address_Set', [['_uuid', '==', set._uuid]], [['external_ids', 'insert', new Map([[key, warmHolder(name)]])]]);
+          } else {
+            tx.insert('Address_Set', {
+              name: pool,
+              external_ids: new Map([[Keys.owner, OWNER], [Keys.portsOf, String(ls.name)], [key, warmHolder(name)]]),
+            });
+          }
+        } else {
+          if (holder === undefined || (parseWarmHolder(holder) && !adopted)) return undefined;
+          swapHolder(tx, set!, key, holder, recycledHolder(name));
+        }
         const ids = externalIds(row);
         // A port made for the endpoint becomes a warm port; names it published leave DNS. Only then is the LSP written.
         if (!adopted || ids.has(Keys.dnsNames)) {
@@ -249,7 +344,7 @@ export class OvnWarmPorts {
           ]);
           removeDnsNames(tx, replica, ls, row);
         }
-        return String(row.name);
+        return name;
       },
       { comment: `ovn-docker-driver: DeleteEndpoint ${endpointId} keeps its port warm` },
     );
@@ -286,9 +381,8 @@ export class OvnWarmPorts {
           // Adopted meanwhile: an endpoint's now, not ours to remove.
           if (row && !externalIds(row).has(Keys.warm)) continue;
           if (row && this.toWarmPort(replica, row)?.state === 'adopted') continue;
-          for (const ls of row ? replica.findByExternalId('Logical_Switch', Keys.poolV4, port.pool) : []) {
-            tx.mutate('Logical_Switch', [['_uuid', '==', ls._uuid]], [['ports', 'delete', [row!._uuid]]]);
-          }
+          const ls = row && switchOfWarmSet(replica, port.pool);
+          if (ls) tx.mutate('Logical_Switch', [['_uuid', '==', ls._uuid]], [['ports', 'delete', [row!._uuid]]]);
           const key = reservationKey(port.ipv4);
           // The mutation only matches while the port still holds the address as warm.
           tx.mutate(
@@ -323,6 +417,10 @@ export class OvnWarmPorts {
             ]);
           }
           count += orphans.length;
+          // A port set outlives its switch only after a crash between two writes.
+          if (isPortSet(String(set.name)) && !switchOfWarmSet(replica, String(set.name))) {
+            tx.delete('Address_Set', [['_uuid', '==', set._uuid]]);
+          }
         }
         return count;
       },
@@ -337,7 +435,7 @@ export class OvnWarmPorts {
     const ipv4 = ids.get(Keys.ipv4);
     if (!pool || !ipv4) return undefined;
     const set = replica.findOne('Address_Set', 'name', pool);
-    const ls = replica.findByExternalId('Logical_Switch', Keys.poolV4, pool)[0];
+    const ls = switchOfWarmSet(replica, pool);
     const first = Array.isArray(row.addresses) ? String(row.addresses[0] ?? '') : '';
     const name = String(row.name);
     const holder = parseWarmHolder(set && externalIds(set).get(reservationKey(ipv4)));
@@ -354,4 +452,26 @@ export class OvnWarmPorts {
       ...(holder?.state === 'adopted' && holder.port === name ? { endpointId: holder.endpointId } : {}),
     };
   }
+}
+
+/**
+ * IPv4 addresses a warm port of a network of Docker's IPAM must not take:
+ * every port's on the switch, the gateways and --aux-addresses Docker keeps,
+ * and those the port set holds.
+ */
+function addressesOnSwitch(replica: Replica, ls: Row, set: Row | undefined): Set<string> {
+  const ids = externalIds(ls);
+  const taken = new Set<string>(
+    [Keys.ipv4Gateways, Keys.ipv4Aux].flatMap((key) => (ids.get(key) ?? '').split(' ').filter(Boolean)),
+  );
+  for (const uuid of Array.isArray(ls.ports) ? ls.ports : []) {
+    const port = replica.get('Logical_Switch_Port', String(uuid));
+    for (const entry of Array.isArray(port?.addresses) ? port.addresses : []) {
+      for (const word of String(entry).split(' ').slice(1)) taken.add(word);
+    }
+  }
+  for (const key of set ? externalIds(set).keys() : []) {
+    if (key.startsWith(Keys.poolIp)) taken.add(key.slice(Keys.poolIp.length));
+  }
+  return taken;
 }

@@ -34,7 +34,8 @@ const call = (method: string, body?: unknown) => callPlugin(driver.address, meth
 t.before(async () => {
   stack = await startOvnStack();
   dir = await mkdtemp(path.join(os.tmpdir(), 'ovn-test-plugins-'));
-  driver = await startDriver(config(), pino({ level: 'warn' }));
+  // Ports made for endpoints, as without warm ports (those have a test of their own).
+  driver = await startDriver(config({ warmPorts: 0 }), pino({ level: 'warn' }));
 });
 
 t.teardown(async () => {
@@ -397,7 +398,7 @@ t.test('a restarted driver removes what a crash left and serves again', async (t
   // "Crash": the driver goes away without Leave; meanwhile the orphan's port is deleted in OVN.
   await driver.close();
   await stack.nbctl('lsp-del', orphan.id);
-  driver = await startDriver(config(), pino({ level: 'warn' }));
+  driver = await startDriver(config({ warmPorts: 0 }), pino({ level: 'warn' }));
 
   const ports = await stack.vsctl('list-ports', 'br-int');
   t.notMatch(ports, hostIfName(orphan.id), 'orphan unplugged from br-int');
