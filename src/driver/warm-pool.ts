@@ -242,13 +242,19 @@ export class WarmPool implements WarmSource {
    */
   async recycle(endpoint: EndpointRecord, network: NetworkRecord): Promise<boolean> {
     const pool = this.targetOf(network);
-    if (!pool || !this.recyclable(endpoint, network) || this.count(pool) >= this.settings.perSwitch) return false;
+    // Docker's IPAM gives the address it gets back first: a port set keeps the port even when it has enough (see trim()).
+    const full = pool !== undefined && !isPortSet(pool) && this.count(pool) >= this.settings.perSwitch;
+    if (!pool || full || !this.recyclable(endpoint, network)) return false;
     if (!(await this.host.isReusable(endpoint.name, network.mtu, endpoint.mac))) return false;
     const port = await this.ovn.recycle(endpoint.endpointId, this.settings.chassis, pool);
     if (!port) return false;
     // A port set's port is warm at once (Docker's IPAM releases the address itself); a pool's waits for ReleaseAddress.
-    if (port.state === 'warm') this.ready.set(port.name, port);
-    else this.recycling.set(port.name, port);
+    if (port.state === 'warm') {
+      this.ready.set(port.name, port);
+      this.trim(pool);
+    } else {
+      this.recycling.set(port.name, port);
+    }
     this.log.debug({ port: port.name, endpointId: endpoint.endpointId }, 'endpoint deleted; its port is kept for the next container');
     return true;
   }
@@ -269,6 +275,20 @@ export class WarmPool implements WarmSource {
     }
     await this.discard([port]);
     return false;
+  }
+
+  /**
+   * A port set with more ready ports than it keeps: the ones at the highest
+   * addresses go (in the background), since Docker's IPAM gives the lowest
+   * free address first.
+   */
+  private trim(pool: string): void {
+    const ports = [...this.ready.values()].filter((p) => p.pool === pool);
+    const extra = ports.length - this.settings.perSwitch;
+    if (extra <= 0) return;
+    const highest = ports.sort((a, b) => (below(stripPrefix(a.ipv4), stripPrefix(b.ipv4)) ? 1 : -1)).slice(0, extra);
+    // discard() takes them out of `ready` before its first await: no one is handed them meanwhile.
+    void this.discard(highest);
   }
 
   /** The Address_Set recording the warm ports of a network's switch on this host, if it may have any. */

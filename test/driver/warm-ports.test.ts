@@ -13,7 +13,7 @@ import path from 'node:path';
 import { pino } from 'pino';
 import { startOvnStack, type OvnStack } from '../harness/ovn-stack.js';
 import { callPlugin } from '../harness/plugin-client.js';
-import { createNetns, deleteNetns, moveIntoNetns, ping, tcpEcho, tcpRoundTrip } from '../harness/netns.js';
+import { createNetns, deleteNetns, linkExists, moveBackFromNetns, moveIntoNetns, ping, tcpEcho, tcpRoundTrip } from '../harness/netns.js';
 import { run, waitFor } from '../harness/process.js';
 import { startDriver, type RunningDriver } from '../../src/service.js';
 import { testDriverConfig } from '../harness/driver-config.js';
@@ -73,12 +73,6 @@ async function installed(portName: string): Promise<boolean> {
   return out.trim().replace(/"/g, '') === 'true';
 }
 
-async function linkExists(name: string): Promise<boolean> {
-  return run('ip', ['link', 'show', 'dev', name]).then(
-    () => true,
-    () => false,
-  );
-}
 
 /** Wait until `count` warm ports are ready: in NB, held as warm, plugged with flows installed. */
 async function readyWarmPorts(pool: string, count: number): Promise<NbPort[]> {
@@ -293,12 +287,6 @@ t.test("a full pool: another host's request takes the last addresses over from w
   await call('IpamDriver.ReleasePool', { PoolID: net.poolId });
 });
 
-/** What the engine does after Leave: the container end goes down, gets its old name back and returns to the host. */
-async function moveBack(ns: string, peer: string): Promise<void> {
-  await run('ip', ['-n', ns, 'link', 'set', 'eth0', 'down']);
-  await run('ip', ['-n', ns, 'link', 'set', 'eth0', 'name', peer]);
-  await run('ip', ['-n', ns, 'link', 'set', peer, 'netns', '1']);
-}
 
 async function ovsInterfaceUuid(portName: string): Promise<string> {
   return (await stack.vsctl('--if-exists', 'get', 'Interface', hostIfName(portName), '_uuid')).trim();
@@ -330,7 +318,7 @@ t.test("a finished container's port serves the next container as it is", async (
     const reached = await ping(ns, '10.154.0.200');
     await tamper?.(ns);
     t.equal((await call('NetworkDriver.Leave', { NetworkID: net.networkId, EndpointID: ep.id })).status, 200);
-    await moveBack(ns, peer);
+    await moveBackFromNetns(ns, 'eth0', peer);
     t.equal((await call('NetworkDriver.DeleteEndpoint', { NetworkID: net.networkId, EndpointID: ep.id })).status, 200);
     t.equal((await call('IpamDriver.ReleaseAddress', { PoolID: net.poolId, Address: ip })).status, 200);
     return { ip, port, reached };

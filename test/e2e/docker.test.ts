@@ -111,13 +111,17 @@ for (const version of ENGINES) {
     const ipA2 = await ipOf(`a-${sfx}`, n2);
     t.match(ipA2, /^10\.82\.0\.\d+$/, 'a got an address on n2');
     t.match(await exec(`c-${sfx}`, 'ping', '-c1', '-W2', ipA2), /1 packets received/, 'c reaches a over n2 after connect');
-    const portsOnN2 = async () =>
-      (await stack!.nbctl('--bare', '--columns=name', 'find', 'Logical_Switch_Port', `external_ids:docker\\:network-id=${id2}`))
+    // An endpoint's port carries its network's id, or is a warm port the switch's port set records it on.
+    const endpointsOnN2 = async () => {
+      const own = (await stack!.nbctl('--bare', '--columns=name', 'find', 'Logical_Switch_Port', `external_ids:docker\\:network-id=${id2}`))
         .split(/\s+/)
         .filter(Boolean).length;
-    t.equal(await portsOnN2(), 2, 'two ports on n2');
+      const sets = await stack!.nbctl('--bare', '--columns=external_ids', 'find', 'Address_Set', `name=docker_ports_${id2}`);
+      return own + (sets.match(new RegExp(`ep [0-9a-f]{64} [0-9a-f]{64} ${id2}`, 'g')) ?? []).length;
+    };
+    t.equal(await endpointsOnN2(), 2, 'two endpoints on n2');
     await docker('network', 'disconnect', n2, `a-${sfx}`);
-    t.equal(await portsOnN2(), 1, 'disconnect removed the port');
+    t.equal(await endpointsOnN2(), 1, 'disconnect removed the endpoint');
     await t.rejects(exec(`c-${sfx}`, 'ping', '-c1', '-W1', ipA2), 'a is gone from n2');
 
     // The driver crashes: traffic keeps flowing; a restarted driver serves new containers.
@@ -169,7 +173,8 @@ for (const version of ENGINES) {
     await docker('run', '-d', '--net', n3, '--ip', '10.86.0.50', '--name', `e-${sfx}`, image, 'sleep', '3600');
     // The driver keeps two warm ports per network of its IPAM: plugged, bound, up.
     const warmUp = async () =>
-      (await stack!.nbctl('--bare', '--columns=name', 'find', 'Logical_Switch_Port', `external_ids:docker\\:warm=${stack!.systemId}`, 'up=true'))
+      (await stack!.nbctl('--bare', '--columns=name', 'find', 'Logical_Switch_Port', `external_ids:docker\\:warm=${stack!.systemId}`,
+        'external_ids:docker\\:pool-v4=docker_pool_10.86.0.0_24', 'up=true'))
         .split(/\s+/)
         .filter(Boolean);
     await waitFor(async () => (await warmUp()).length === 2 || undefined, { timeoutMs: 20_000, what: 'two warm ports up' });

@@ -27,6 +27,21 @@ export async function moveIntoNetns(link: string, ns: string, ifName: string, ci
   await run('ip', ['-n', ns, 'link', 'set', ifName, 'up']);
 }
 
+/** What the engine does after Leave: the container end goes down, gets its old name back and returns to the host. */
+export async function moveBackFromNetns(ns: string, ifName: string, link: string): Promise<void> {
+  await run('ip', ['-n', ns, 'link', 'set', ifName, 'down']);
+  await run('ip', ['-n', ns, 'link', 'set', ifName, 'name', link]);
+  await run('ip', ['-n', ns, 'link', 'set', link, 'netns', '1']);
+}
+
+/** Whether a link of this name exists in the host namespace. */
+export async function linkExists(name: string): Promise<boolean> {
+  return run('ip', ['link', 'show', 'dev', name]).then(
+    () => true,
+    () => false,
+  );
+}
+
 export async function ping(ns: string, ip: string): Promise<boolean> {
   try {
     const { stdout } = await run('ip', ['netns', 'exec', ns, 'ping', '-c1', '-W2', ip]);

@@ -1,0 +1,240 @@
+/**
+ * Warm ports on networks of Docker's own IPAM, against a real single-chassis
+ * OVN, called over the plugin socket as dockerd calls it. Docker gives each
+ * endpoint the lowest free address (checked with engines 20.10 and 26.1), so
+ * the driver keeps ports ready at those addresses; containers are network
+ * namespaces this test makes.
+ */
+import t from 'tap';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { pino } from 'pino';
+import { startOvnStack, type OvnStack } from '../harness/ovn-stack.js';
+import { callPlugin } from '../harness/plugin-client.js';
+import { createNetns, deleteNetns, linkExists, moveBackFromNetns, moveIntoNetns, ping, tcpEcho, tcpRoundTrip } from '../harness/netns.js';
+import { run, waitFor } from '../harness/process.js';
+import { startDriver, type RunningDriver } from '../../src/service.js';
+import { testDriverConfig } from '../harness/driver-config.js';
+import { hostIfName, peerIfName } from '../../src/host/names.js';
+
+let stack: OvnStack;
+let dir: string;
+let driver: RunningDriver;
+const namespaces: string[] = [];
+/** Port names whose veths the test may have left in the host namespace. */
+const portsSeen = new Set<string>();
+
+const hex = (n: number) => randomBytes(n).toString('hex');
+const call = (method: string, body?: unknown) => callPlugin(driver.address, method, body);
+const start = () => startDriver(testDriverConfig(stack, dir, { warmPorts: 2 }), pino({ level: 'warn' }));
+
+t.before(async () => {
+  stack = await startOvnStack();
+  dir = await mkdtemp(path.join(os.tmpdir(), 'ovn-test-dwarm-'));
+  driver = await start();
+});
+
+t.teardown(async () => {
+  for (const ns of namespaces) await deleteNetns(ns);
+  await driver?.close();
+  for (const name of portsSeen) await run('ip', ['link', 'del', hostIfName(name)]).catch(() => undefined);
+  await stack?.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** A network of Docker's IPAM ("LocalDefault" address space), gateway .1. */
+async function dockerNetwork(subnet: string, aux: Record<string, string> = {}): Promise<string> {
+  const networkId = hex(32);
+  const prefix = subnet.replace(/\.0\/24$/, '');
+  const reply = await call('NetworkDriver.CreateNetwork', {
+    NetworkID: networkId,
+    Options: { 'com.docker.network.generic': { 'ovn.gateway': 'docker' } },
+    IPv4Data: [{ AddressSpace: 'LocalDefault', Pool: subnet, Gateway: `${prefix}.1/24`, AuxAddresses: aux }],
+    IPv6Data: [],
+  });
+  if (reply.status !== 200) throw new Error(JSON.stringify(reply.body));
+  return networkId;
+}
+
+/** The port set's holders: address -> holder ("warm <port>", "ep <port> <endpoint> <network>"). */
+async function holders(networkId: string): Promise<Map<string, string>> {
+  const out = await stack.nbctl('--columns=external_ids', 'find', 'Address_Set', `name=docker_ports_${networkId}`);
+  const map = new Map<string, string>();
+  for (const m of out.matchAll(/"docker:ip:([0-9.]+)"="([^"]+)"/g)) map.set(m[1]!, m[2]!);
+  return map;
+}
+
+async function installed(portName: string): Promise<boolean> {
+  const out = await stack.vsctl('--if-exists', 'get', 'Interface', hostIfName(portName), 'external_ids:ovn-installed');
+  return out.trim().replace(/"/g, '') === 'true';
+}
+
+/** Wait until exactly these addresses are held by warm ports, each plugged with flows installed; returns address -> port. */
+async function readyAt(networkId: string, addresses: string[]): Promise<Map<string, string>> {
+  return waitFor(
+    async () => {
+      const warm = new Map<string, string>();
+      for (const [ip, holder] of await holders(networkId)) if (holder.startsWith('warm ')) warm.set(ip, holder.slice(5));
+      if ([...warm.keys()].sort().join(' ') !== [...addresses].sort().join(' ')) return undefined;
+      for (const port of warm.values()) {
+        portsSeen.add(port);
+        if (!(await installed(port))) return undefined;
+      }
+      return warm;
+    },
+    { timeoutMs: 20_000, what: `warm ports at ${addresses.join(', ')}` },
+  );
+}
+
+async function createEndpoint(networkId: string, address: string, mac = '', id = hex(32)) {
+  const reply = await call('NetworkDriver.CreateEndpoint', {
+    NetworkID: networkId,
+    EndpointID: id,
+    Interface: { Address: address, AddressIPv6: '', MacAddress: mac },
+    Options: {},
+  });
+  return { id, status: reply.status, body: reply.body };
+}
+
+async function join(networkId: string, endpointId: string): Promise<string> {
+  const reply = await call('NetworkDriver.Join', { NetworkID: networkId, EndpointID: endpointId, SandboxKey: '', Options: {} });
+  if (reply.status !== 200) throw new Error(JSON.stringify(reply.body));
+  return (reply.body.InterfaceName as { SrcName: string }).SrcName;
+}
+
+async function lspExists(name: string): Promise<boolean> {
+  return (await stack.nbctl('--bare', '--columns=name', 'find', 'Logical_Switch_Port', `name=${name}`)).trim() !== '';
+}
+
+t.test("containers start on ports made at the addresses Docker's IPAM gives next, even with ovn-northd stopped", async (t) => {
+  const net = await dockerNetwork('10.160.0.0/24', { spare: '10.160.0.2/24' });
+  const warm = await readyAt(net, ['10.160.0.3', '10.160.0.4']);
+  t.pass('two warm ports at the lowest addresses that are neither the gateway nor an --aux-address');
+
+  // With ovn-northd stopped no new port can get a binding: a start can only succeed on a warm port.
+  process.kill(stack.pids.northd, 'SIGSTOP');
+  const endpoints: { id: string; ip: string; port: string; ns: string }[] = [];
+  try {
+    for (const ip of ['10.160.0.3', '10.160.0.4']) {
+      const ep = await createEndpoint(net, `${ip}/24`);
+      t.equal(ep.status, 200, JSON.stringify(ep.body));
+      const mac = `0a:58:0a:a0:00:0${ip.slice(-1)}`;
+      t.same(ep.body, { Interface: { MacAddress: mac } }, `the warm port's MAC is returned for ${ip}`);
+      const port = warm.get(ip)!;
+      t.equal((await holders(net)).get(ip), `ep ${port} ${ep.id} ${net}`, 'the endpoint adopted the warm port, recorded in the port set');
+      const retry = await createEndpoint(net, `${ip}/24`, '', ep.id);
+      t.same(retry.body, ep.body, 'a retried CreateEndpoint answers the same');
+      t.equal(await join(net, ep.id), peerIfName(port), "Join answers with the warm port's veth");
+      const ns = await createNetns();
+      namespaces.push(ns);
+      await moveIntoNetns(peerIfName(port), ns, 'eth0', `${ip}/24`);
+      endpoints.push({ id: ep.id, ip, port, ns });
+    }
+    const [a, b] = endpoints as [(typeof endpoints)[0], (typeof endpoints)[0]];
+    t.ok(await ping(a.ns, b.ip), 'ping between the two containers while northd is stopped');
+    const echo = await tcpEcho(b.ns, b.ip, 7071);
+    t.equal(await tcpRoundTrip(a.ns, b.ip, 7071, 'docker-ipam'), 'docker-ipam', 'TCP too');
+    await echo.stop();
+  } finally {
+    process.kill(stack.pids.northd, 'SIGCONT');
+  }
+  const ids = (await stack.nbctl('get', 'Logical_Switch_Port', endpoints[0]!.port, 'external_ids')).trim();
+  t.notMatch(ids, /docker:endpoint-id/, 'adopting wrote nothing to the port (an LSP write costs ovn-northd a recompute)');
+  const info = await call('NetworkDriver.EndpointOperInfo', { NetworkID: net, EndpointID: endpoints[0]!.id });
+  t.equal((info.body.Value as Record<string, unknown>)['ovn.logical_switch_port'], endpoints[0]!.port, 'the driver finds the endpoint on it');
+  await readyAt(net, ['10.160.0.5', '10.160.0.6']);
+  t.pass('refilled at the next addresses');
+
+  // The container ends; the engine moves the veth back; Docker's next container gets the same address.
+  const [a] = endpoints as [(typeof endpoints)[0]];
+  t.equal((await call('NetworkDriver.Leave', { NetworkID: net, EndpointID: a.id })).status, 200);
+  await moveBackFromNetns(a.ns, 'eth0', peerIfName(a.port));
+  t.equal((await call('NetworkDriver.DeleteEndpoint', { NetworkID: net, EndpointID: a.id })).status, 200);
+  t.equal((await holders(net)).get(a.ip), `warm ${a.port}`, "the port is warm again at once (Docker's IPAM releases the address itself)");
+  t.ok(await linkExists(hostIfName(a.port)), 'with its veth');
+  await readyAt(net, [a.ip, '10.160.0.5']);
+  t.pass('the set keeps its size: the warm port at the highest address went');
+  const next = await createEndpoint(net, `${a.ip}/24`);
+  t.equal((await holders(net)).get(a.ip), `ep ${a.port} ${next.id} ${net}`, "Docker's next container at that address gets the same port");
+  t.equal(await join(net, next.id), peerIfName(a.port));
+
+  // A driver restart keeps endpoints on warm ports and warm ports alike.
+  await driver.close();
+  driver = await start();
+  const after = await call('NetworkDriver.EndpointOperInfo', { NetworkID: net, EndpointID: next.id });
+  t.equal((after.body.Value as Record<string, unknown>)['ovn.logical_switch_port'], a.port, 'after a restart the endpoint is still found on its port');
+  t.ok(await lspExists(warm.get('10.160.0.4')!), 'and the other adopted port is kept');
+
+  // Gone for good: the container's namespace went with the veth, so DeleteEndpoint removes port and holder.
+  for (const ep of [next.id, endpoints[1]!.id]) t.equal((await call('NetworkDriver.Leave', { NetworkID: net, EndpointID: ep })).status, 200);
+  await deleteNetns(endpoints[1]!.ns);
+  await run('ip', ['link', 'del', hostIfName(a.port)]);
+  for (const ep of [next.id, endpoints[1]!.id]) t.equal((await call('NetworkDriver.DeleteEndpoint', { NetworkID: net, EndpointID: ep })).status, 200);
+  await waitFor(async () => !(await lspExists(a.port)) || undefined, { what: "the ended container's port to go" });
+  t.notOk((await holders(net)).has(a.ip), 'its address is no longer held');
+
+  const before = [...(await holders(net)).values()].map((h) => h.split(' ')[1]!);
+  t.equal((await call('NetworkDriver.DeleteNetwork', { NetworkID: net })).status, 200);
+  t.equal((await stack.nbctl('--bare', '--columns=name', 'find', 'Address_Set', `name=docker_ports_${net}`)).trim(), '', 'DeleteNetwork removes the port set');
+  for (const port of before) {
+    t.notOk(await lspExists(port), 'and every warm port');
+    t.notOk(await linkExists(hostIfName(port)), 'with its veth');
+  }
+});
+
+t.test("an endpoint that cannot use the warm port at its address takes the address over", async (t) => {
+  const net = await dockerNetwork('10.161.0.0/24');
+  const warm = await readyAt(net, ['10.161.0.2', '10.161.0.3']);
+  // docker run --mac-address: the warm port's MAC does not fit.
+  const ep = await createEndpoint(net, '10.161.0.2/24', '02:42:0a:a1:00:02');
+  t.equal(ep.status, 200, JSON.stringify(ep.body));
+  t.equal(
+    (await stack.nbctl('get', 'Logical_Switch_Port', ep.id, 'addresses')).trim(),
+    '["02:42:0a:a1:00:02 10.161.0.2"]',
+    "a port of its own, with Docker's MAC",
+  );
+  t.notOk(await lspExists(warm.get('10.161.0.2')!), 'the warm port at that address is gone');
+  await waitFor(async () => !(await linkExists(hostIfName(warm.get('10.161.0.2')!))) || undefined, { what: 'its veth to go' });
+  t.equal(
+    (await stack.nbctl('--bare', '--columns=name', 'find', 'Logical_Switch_Port', 'addresses{>=}"02:42:0a:a1:00:02 10.161.0.2"')).trim(),
+    ep.id,
+    'one port holds the address',
+  );
+
+  // Another host's warm port (global scope) at the address Docker gave here: taken over in the endpoint's own transaction.
+  const foreign = hex(32);
+  await stack.nbctl(
+    'lsp-add', net, foreign, '--', 'lsp-set-addresses', foreign, '0a:58:0a:a1:00:0a 10.161.0.10',
+    '--', 'set', 'Logical_Switch_Port', foreign, 'external_ids:docker\\:warm=another-chassis', `external_ids:docker\\:pool-v4=docker_ports_${net}`,
+    'external_ids:docker\\:ipv4="10.161.0.10/24"',
+    '--', 'set', 'Address_Set', `docker_ports_${net}`, `external_ids:"docker:ip:10.161.0.10"="warm ${foreign}"`,
+  );
+  const other = await createEndpoint(net, '10.161.0.10/24');
+  t.equal(other.status, 200, JSON.stringify(other.body));
+  t.same(other.body, { Interface: { MacAddress: '0a:58:0a:a1:00:0a' } }, 'the endpoint gets the MAC of its address');
+  t.notOk(await lspExists(foreign), "the other host's warm port is taken over");
+  t.equal(
+    (await stack.nbctl('--bare', '--columns=name', 'find', 'Logical_Switch_Port', 'addresses{>=}"0a:58:0a:a1:00:0a 10.161.0.10"')).trim(),
+    other.id,
+    'one port holds the address',
+  );
+  t.notOk((await holders(net)).has('10.161.0.10'), 'nor does the port set any more');
+  for (const id of [ep.id, other.id]) await call('NetworkDriver.DeleteEndpoint', { NetworkID: net, EndpointID: id });
+  t.equal((await call('NetworkDriver.DeleteNetwork', { NetworkID: net })).status, 200);
+});
+
+t.test('with an --ip-range, warm ports follow the addresses Docker gives', async (t) => {
+  const net = await dockerNetwork('10.162.0.0/24');
+  const low = await readyAt(net, ['10.162.0.2', '10.162.0.3']);
+  // Docker's IPAM gives .129 first with --ip-range 10.162.0.128/25 (which the driver is never told).
+  const ep = await createEndpoint(net, '10.162.0.129/24');
+  t.equal(ep.status, 200, JSON.stringify(ep.body));
+  t.equal(await lspExists(ep.id), true, 'no warm port there: a port of its own');
+  await readyAt(net, ['10.162.0.130', '10.162.0.131']);
+  t.pass('the warm ports moved to the next addresses above it');
+  for (const port of low.values()) t.notOk(await lspExists(port), 'the ones below are removed');
+  await call('NetworkDriver.DeleteEndpoint', { NetworkID: net, EndpointID: ep.id });
+  t.equal((await call('NetworkDriver.DeleteNetwork', { NetworkID: net })).status, 200);
+});
