@@ -3,6 +3,7 @@ import t from 'tap';
 import { AddressError, contains, networkOf, parseCidr } from '../../src/ovn/addressing.js';
 import { isUnicastMac, macFromIPv4, macFromId } from '../../src/ovn/mac.js';
 import { genericOptions, toNetworkSpec } from '../../src/driver/translate.js';
+import { freeAddresses } from '../../src/ovn/addressing.js';
 import { DriverError } from '../../src/driver/errors.js';
 
 t.test('parseCidr and networkOf', async (t) => {
@@ -66,4 +67,20 @@ t.test('CreateNetwork translation', async (t) => {
   }
   t.throws(() => genericOptions({ 'com.docker.network.generic': { a: 1 } }), /must be a string/);
   t.throws(() => genericOptions({ 'com.docker.network.generic': [] }), /must be an object/);
+});
+
+t.test('free address scans: network and broadcast addresses, range edges, a starting point', async (t) => {
+  const none = new Set<string>();
+  t.same(freeAddresses('10.1.0.0/24', none, 2), { first: '10.1.0.1', count: 2 }, 'the network address is skipped');
+  t.same(freeAddresses('10.1.0.0/24', new Set(['10.1.0.1', '10.1.0.2']), 1), { first: '10.1.0.3', count: 1 }, 'taken ones are skipped');
+  t.same(freeAddresses('10.1.0.0/30', new Set(['10.1.0.1']), 5), { first: '10.1.0.2', count: 1 }, 'so is the broadcast address');
+  t.same(freeAddresses('10.1.0.0/30', new Set(['10.1.0.1', '10.1.0.2']), 5), { count: 0 }, 'a full subnet has none');
+  t.same(
+    freeAddresses('10.1.0.0/24', none, 1, { range: '10.1.0.128/25', skipRangeEdges: true }),
+    { first: '10.1.0.129', count: 1 },
+    "an --ip-range's own first address is skipped where asked",
+  );
+  t.same(freeAddresses('10.1.0.0/24', none, 1, { from: '10.1.0.200' }), { first: '10.1.0.200', count: 1 }, 'the scan starts at `from`');
+  t.same(freeAddresses('10.1.0.0/24', none, 1, { from: '9.0.0.0' }), { first: '10.1.0.1', count: 1 }, 'a `from` below the subnet is the subnet start');
+  t.same(freeAddresses('fd00::/64', new Set(['fd00::1']), 1), { first: 'fd00::2', count: 1 }, 'IPv6 in canonical form');
 });
