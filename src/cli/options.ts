@@ -26,7 +26,7 @@ export interface DriverConfig {
   gateway: 'host' | 'docker';
   /** For networks whose gateway is this host: masquerade their traffic leaving this host (iptables). */
   masquerade: boolean;
-  /** Ports kept plugged and bound per switch of our IPAM on this host; 0 disables. */
+  /** Ports kept plugged and bound per IPv4 switch on this host; 0 disables. */
   warmPorts: number;
 }
 
@@ -54,7 +54,7 @@ const DOCS: OptionDoc[] = [
   { flag: 'docker-host', env: 'OVN_DOCKER_ENGINE', value: 'unix:///PATH', default: 'unix:///var/run/docker.sock', help: 'API socket of the local Docker engine. The driver reads container names from it and publishes them in OVN DNS, so containers on other hosts resolve them. "none" disables.' },
   { flag: 'gateway', env: 'OVN_DOCKER_GATEWAY', value: 'host|docker', default: 'host', help: 'Egress of networks created without -o ovn.gateway=host|docker. host: each host is the gateway of its own containers through OVN (the gateway address is bound on this host), so a container has one interface; a container that publishes ports (-p, -P) still gets Docker\'s docker_gwbridge, which publishes them. docker: every container gets a second interface on docker_gwbridge for egress, as with Docker\'s overlay driver. Recorded per network when it is created.' },
   { flag: 'masquerade', env: 'OVN_DOCKER_MASQUERADE', value: 'true|false', default: 'true', help: 'For networks whose gateway is this host (see --gateway): turn on IP forwarding and masquerade the network\'s subnet with iptables, isolating such networks from each other.' },
-  { flag: 'warm-ports', env: 'OVN_DOCKER_WARM_PORTS', value: 'N', default: '2', help: 'For networks created with --ipam-driver set to this plugin: keep N ports per network ready on this host (logical port, veth, OVS binding), each holding an address of the pool, so a container start need not wait for ovn-northd and ovn-controller. A request takes a warm port\'s address over when nothing else is free or it asks for that address. IPv4-only networks; 0 disables.' },
+  { flag: 'warm-ports', env: 'OVN_DOCKER_WARM_PORTS', value: 'N', default: '2', help: 'Keep N ports per IPv4 network ready on this host (logical port, veth, OVS binding), each at an address the next container will get: the lowest free ones on networks of Docker\'s IPAM (which gives those first), addresses of the pool on networks of this plugin\'s IPAM. A container start on one need not wait for ovn-northd and ovn-controller. An endpoint that gets a warm port\'s address but cannot use the port takes the address over. 0 disables.' },
   { flag: 'log-level', env: 'LOG_LEVEL', value: 'LEVEL', default: 'info', help: 'trace, debug, info, warn or error. Logs are JSON lines on stdout.' },
 ];
 

@@ -70,7 +70,7 @@ export class NetworkDriver {
     private readonly readiness: PortReadiness,
     private readonly settings: DriverSettings,
     private readonly log: Logger,
-    /** Ports kept ready for networks of our IPAM; undefined turns them off. */
+    /** Ports kept ready ahead of containers (warm-pool.ts); undefined turns them off. */
     private readonly warm?: WarmPool,
   ) {}
 

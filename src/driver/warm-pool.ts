@@ -193,7 +193,8 @@ export class WarmPool implements WarmSource {
    * (`onWarmPort`: on a warm port). Keeps the floor of the addresses Docker
    * gives, and queues a refill. An address given past a ready warm port
    * means Docker skips that one (an --ip-range, or an address it keeps for
-   * something else): the floor moves up to it.
+   * something else): the floor moves up to it. (So does a --ip past it; the
+   * next address Docker gives below the floor brings it back down.)
    */
   noteAllocation(network: NetworkRecord, ipv4: string, onWarmPort: boolean): void {
     const target = this.targetOf(network);
@@ -201,7 +202,7 @@ export class WarmPool implements WarmSource {
     const ip = stripPrefix(ipv4);
     const floor = this.floors.get(target);
     const skipped = !onWarmPort && [...this.ready.values()].some((p) => p.pool === target && below(stripPrefix(p.ipv4), ip));
-    if (floor === undefined || skipped || below(ip, floor)) this.floors.set(target, ip);
+    if (skipped || (floor !== undefined && below(ip, floor))) this.floors.set(target, ip);
     this.schedule(target, this.settings.refillDelayMs);
   }
 
@@ -373,10 +374,11 @@ export class WarmPool implements WarmSource {
     try {
       while (!this.closed) {
         // Ports another host's request took over are gone from NB: drop their host side.
-        // So are ports below the floor of a port set: Docker gives those addresses to nobody.
+        // So are ports of a port set away from the lowest addresses Docker gives next (a floor moved, an address came free).
         const floor = this.floors.get(pool);
+        const preferred = isPortSet(pool) ? this.ovn.preferredAddresses(pool, this.settings.chassis, this.settings.perSwitch, floor) : undefined;
         const vanished = [...this.ready.values()].filter(
-          (p) => p.pool === pool && (this.ovn.find(p.name)?.state !== 'warm' || (floor !== undefined && below(stripPrefix(p.ipv4), floor))),
+          (p) => p.pool === pool && (this.ovn.find(p.name)?.state !== 'warm' || (preferred !== undefined && !preferred.has(stripPrefix(p.ipv4)))),
         );
         await this.discard(vanished);
         if (this.count(pool) >= this.settings.perSwitch || !this.ovn.eligiblePools(this.settings.chassis).includes(pool)) break;

@@ -87,6 +87,12 @@ export interface FreeScan {
  * that many.
  */
 export function freeAddresses(subnet: string, taken: ReadonlySet<string>, limit: number, scan: FreeScan = {}): { first?: string; count: number } {
+  const found = lowestFree(subnet, taken, limit, scan);
+  return found.length ? { first: found[0]!, count: found.length } : { count: 0 };
+}
+
+/** The `limit` lowest addresses of `subnet` that freeAddresses() would count, in order. */
+export function lowestFree(subnet: string, taken: ReadonlySet<string>, limit: number, scan: FreeScan = {}): string[] {
   const v4 = !subnet.includes(':');
   let [start, end] = addressBounds(scan.range ?? subnet);
   const [netStart, netEnd] = addressBounds(subnet);
@@ -95,15 +101,12 @@ export function freeAddresses(subnet: string, taken: ReadonlySet<string>, limit:
     const [from] = addressBounds(`${scan.from}/${v4 ? 32 : 128}`);
     if (from > start) start = from;
   }
-  let first: string | undefined;
-  let count = 0;
-  for (let ip = start, i = 0; ip <= end && i < taken.size + 2 + 1024; ip++, i++) {
+  const out: string[] = [];
+  for (let ip = start, i = 0; ip <= end && i < taken.size + 2 + 1024 && out.length < limit; ip++, i++) {
     if (ip === netStart || (v4 && ip === netEnd)) continue;
     if (scan.skipRangeEdges && v4 && (ip === rangeStart || ip === rangeEnd)) continue;
     const text = v4 ? bigToIPv4(ip) : bigToIPv6(ip);
-    if (taken.has(text)) continue;
-    first ??= text;
-    if (++count >= limit) break;
+    if (!taken.has(text)) out.push(text);
   }
-  return first === undefined ? { count } : { first, count };
+  return out;
 }

@@ -1,19 +1,20 @@
 /**
- * Warm ports: logical switch ports a host creates ahead of time on the
- * switches of our IPAM's pools, with an address of the pool, so that a
- * container start finds its port already bound and its flows installed.
+ * Warm ports: logical switch ports a host creates ahead of time, at the
+ * address its next container will get, so that a container start finds its
+ * port already bound and its flows installed.
  *
  * Why: ovn-northd (before 23.09) recomputes every logical flow on each NB
  * change, so a new port's binding appears hundreds of milliseconds after
- * the write on a large NB. With our IPAM the driver chooses the address, so
- * the port (and its veth, see driver/warm-pool.ts) can exist before Docker
- * asks for it, complete with addresses and port_security.
+ * the write on a large NB. When the address is known before Docker asks
+ * (our IPAM chooses it; Docker's gives the lowest free one), the port (and
+ * its veth, see driver/warm-pool.ts) can exist before the container does,
+ * complete with addresses and port_security.
  *
  * A warm port is an LSP with external_ids docker:warm=<chassis>, which it
  * keeps all its life; its state is the holder of its address in the pool
- * (pools.ts), so that no step of a container's life writes to the LSP (on
- * OVN < 23.09 an LSP write costs ovn-northd a full recompute; an Address_Set
- * write does not):
+ * (pools.ts) or port set (port-sets.ts), so that no step of a container's
+ * life writes to the LSP (on OVN < 23.09 an LSP write costs ovn-northd a
+ * full recompute; an Address_Set write does not):
  *   warm      "warm <port>": ready for the next container
  *   claimed   Docker's holder: RequestAddress gave the address out
  *   adopted   "ep <port> <endpoint> <network>": CreateEndpoint made it the
@@ -35,7 +36,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { OvsdbClient, Replica, Row, RowChange, Transaction } from '../ovsdb/index.js';
-import { freeAddresses, stripPrefix } from './addressing.js';
+import { freeAddresses, lowestFree, stripPrefix } from './addressing.js';
 import { externalIds } from './external-ids.js';
 import { removeDnsNames } from './dns-rows.js';
 import { Keys, OWNER } from './keys.js';
@@ -221,6 +222,20 @@ export class OvnWarmPorts {
       { comment: `ovn-docker-driver: warm port for network ${setName}`, retries: 20 },
     );
     return value ? this.find(name) : undefined;
+  }
+
+  /**
+   * The addresses `count` warm ports of `chassis` on a port set should hold:
+   * the lowest Docker's IPAM would give next (not below `floor`), counting
+   * those its warm ports hold now as free.
+   */
+  preferredAddresses(setName: string, chassis: string, count: number, floor?: string): Set<string> {
+    const ls = switchOfWarmSet(this.replica, setName);
+    const subnet = ls && (externalIds(ls).get(Keys.ipv4Subnets) ?? '').split(' ').filter(Boolean);
+    if (!ls || subnet?.length !== 1) return new Set();
+    const taken = addressesOnSwitch(this.replica, ls, this.replica.findOne('Address_Set', 'name', setName));
+    for (const port of this.list(chassis, setName)) if (port.state === 'warm') taken.delete(stripPrefix(port.ipv4));
+    return new Set(lowestFree(subnet[0]!, taken, count, floor ? { from: floor } : {}));
   }
 
   private insertWarmPort(tx: Transaction, ls: Row, port: { name: string; ip: string; prefix: string; chassis: string; setName: string }): void {

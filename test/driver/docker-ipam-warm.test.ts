@@ -238,3 +238,18 @@ t.test('with an --ip-range, warm ports follow the addresses Docker gives', async
   await call('NetworkDriver.DeleteEndpoint', { NetworkID: net, EndpointID: ep.id });
   t.equal((await call('NetworkDriver.DeleteNetwork', { NetworkID: net })).status, 200);
 });
+
+t.test('an --ip above the warm ports moves them up; the next address Docker gives below brings them back', async (t) => {
+  const net = await dockerNetwork('10.163.0.0/24');
+  await readyAt(net, ['10.163.0.2', '10.163.0.3']);
+  const fixed = await createEndpoint(net, '10.163.0.50/24');
+  t.equal(fixed.status, 200, JSON.stringify(fixed.body));
+  // Indistinguishable from an --ip-range starting there: the driver follows it.
+  await readyAt(net, ['10.163.0.51', '10.163.0.52']);
+  const auto = await createEndpoint(net, '10.163.0.2/24');
+  t.equal(auto.status, 200, JSON.stringify(auto.body));
+  await readyAt(net, ['10.163.0.3', '10.163.0.4']);
+  t.pass('back at the lowest free addresses');
+  for (const ep of [fixed.id, auto.id]) await call('NetworkDriver.DeleteEndpoint', { NetworkID: net, EndpointID: ep });
+  t.equal((await call('NetworkDriver.DeleteNetwork', { NetworkID: net })).status, 200);
+});
