@@ -384,7 +384,7 @@ export class WarmPool implements WarmSource {
         if (this.count(pool) >= this.settings.perSwitch || !this.ovn.eligiblePools(this.settings.chassis).includes(pool)) break;
         const creation = this.ovn.create(pool, this.settings.chassis, this.settings.reserveFree, {
           ...(floor ? { floor } : {}),
-          avoid: this.endpointsInFlight.get(pool)?.keys() ?? [],
+          avoid: () => this.endpointsInFlight.get(pool)?.keys() ?? [],
         });
         this.creating.set(pool, creation);
         const port = await creation.finally(() => this.creating.delete(pool));

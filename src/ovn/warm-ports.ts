@@ -52,8 +52,8 @@ export type WarmState = 'warm' | 'claimed' | 'adopted' | 'recycled';
 export interface PortSetHint {
   /** Not below this address: Docker gives none lower (an --ip-range). */
   floor?: string;
-  /** Addresses endpoints are being created with right now. */
-  avoid?: Iterable<string>;
+  /** Addresses endpoints are being created with right now (asked again each time the transaction is built). */
+  avoid?: () => Iterable<string>;
 }
 
 export interface WarmPort {
@@ -192,7 +192,7 @@ export class OvnWarmPorts {
         if (!ls || subnet?.length !== 1) return false;
         const set = replica.findOne('Address_Set', 'name', setName);
         const taken = addressesOnSwitch(replica, ls, set);
-        for (const ip of hint.avoid ?? []) taken.add(ip);
+        for (const ip of hint.avoid?.() ?? []) taken.add(ip);
         const free = freeAddresses(subnet[0]!, taken, reserveFree + 1, hint.floor ? { from: hint.floor } : {});
         if (!free.first || free.count <= reserveFree) return false;
         const ip = free.first;
