@@ -60,8 +60,8 @@ export class WarmPool implements WarmSource {
   private readonly floors = new Map<string, string>();
   /** Per port set: addresses of endpoints being created right now, which no warm port may take meanwhile. */
   private readonly endpointsInFlight = new Map<string, Map<string, number>>();
-  /** Per port set: the warm port being created right now, if any. */
-  private readonly creating = new Map<string, Promise<unknown>>();
+  /** Per port set: the warm port being created right now, and its address once chosen. */
+  private readonly creating = new Map<string, { done: Promise<unknown>; ip?: string }>();
   private closed = false;
   private unsubscribe: (() => void) | undefined;
 
@@ -159,8 +159,9 @@ export class WarmPool implements WarmSource {
   /**
    * Before CreateEndpoint makes a port of its own on a network of Docker's
    * IPAM: from now on no warm port is made at its address, and one being
-   * made right now is in NB when this resolves (CreateEndpoint then takes it
-   * over, networks.ts). Call the returned function when the endpoint exists.
+   * made right now at that address is in NB when this resolves
+   * (CreateEndpoint then takes it over, networks.ts). Call the returned
+   * function when the endpoint exists.
    */
   async beforeEndpoint(network: NetworkRecord, ipv4: string): Promise<() => void> {
     const target = this.targetOf(network);
@@ -169,7 +170,9 @@ export class WarmPool implements WarmSource {
     const inFlight = this.endpointsInFlight.get(target) ?? new Map<string, number>();
     this.endpointsInFlight.set(target, inFlight);
     inFlight.set(ip, (inFlight.get(ip) ?? 0) + 1);
-    await this.creating.get(target)?.catch(() => undefined);
+    // A creation not built yet sees the address in flight; one built at another address cannot pick it any more.
+    const creating = this.creating.get(target);
+    if (creating?.ip === ip) await creating.done.catch(() => undefined);
     return () => {
       const left = (inFlight.get(ip) ?? 1) - 1;
       if (left > 0) inFlight.set(ip, left);
@@ -382,11 +385,14 @@ export class WarmPool implements WarmSource {
         );
         await this.discard(vanished);
         if (this.count(pool) >= this.settings.perSwitch || !this.ovn.eligiblePools(this.settings.chassis).includes(pool)) break;
+        const creating: { done: Promise<unknown>; ip?: string } = { done: Promise.resolve() };
         const creation = this.ovn.create(pool, this.settings.chassis, this.settings.reserveFree, {
           ...(floor ? { floor } : {}),
           avoid: () => this.endpointsInFlight.get(pool)?.keys() ?? [],
+          onChosen: (ip) => (creating.ip = ip),
         });
-        this.creating.set(pool, creation);
+        creating.done = creation;
+        this.creating.set(pool, creating);
         const port = await creation.finally(() => this.creating.delete(pool));
         if (!port) break;
         try {

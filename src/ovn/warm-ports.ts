@@ -54,6 +54,8 @@ export interface PortSetHint {
   floor?: string;
   /** Addresses endpoints are being created with right now (asked again each time the transaction is built). */
   avoid?: () => Iterable<string>;
+  /** Told the address each time the transaction is built with one. */
+  onChosen?: (ip: string) => void;
 }
 
 export interface WarmPort {
@@ -198,6 +200,7 @@ export class OvnWarmPorts {
         const ip = free.first;
         const mac = macFromIPv4(ip);
         if (macsOnSwitch(replica, ls).has(mac)) return false;
+        hint.onChosen?.(ip);
         const key = reservationKey(ip);
         if (set) {
           // No one else writes this key: the address is on no port of the switch (the guard below).
