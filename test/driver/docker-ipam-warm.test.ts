@@ -253,3 +253,39 @@ t.test('an --ip above the warm ports moves them up; the next address Docker give
   for (const ep of [fixed.id, auto.id]) await call('NetworkDriver.DeleteEndpoint', { NetworkID: net, EndpointID: ep });
   t.equal((await call('NetworkDriver.DeleteNetwork', { NetworkID: net })).status, 200);
 });
+
+t.test('a burst of endpoints at the lowest addresses, with refills running: one port per address', async (t) => {
+  const net = await dockerNetwork('10.164.0.0/24');
+  await readyAt(net, ['10.164.0.2', '10.164.0.3']);
+  const addresses = Array.from({ length: 12 }, (_, i) => `10.164.0.${i + 2}`);
+  // As Docker does for parallel starts: CreateEndpoint and Join side by side, each at the next lowest address.
+  const endpoints = await Promise.all(
+    addresses.map(async (ip) => {
+      const ep = await createEndpoint(net, `${ip}/24`);
+      t.equal(ep.status, 200, JSON.stringify(ep.body));
+      await join(net, ep.id);
+      return ep.id;
+    }),
+  );
+  const portsAt = async () => {
+    const out = await stack.nbctl('--format=csv', '--data=bare', '--no-headings', '--columns=addresses', 'list', 'Logical_Switch_Port');
+    const count = new Map<string, number>();
+    for (const line of out.split('\n')) {
+      const ip = line.split(' ')[1];
+      if (ip?.startsWith('10.164.0.')) count.set(ip, (count.get(ip) ?? 0) + 1);
+    }
+    return count;
+  };
+  // Let the refill that follows the burst run too.
+  await readyAt(net, ['10.164.0.14', '10.164.0.15']);
+  const count = await portsAt();
+  for (const ip of addresses) t.equal(count.get(ip), 1, `one port at ${ip}`);
+  t.same([...count.values()].filter((n) => n !== 1), [], 'no address on two ports');
+  for (const id of endpoints) {
+    const info = await call('NetworkDriver.EndpointOperInfo', { NetworkID: net, EndpointID: id });
+    t.equal((info.body.Value as Record<string, unknown>)['ovn.up'], true, `endpoint ${id.slice(0, 8)} is up`);
+    portsSeen.add(String((info.body.Value as Record<string, unknown>)['ovn.logical_switch_port']));
+  }
+  for (const id of endpoints) await call('NetworkDriver.DeleteEndpoint', { NetworkID: net, EndpointID: id });
+  t.equal((await call('NetworkDriver.DeleteNetwork', { NetworkID: net })).status, 200);
+});
