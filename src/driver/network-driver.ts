@@ -152,7 +152,11 @@ export class NetworkDriver {
       const endpoint = this.networks.findEndpoint(endpointId);
       const network = endpoint && this.networks.findNetwork(endpoint.networkId);
       if (endpoint && network && this.warm?.recyclable(endpoint, network)) {
-        if (await this.ovn(() => this.warm!.recycle(endpoint, network), `keep the port of ${endpointId}`)) {
+        const kept = await this.warm.recycle(endpoint, network).catch((err: unknown) => {
+          this.log.warn({ endpointId, port: endpoint.name, err: (err as Error).message }, 'cannot keep the port for the next container; removing it');
+          return false;
+        });
+        if (kept) {
           this.log.info({ endpointId, port: endpoint.name }, 'endpoint deleted; its port is kept warm for the next container');
           return {};
         }

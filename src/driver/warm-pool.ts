@@ -307,8 +307,12 @@ export class WarmPool implements WarmSource {
     this.timers.delete(pool);
     this.floors.delete(pool);
     await this.refills.get(pool);
-    // Adopted ones are endpoints' (none should be left when Docker deletes the network).
-    const ports = this.ovn.list(this.settings.chassis, pool).filter((p) => p.state !== 'adopted');
+    // Docker deletes no network with endpoints: an adopted port left is one whose DeleteEndpoint failed. It goes
+    // from NB with the switch; its veth goes here (remove() keeps adopted ports in NB). Ports gone from NB
+    // already (taken over) may still be known here, with a veth.
+    const byName = new Map(this.ovn.list(this.settings.chassis, pool).map((p) => [p.name, p]));
+    for (const p of [...this.ready.values(), ...this.recycling.values()]) if (p.pool === pool && !byName.has(p.name)) byName.set(p.name, p);
+    const ports = [...byName.values()];
     await this.discard(ports);
     if (ports.length) this.log.info({ pool, ports: ports.length }, 'warm ports removed with the last local network of their switch');
   }
@@ -402,6 +406,11 @@ export class WarmPool implements WarmSource {
           throw err;
         }
         if (this.closed) break;
+        // Taken over while it was being plugged (an endpoint got its address): its host side is garbage.
+        if (this.ovn.find(port.name)?.state !== 'warm') {
+          await this.discard([port]);
+          continue;
+        }
         this.ready.set(port.name, port);
         made++;
       }

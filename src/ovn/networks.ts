@@ -367,6 +367,8 @@ export class OvnNetworks {
           const batch = perSwitch.get(ls._uuid) ?? { ls, records: new Map<string, string>() };
           for (const name of clean) batch.records.set(name, ips.join(' '));
           perSwitch.set(ls._uuid, batch);
+          // A container may end meanwhile, its port kept warm for the next one: its names must not land there.
+          guardStillEndpoints(tx, found.row, endpointId, found.record.networkId);
           tx.mutate('Logical_Switch_Port', [['_uuid', '==', found.row._uuid]], [
             ['external_ids', 'delete', [Keys.dnsNames]],
             ['external_ids', 'insert', new Map([[Keys.dnsNames, clean.join(' ')]])],
@@ -464,6 +466,23 @@ export class OvnNetworks {
       if (what === 'add') this.adopted!.set(parsed.endpointId, { port: parsed.port, networkId: parsed.networkId });
       else if (this.adopted!.get(parsed.endpointId)?.port === parsed.port) this.adopted!.delete(parsed.endpointId);
     }
+  }
+}
+
+/**
+ * Fail (and so re-run) the transaction unless the port still belongs to the
+ * endpoint at commit: by the endpoint id on it, or for a warm port it
+ * adopted, by its holder in the pool or port set.
+ */
+function guardStillEndpoints(tx: Transaction, port: Row, endpointId: string, networkId: string): void {
+  const ids = externalIds(port);
+  const ipv4 = ids.get(Keys.ipv4);
+  const set = ids.get(Keys.poolV4);
+  if (ids.get(Keys.endpointId) === endpointId || !ipv4 || !set) {
+    tx.guardMatches('Logical_Switch_Port', 'name', String(port.name), [['external_ids', 'includes', new Map([[Keys.endpointId, endpointId]])]]);
+  } else {
+    const holder = adoptedHolder(String(port.name), endpointId, networkId);
+    tx.guardMatches('Address_Set', 'name', set, [['external_ids', 'includes', new Map([[reservationKey(ipv4), holder]])]]);
   }
 }
 

@@ -247,6 +247,12 @@ for (const version of ENGINES) {
       return (l.ports === '' && l.veths.length === 0) || undefined;
     }, { timeoutMs: 5000, what: 'host side cleaned up' }).catch(() => undefined);
     const left = await leftovers();
+    if (left.ports !== '' || left.veths.length > 0) {
+      // What the driver did with them, for whoever reads a failed run.
+      const names = [...new Set([...left.ports.split(/\s+/), ...left.veths].filter(Boolean).map((n) => n.slice(3)))];
+      const log = (await readFile(path.join(dirs.dir, 'driver.log'), 'utf8')).split('\n');
+      for (const line of log.filter((l) => names.some((n) => l.includes(n)) || l.includes('"level":40') || l.includes('"level":50'))) t.comment(line);
+    }
     t.equal(left.ports, '', 'nothing left on br-int');
     t.same(left.veths, [], 'no veth of ours left in the host namespace');
   });
