@@ -185,6 +185,10 @@ t.test('a single-chassis OVN stack forwards ping and TCP between two namespaces'
   }
 
   for (const e of endpoints) await unplug(e);
+  // An internal port left on the bridge, as a driver's host gateway is when a test ends with its network.
+  const internal = `ig${sfx}`;
+  await stack.vsctl('add-port', 'br-int', internal, '--', 'set', 'Interface', internal, 'type=internal');
+  await waitFor(() => run('ip', ['link', 'show', 'dev', internal]).then(() => true, () => false), { what: `tap ${internal}` });
   const { stdout: netns } = await run('ip', ['netns', 'list']);
   t.notMatch(netns, sfx, 'namespaces removed');
   const pids = [...Object.values(stack.pids), stack.nb.pid, stack.sb.pid, stack.ovs.pid];
@@ -193,4 +197,5 @@ t.test('a single-chassis OVN stack forwards ping and TCP between two namespaces'
   t.ok(pids.every((p) => !isAlive(p)), 'every stack process gone');
   t.ok(dirs.every((d) => !existsSync(d)), 'every stack dir removed');
   await t.rejects(run('ip', ['link', 'show', 'dev', 'ovs-netdev']), CommandError, 'datapath tap removed');
+  await t.rejects(run('ip', ['link', 'show', 'dev', internal]), CommandError, "an internal port's tap removed");
 });

@@ -159,6 +159,13 @@ class Stack implements OvnStack {
     return ovnCli('ovn-sbctl', this.sb.unixRemote, this.env, args);
   }
 
+  /** Internal interfaces on this stack's bridges, other than the bridges' own. */
+  private async internalPorts(): Promise<string[]> {
+    const bridges = new Set((await this.vsctl('list-br')).split('\n').filter(Boolean));
+    const names = (await this.vsctl('--bare', '--columns=name', 'find', 'Interface', 'type=internal')).split(/\s+/).filter(Boolean);
+    return names.filter((n) => !bridges.has(n));
+  }
+
   async start(): Promise<void> {
     const file = (name: string): string => path.join(this.dir, name);
     // allSettled, so that stop() finds whichever did start when one fails.
@@ -220,6 +227,10 @@ class Stack implements OvnStack {
       await fn().catch((e: unknown) => errors.push(e));
     };
     if (this.pids.controller) await attempt(() => stopPid(this.pids.controller));
+    // Internal ports (a driver's host gateways) are persistent taps too, which
+    // --cleanup leaves behind: named in this stack's own database, they go first.
+    const internal = this.pids.vswitchd ? await this.internalPorts().catch(() => []) : [];
+    for (const name of internal) await attempt(async () => void (await this.vsctl('--if-exists', 'del-port', name)));
     if (this.pids.vswitchd) {
       // --cleanup deletes the datapath; a plain SIGTERM would leave its
       // persistent tap devices (ovs-netdev, br-int) in the namespace.
@@ -229,6 +240,7 @@ class Stack implements OvnStack {
       });
     }
     await attempt(() => removeDatapathTaps());
+    for (const name of internal) await run('ip', ['link', 'del', name]).catch(() => undefined);
     if (this.pids.northd) await attempt(() => stopPid(this.pids.northd));
     for (const db of [this.dbs.ovs, this.dbs.sb, this.dbs.nb]) if (db) await attempt(() => db.stop());
     await attempt(() => removeDir(this.dir));
