@@ -8,6 +8,12 @@
 #     -v /run/docker/plugins:/run/docker/plugins \
 #     -v /var/run/openvswitch:/var/run/openvswitch \
 #     ovn-docker-driver [--ovn-nb tcp:CENTRAL_IP:6641]
+#
+# Networks route through the host by default (--gateway host): the driver adds
+# iptables rules (the image has iptables; use the host's backend, nft or legacy,
+# through update-alternatives if they differ) and needs net.ipv4.ip_forward=1 on
+# the host, which dockerd sets and a container cannot. --masquerade false leaves
+# the firewall to you; --gateway docker uses Docker's docker_gwbridge instead.
 FROM node:20-bookworm-slim AS build
 WORKDIR /src
 COPY package.json package-lock.json tsconfig.json ./
@@ -17,7 +23,7 @@ RUN npx tsc -p tsconfig.json && npm prune --omit=dev
 
 FROM node:20-bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends openvswitch-switch iproute2 ethtool \
+ && apt-get install -y --no-install-recommends openvswitch-switch iproute2 ethtool iptables \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/ovn-docker-driver
 COPY --from=build /src/package.json ./

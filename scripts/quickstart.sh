@@ -38,7 +38,7 @@ done
 if [ -n "$NB" ] && [ -z "$SB" ]; then die "--ovn-nb needs --ovn-sb too (ovn-controller talks to the southbound DB)"; fi
 
 say "Checking Debian packages"
-packages=(openvswitch-switch ovn-host docker.io iproute2 ethtool)
+packages=(openvswitch-switch ovn-host docker.io iproute2 ethtool iptables)
 [ -z "$NB" ] && packages+=(ovn-central)
 missing=()
 for p in "${packages[@]}"; do

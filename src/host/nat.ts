@@ -3,11 +3,12 @@
  * network's subnet towards the outside, and isolation between our gateway
  * interfaces (as Docker's bridge driver does), through iptables.
  */
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import type { Runner } from './exec.js';
 import { assertIfName } from './names.js';
 
 const COMMENT = ['-m', 'comment', '--comment', 'ovn-docker-driver'];
+const IP_FORWARD = '/proc/sys/net/ipv4/ip_forward';
 
 export class HostNat {
   constructor(
@@ -17,7 +18,17 @@ export class HostNat {
   ) {}
 
   async enableForwarding(): Promise<void> {
-    await writeFile('/proc/sys/net/ipv4/ip_forward', '1\n');
+    // dockerd turns it on already; in a container /proc/sys is read-only, so write only when needed.
+    if ((await readFile(IP_FORWARD, 'utf8')).trim() === '1') return;
+    try {
+      await writeFile(IP_FORWARD, '1\n');
+    } catch (err) {
+      throw new Error(
+        `IP forwarding is off and cannot be turned on (${(err as Error).message}): ` +
+          'run sysctl -w net.ipv4.ip_forward=1 on the host, or start the driver with --masquerade false',
+        { cause: err },
+      );
+    }
   }
 
   /** Traffic from `subnet` leaving through another interface is masqueraded; forwarding for it is allowed. */
