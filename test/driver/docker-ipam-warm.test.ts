@@ -173,7 +173,8 @@ t.test("containers start on ports made at the addresses Docker's IPAM gives next
   await run('ip', ['link', 'del', hostIfName(a.port)]);
   for (const ep of [next.id, endpoints[1]!.id]) t.equal((await call('NetworkDriver.DeleteEndpoint', { NetworkID: net, EndpointID: ep })).status, 200);
   await waitFor(async () => !(await lspExists(a.port)) || undefined, { what: "the ended container's port to go" });
-  t.notOk((await holders(net)).has(a.ip), 'its address is no longer held');
+  // A refill may make a new warm port there at once: the address is Docker's lowest free one again.
+  t.notMatch((await holders(net)).get(a.ip) ?? '', a.port, 'its address is no longer held for it');
 
   const before = [...(await holders(net)).values()].map((h) => h.split(' ')[1]!);
   t.equal((await call('NetworkDriver.DeleteNetwork', { NetworkID: net })).status, 200);
