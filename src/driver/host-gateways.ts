@@ -14,7 +14,8 @@ import type { HostNat } from '../host/nat.js';
 import type { Ovs } from '../host/ovs.js';
 import { Keys, OWNER } from '../ovn/keys.js';
 import { macFromIPv4 } from '../ovn/mac.js';
-import type { NetworkRecord } from '../ovn/networks.js';
+import type { NetworkRecord, NetworkSpec } from '../ovn/networks.js';
+import { addressBounds } from '../ovn/addressing.js';
 
 export const GATEWAY_PREFIX = 'ovg';
 
@@ -31,8 +32,25 @@ export class HostGateways {
   ) {}
 
   /** Whether a network asks for the host as its gateway, and can have one. */
-  static wanted(network: NetworkRecord): boolean {
+  static wanted(network: NetworkSpec): boolean {
     return network.options['ovn.gateway'] === 'host' && !network.internal && network.ipv4.some((s) => s.gateway);
+  }
+
+  /**
+   * A route of this host into the network's IPv4 subnet through an interface
+   * other than our gateway ports (a LAN, a VPN, a Docker bridge): the
+   * gateway's connected route would take that traffic away from it.
+   */
+  async conflictingRoute(network: NetworkSpec): Promise<{ dst: string; dev?: string } | undefined> {
+    const subnet = network.ipv4.find((s) => s.gateway)?.subnet;
+    if (!subnet) return undefined;
+    const [start, end] = addressBounds(subnet);
+    for (const route of await this.links.ipv4Routes()) {
+      if (route.dst === 'default' || route.dev?.startsWith(GATEWAY_PREFIX)) continue;
+      const [rStart, rEnd] = addressBounds(route.dst.includes('/') ? route.dst : `${route.dst}/32`);
+      if (rStart <= end && start <= rEnd) return route;
+    }
+    return undefined;
   }
 
   static interfaceName(networkId: string): string {

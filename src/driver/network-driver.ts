@@ -7,7 +7,7 @@
  * network/endpoint id; the truth lives in OVN NB and OVS, nothing here.
  */
 import type { Logger } from 'pino';
-import { NetworkError, type EndpointRecord, type EndpointSpec, type NetworkRecord, type OvnNetworks } from '../ovn/networks.js';
+import { NetworkError, type EndpointRecord, type EndpointSpec, type NetworkRecord, type NetworkSpec, type OvnNetworks } from '../ovn/networks.js';
 import { ADDRESS_SPACE, type OvnPools } from '../ovn/pools.js';
 import type {
   DockerOptions,
@@ -24,7 +24,7 @@ import { HostGateways } from './host-gateways.js';
 import { hostIfName, peerIfName } from '../host/names.js';
 import type { PortReadiness } from './port-readiness.js';
 import { KeyedLock } from './keyed-lock.js';
-import { toEndpointSpec, toNetworkSpec } from './translate.js';
+import { GATEWAY_OPTION, genericOptions, toEndpointSpec, toNetworkSpec } from './translate.js';
 import type { WarmPool } from './warm-pool.js';
 
 const PORT_MAP_OPTION = 'com.docker.network.portmap';
@@ -81,6 +81,7 @@ export class NetworkDriver {
   async createNetwork(req: CreateNetworkRequest): Promise<object> {
     const spec = toNetworkSpec(req, { mtu: this.settings.mtu, gateway: this.settings.gateway });
     if (this.settings.chassis) spec.chassis = this.settings.chassis;
+    await this.checkHostRoutes(spec, genericOptions(req.Options)[GATEWAY_OPTION] === undefined);
     // Subnets from our IPAM are cluster-wide pools: the network joins the pool's switch.
     const ours = (data: CreateNetworkRequest['IPv4Data']) => (data ?? []).some((d) => d.AddressSpace === ADDRESS_SPACE);
     const pool = (subnets: { subnet: string }[]) => (subnets[0] ? this.pools.poolOf(subnets[0].subnet) : undefined);
@@ -104,6 +105,29 @@ export class NetworkDriver {
       );
       return {};
     });
+  }
+
+  /**
+   * A subnet this host already routes elsewhere (its LAN, say) cannot have
+   * the host as its gateway: the gateway's route would shadow the other. By
+   * default such a network gets Docker's docker_gwbridge instead, as with
+   * Docker's overlay driver; asked for explicitly, it is refused.
+   */
+  private async checkHostRoutes(spec: NetworkSpec, defaulted: boolean): Promise<void> {
+    if (!HostGateways.wanted(spec)) return;
+    const route = await this.hostStep(() => this.gateways.conflictingRoute(spec), "read this host's routes");
+    if (!route) return;
+    const subnet = spec.ipv4.find((s) => s.gateway)!.subnet;
+    const where = `${route.dst}${route.dev ? ` (dev ${route.dev})` : ''}`;
+    if (!defaulted) {
+      throw new DriverError(
+        `subnet ${subnet} overlaps this host's route to ${where}: this host cannot be its gateway; ` +
+          `choose another --subnet, or -o ${GATEWAY_OPTION}=docker`,
+        409,
+      );
+    }
+    spec.options[GATEWAY_OPTION] = 'docker';
+    this.log.warn({ networkId: spec.networkId, subnet, route: where }, "the subnet overlaps a route of this host: the network uses Docker's docker_gwbridge instead of this host as its gateway");
   }
 
   async deleteNetwork(req: NetworkRequest): Promise<object> {

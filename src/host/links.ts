@@ -165,6 +165,20 @@ export class Links {
     await this.runner.run('ip', ['link', 'set', 'dev', name, 'mtu', String(mtu), 'up']);
   }
 
+  /** IPv4 routes of the main table, as `ip -j route` shows them ("default", a prefix, or one address). */
+  async ipv4Routes(): Promise<{ dst: string; dev?: string }[]> {
+    const { stdout } = await this.runner.run('ip', ['-j', '-4', 'route', 'show', 'table', 'main']);
+    const parsed: unknown = JSON.parse(stdout || '[]');
+    if (!Array.isArray(parsed)) throw new Error('ip -j route printed something other than a list');
+    const routes: { dst: string; dev?: string }[] = [];
+    for (const entry of parsed as unknown[]) {
+      if (typeof entry !== 'object' || entry === null) continue;
+      const { dst, dev } = entry as { dst?: unknown; dev?: unknown };
+      if (typeof dst === 'string') routes.push(typeof dev === 'string' ? { dst, dev } : { dst });
+    }
+    return routes;
+  }
+
   async deleteLink(name: string): Promise<boolean> {
     assertIfName(name);
     try {

@@ -243,6 +243,34 @@ t.test('egress: this host is the gateway unless the network asks for docker_gwbr
   t.equal((await run('ip', ['link', 'show', gatewayIf]).then(() => 'present', () => 'gone')), 'gone', 'and so does its interface');
 });
 
+t.test("a subnet this host already routes elsewhere does not get the host as its gateway", async (t) => {
+  // Stands in for a LAN or VPN route of the host: a veth pair of our own (this kernel has no dummy links), removed by name.
+  const dummy = `dm${hex(4)}`;
+  await run('ip', ['link', 'add', dummy, 'type', 'veth', 'peer', 'name', `${dummy}p`]);
+  t.teardown(() => run('ip', ['link', 'del', dummy]).then(() => undefined, () => undefined));
+  await run('ip', ['addr', 'add', '10.79.0.200/24', 'dev', dummy]);
+  await run('ip', ['link', 'set', dummy, 'up']);
+
+  const networkId = await createNetwork('10.79.0.0/24');
+  t.equal((await stack.vsctl('--bare', '--columns=name', 'find', 'Interface', `external_ids:iface-id=${networkId}-gw`)).trim(), '', 'no gateway port');
+  const ep = await createEndpoint(networkId, '10.79.0.2/24');
+  const joined = await call('NetworkDriver.Join', { NetworkID: networkId, EndpointID: ep.id, SandboxKey: '', Options: {} });
+  t.same(Object.keys(joined.body), ['InterfaceName'], "by default the network gets Docker's docker_gwbridge instead");
+  t.match((await stack.nbctl('get', 'Logical_Switch', networkId, 'external_ids:docker\\:options')).replace(/\\/g, ''), /"ovn.gateway":"docker"/, 'recorded in the network');
+
+  const explicit = await call('NetworkDriver.CreateNetwork', {
+    NetworkID: hex(32),
+    Options: { 'com.docker.network.generic': { 'ovn.gateway': 'host' } },
+    IPv4Data: [{ AddressSpace: 'LocalDefault', Pool: '10.79.0.0/24', Gateway: '10.79.0.1/24' }],
+    IPv6Data: [],
+  });
+  t.equal(explicit.status, 409);
+  t.match(String(explicit.body.Err), new RegExp(`subnet 10\\.79\\.0\\.0/24 overlaps this host's route to 10\\.79\\.0\\.0/24 \\(dev ${dummy}\\)`), 'asked for explicitly, it is refused');
+  await call('NetworkDriver.Leave', { NetworkID: networkId, EndpointID: ep.id });
+  await call('NetworkDriver.DeleteEndpoint', { NetworkID: networkId, EndpointID: ep.id });
+  t.equal((await call('NetworkDriver.DeleteNetwork', { NetworkID: networkId })).status, 200);
+});
+
 t.test('dual stack: IPv6 subnets, addresses and port security are carried; ping6 passes', async (t) => {
   const networkId = hex(32);
   const created = await call('NetworkDriver.CreateNetwork', {
