@@ -86,26 +86,31 @@ export class HostPorts {
    * exists, and veths of ours that nothing uses. `livePorts` are the names
    * of this host's ports that still exist in OVN (endpoints' and warm ones).
    */
-  async reconcile(livePorts: Set<string>): Promise<{ ports: number; links: number }> {
-    const liveHostIfs = new Set([...livePorts].map((name) => hostIfName(name)));
-    let ports = 0;
-    for (const port of await this.ovs.listPorts(this.bridge)) {
+  async reconcile(livePorts: () => Set<string>): Promise<{ ports: number; links: number }> {
+    const bridgePorts = await this.ovs.listPorts(this.bridge);
+    const links = await this.links.list();
+    // Asked only now: a port's OVN row exists before its veth does, so every veth listed above whose port
+    // is in OVN is in this set, even one being plugged while the listing ran.
+    const live = livePorts();
+    const liveHostIfs = new Set([...live].map((name) => hostIfName(name)));
+    let portsRemoved = 0;
+    for (const port of bridgePorts) {
       // Gateway ports belong to networks, not endpoints (see host-gateways.ts).
       if (port.externalIds.get(Keys.owner) !== OWNER || port.externalIds.get(Keys.role) === 'gateway') continue;
       const ifaceId = port.externalIds.get('iface-id');
-      if (ifaceId && livePorts.has(ifaceId) && port.port === hostIfName(ifaceId)) continue;
+      if (ifaceId && live.has(ifaceId) && port.port === hostIfName(ifaceId)) continue;
       const endpointId = port.externalIds.get(Keys.endpointId);
       this.log.info({ port: port.port, ifaceId, endpointId }, 'removing a bridge port whose OVN port is gone');
       await this.ovs.detachPort(this.bridge, port.port);
       await this.links.deleteLink(port.port);
-      ports++;
+      portsRemoved++;
     }
-    let links = 0;
-    for (const link of await this.links.list()) {
+    let linksRemoved = 0;
+    for (const link of links) {
       if (!isOurHostIf(link.name) || liveHostIfs.has(link.name)) continue;
       this.log.info({ link: link.name }, 'removing a veth whose endpoint is gone');
-      if (await this.links.deleteLink(link.name)) links++;
+      if (await this.links.deleteLink(link.name)) linksRemoved++;
     }
-    return { ports, links };
+    return { ports: portsRemoved, links: linksRemoved };
   }
 }

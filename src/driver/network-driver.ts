@@ -142,6 +142,8 @@ export class NetworkDriver {
       }
       const deleted = await this.ovn(() => this.networks.deleteNetwork(req.NetworkID), `delete network ${req.NetworkID}`);
       this.log.info({ networkId: req.NetworkID, deleted }, deleted ? 'network deleted' : 'network was already gone');
+      // The switch took its ports with it: any veth of one that the steps above missed goes now, not at the next start.
+      void this.reconcile().catch((err: unknown) => this.log.warn({ err }, 'cannot reconcile host ports after a network was deleted; the next start will'));
       return {};
     });
   }
@@ -372,13 +374,14 @@ export class NetworkDriver {
    * endpoint is gone from OVN.
    */
   async reconcile(): Promise<{ ports: number; links: number }> {
-    const live = new Set([
-      ...this.networks
-        .listEndpoints()
-        .filter((e) => !this.settings.chassis || e.chassis === undefined || e.chassis === this.settings.chassis)
-        .map((e) => e.name),
-      ...(this.warm?.portNames() ?? []),
-    ]);
+    const live = () =>
+      new Set([
+        ...this.networks
+          .listEndpoints()
+          .filter((e) => !this.settings.chassis || e.chassis === undefined || e.chassis === this.settings.chassis)
+          .map((e) => e.name),
+        ...(this.warm?.portNames() ?? []),
+      ]);
     const result = await this.host.reconcile(live);
     this.log.info(result, 'reconciled host ports with OVN');
     return result;

@@ -51,7 +51,8 @@ for (const version of ENGINES) {
       ovsDb: stack.ovsRemote,
       logFile: path.join(dirs.dir, 'driver.log'),
       // The root namespace's firewall is the machine's: this test does not touch it.
-      extraArgs: ['--docker-host', engine.host, '--masquerade', 'false'],
+      // Debug: warm ports' creation and removal are logged, for the leftover check's report.
+      extraArgs: ['--docker-host', engine.host, '--masquerade', 'false', '--log-level', 'debug'],
     });
     const image = await ensureBusyboxImage(engine);
     const docker = (...args: string[]) => engine!.docker(...args).then((r) => r.stdout.trim());
