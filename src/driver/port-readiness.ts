@@ -8,7 +8,7 @@
  * waits for whichever comes first.
  */
 import type { OvsdbClient } from '../ovsdb/index.js';
-import type { OvnNetworks } from '../ovn/networks.js';
+import { NetworkError, type OvnNetworks } from '../ovn/networks.js';
 
 export type ReadySignal = 'ovn-installed' | 'up';
 
@@ -28,9 +28,16 @@ export class PortReadiness {
 
   async wait(portName: string, hostIf: string, timeoutMs: number): Promise<ReadySignal> {
     const done = new AbortController();
-    const waits: Promise<ReadySignal>[] = [
-      this.networks.waitPortUp(portName, timeoutMs, done.signal).then(() => 'up' as const),
-    ];
+    const up = this.networks.waitPortUp(portName, timeoutMs, done.signal).then(() => 'up' as const);
+    // A port deleted meanwhile (taken over, its network gone) will never be ready: fail now, not at the timeout.
+    const deleted = up.then(
+      () => new Promise<never>(() => undefined),
+      (err: unknown) => {
+        if (err instanceof NetworkError && err.code === 'not-found') throw err;
+        return new Promise<never>(() => undefined);
+      },
+    );
+    const waits: Promise<ReadySignal>[] = [up];
     if (this.localOvs?.isReady) {
       const replica = this.localOvs.replica;
       waits.push(
@@ -43,7 +50,7 @@ export class PortReadiness {
       );
     }
     try {
-      return await Promise.any(waits);
+      return await Promise.race([Promise.any(waits), deleted]);
     } catch (err) {
       // Every wait failed: report the NB one, which names the port.
       throw err instanceof AggregateError ? (err.errors[0] as Error) : err;

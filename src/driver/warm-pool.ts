@@ -101,15 +101,20 @@ export class WarmPool implements WarmSource {
   }
 
   private async revive(survivors: WarmPort[]): Promise<void> {
-    for (const port of survivors) {
-      try {
-        await this.plugAndWait(port);
-        this.ready.set(port.name, port);
-      } catch (err) {
-        this.log.warn({ port: port.name, err: (err as Error).message }, 'cannot bring a warm port back into service; removing it');
-        await this.discard([port]);
-      }
-    }
+    // Side by side: one port that never comes up must not hold the others back.
+    await Promise.all(
+      survivors.map(async (port) => {
+        try {
+          await this.plugAndWait(port);
+          // Taken over while it was being plugged (an endpoint got its address): its host side is garbage.
+          if (this.ovn.find(port.name)?.state !== 'warm') throw new Error('taken over while it was being plugged');
+          this.ready.set(port.name, port);
+        } catch (err) {
+          this.log.warn({ port: port.name, err: (err as Error).message }, 'cannot bring a warm port back into service; removing it');
+          await this.discard([port]);
+        }
+      }),
+    );
     this.log.info({ ready: this.ready.size }, 'warm ports recovered');
     this.fillAll();
   }

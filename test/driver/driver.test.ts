@@ -18,6 +18,10 @@ import { startDriver, type RunningDriver } from '../../src/service.js';
 import type { DriverConfig } from '../../src/cli/options.js';
 import { testDriverConfig } from '../harness/driver-config.js';
 import { hostIfName, peerIfName } from '../../src/host/names.js';
+import { OvsdbClient } from '../../src/ovsdb/index.js';
+import { NB_INDEXES, NB_TABLES } from '../../src/ovn/keys.js';
+import { OvnNetworks } from '../../src/ovn/networks.js';
+import { PortReadiness } from '../../src/driver/port-readiness.js';
 
 let stack: OvnStack;
 let dir: string;
@@ -436,4 +440,27 @@ t.test('a restarted driver removes what a crash left and serves again', async (t
 
   const fresh = await createEndpoint(networkId, '10.76.0.4/24');
   t.equal(await join(networkId, fresh.id), peerIfName(fresh.id), 'new endpoints are served after the restart');
+});
+
+t.test('a port deleted while something waits for it to be ready fails the wait at once, not at its timeout', async (t) => {
+  const nb = await OvsdbClient.connect({ remote: stack.nbRemote, database: 'OVN_Northbound', tables: NB_TABLES, indexes: NB_INDEXES });
+  const ovs = await OvsdbClient.connect({ remote: stack.ovsRemote, database: 'Open_vSwitch', tables: ['Interface'], leaderOnly: false });
+  t.teardown(async () => {
+    await nb.close();
+    await ovs.close();
+  });
+  const readiness = new PortReadiness(new OvnNetworks(nb), ovs);
+  const sw = `ls-${hex(4)}`;
+  const port = hex(32);
+  await stack.nbctl('ls-add', sw, '--', 'lsp-add', sw, port);
+  await nb.replica.waitFor(() => nb.replica.findOne('Logical_Switch_Port', 'name', port) ?? undefined, { timeoutMs: 10_000, what: 'the port in the replica' });
+  // Never bound: neither `up` nor ovn-installed will come. Taken over, say, while a warm port was being plugged.
+  const waiting = readiness.wait(port, hostIfName(port), 600_000).then(
+    () => 'ready',
+    (err: Error) => err.message,
+  );
+  await stack.nbctl('lsp-del', port);
+  const outcome = await Promise.race([waiting, new Promise<string>((resolve) => setTimeout(() => resolve('still waiting after 30 s'), 30_000).unref())]);
+  t.match(outcome, /was deleted while waiting/, 'the wait fails as soon as the port is gone');
+  await stack.nbctl('ls-del', sw);
 });
