@@ -139,7 +139,7 @@ export class OvnWarmPorts {
       if (!local) continue;
       const pool = ids.get(Keys.poolV4);
       if (pool) out.push(pool);
-      else if ((ids.get(Keys.ipv4Subnets) ?? '').split(' ').filter(Boolean).length === 1) out.push(portSetName(String(row.name)));
+      else if (onlyIPv4Subnet(row)) out.push(portSetName(String(row.name)));
     }
     return out;
   }
@@ -190,35 +190,22 @@ export class OvnWarmPorts {
     const { value } = await this.nb.transaction(
       (tx, replica) => {
         const ls = switchOfWarmSet(replica, setName);
-        const subnet = ls && (externalIds(ls).get(Keys.ipv4Subnets) ?? '').split(' ').filter(Boolean);
-        if (!ls || subnet?.length !== 1) return false;
+        const subnet = ls && onlyIPv4Subnet(ls);
+        if (!ls || !subnet) return false;
         const set = replica.findOne('Address_Set', 'name', setName);
         const taken = addressesOnSwitch(replica, ls, set);
         for (const ip of hint.avoid?.() ?? []) taken.add(ip);
-        const free = freeAddresses(subnet[0]!, taken, reserveFree + 1, hint.floor ? { from: hint.floor } : {});
+        const free = freeAddresses(subnet, taken, reserveFree + 1, hint.floor ? { from: hint.floor } : {});
         if (!free.first || free.count <= reserveFree) return false;
         const ip = free.first;
         const mac = macFromIPv4(ip);
         if (macsOnSwitch(replica, ls).has(mac)) return false;
         hint.onChosen?.(ip);
-        const key = reservationKey(ip);
-        if (set) {
-          // No one else writes this key: the address is on no port of the switch (the guard below).
-          tx.mutate('Address_Set', [['_uuid', '==', set._uuid]], [['external_ids', 'insert', new Map([[key, warmHolder(name)]])]]);
-        } else {
-          // Address_Set names are unique: a concurrent creator makes this re-run and find it.
-          tx.insert('Address_Set', {
-            name: setName,
-            external_ids: new Map([
-              [Keys.owner, OWNER],
-              [Keys.portsOf, String(ls.name)],
-              [key, warmHolder(name)],
-            ]),
-          });
-        }
+        // No one else writes this key: the address is on no port of the switch (the guard below).
+        holdInPortSet(tx, setName, set, ls, reservationKey(ip), warmHolder(name));
         // The switch's ports: an endpoint Docker gave this address meanwhile makes this re-run and pick another.
         tx.verify('Logical_Switch', ls, ['ports']);
-        this.insertWarmPort(tx, ls, { name, ip, prefix: subnet[0]!.split('/')[1]!, chassis, setName });
+        this.insertWarmPort(tx, ls, { name, ip, prefix: subnet.split('/')[1]!, chassis, setName });
         return true;
       },
       // Endpoints joining the switch meanwhile make this re-run: a burst of container starts may take several.
@@ -234,11 +221,11 @@ export class OvnWarmPorts {
    */
   preferredAddresses(setName: string, chassis: string, count: number, floor?: string): Set<string> {
     const ls = switchOfWarmSet(this.replica, setName);
-    const subnet = ls && (externalIds(ls).get(Keys.ipv4Subnets) ?? '').split(' ').filter(Boolean);
-    if (!ls || subnet?.length !== 1) return new Set();
+    const subnet = ls && onlyIPv4Subnet(ls);
+    if (!ls || !subnet) return new Set();
     const taken = addressesOnSwitch(this.replica, ls, this.replica.findOne('Address_Set', 'name', setName));
     for (const port of this.list(chassis, setName)) if (port.state === 'warm') taken.delete(stripPrefix(port.ipv4));
-    return new Set(lowestFree(subnet[0]!, taken, count, floor ? { from: floor } : {}));
+    return new Set(lowestFree(subnet, taken, count, floor ? { from: floor } : {}));
   }
 
   private insertWarmPort(tx: Transaction, ls: Row, port: { name: string; ip: string; prefix: string; chassis: string; setName: string }): void {
@@ -337,17 +324,11 @@ export class OvnWarmPorts {
         const name = String(row.name);
         if (isPortSet(pool)) {
           // Docker's IPAM releases the address itself, and gives it to its next container: warm at once.
+          // A port made for the endpoint: no one else writes its key, for while the endpoint's port has
+          // the address, no warm port is made at it.
           if (adopted) swapHolder(tx, set!, key, adopted[1], warmHolder(name));
-          else if (holder !== undefined) return undefined;
-          else if (set) {
-            // No one else writes this key: while the endpoint's port has the address, no warm port is made at it.
-            tx.mutate('Address_Set', [['_uuid', '==', set._uuid]], [['external_ids', 'insert', new Map([[key, warmHolder(name)]])]]);
-          } else {
-            tx.insert('Address_Set', {
-              name: pool,
-              external_ids: new Map([[Keys.owner, OWNER], [Keys.portsOf, String(ls.name)], [key, warmHolder(name)]]),
-            });
-          }
+          else if (holder === undefined) holdInPortSet(tx, pool, set, ls, key, warmHolder(name));
+          else return undefined;
         } else {
           if (holder === undefined || (parseWarmHolder(holder) && !adopted)) return undefined;
           swapHolder(tx, set!, key, holder, recycledHolder(name));
@@ -492,4 +473,31 @@ function addressesOnSwitch(replica: Replica, ls: Row, set: Row | undefined): Set
     if (key.startsWith(Keys.poolIp)) taken.add(key.slice(Keys.poolIp.length));
   }
   return taken;
+}
+
+/** The switch's one IPv4 subnet ("10.1.0.0/24"); undefined when it has none or several. */
+function onlyIPv4Subnet(ls: Row): string | undefined {
+  const subnets = (externalIds(ls).get(Keys.ipv4Subnets) ?? '').split(' ').filter(Boolean);
+  return subnets.length === 1 ? subnets[0] : undefined;
+}
+
+/**
+ * Set `key` to `holder` in the port set `setName` of switch `ls`, making the
+ * set if it does not exist yet (Address_Set names are unique: a concurrent
+ * maker makes the transaction re-run and find it). The insert mutation
+ * leaves a key someone else holds as it is.
+ */
+function holdInPortSet(tx: Transaction, setName: string, set: Row | undefined, ls: Row, key: string, holder: string): void {
+  if (set) {
+    tx.mutate('Address_Set', [['_uuid', '==', set._uuid]], [['external_ids', 'insert', new Map([[key, holder]])]]);
+    return;
+  }
+  tx.insert('Address_Set', {
+    name: setName,
+    external_ids: new Map([
+      [Keys.owner, OWNER],
+      [Keys.portsOf, String(ls.name)],
+      [key, holder],
+    ]),
+  });
 }
