@@ -6,43 +6,15 @@
  * namespaces this test makes.
  */
 import t from 'tap';
-import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
-import { pino } from 'pino';
-import { startOvnStack, type OvnStack } from '../harness/ovn-stack.js';
-import { callPlugin } from '../harness/plugin-client.js';
 import { createNetns, deleteNetns, linkExists, moveBackFromNetns, moveIntoNetns, ping, tcpEcho, tcpRoundTrip } from '../harness/netns.js';
 import { run, waitFor } from '../harness/process.js';
-import { startDriver, type RunningDriver } from '../../src/service.js';
-import { testDriverConfig } from '../harness/driver-config.js';
 import { hostIfName, peerIfName } from '../../src/host/names.js';
+import { hex, WarmDriverFixture } from '../harness/warm-driver.js';
 
-let stack: OvnStack;
-let dir: string;
-let driver: RunningDriver;
-const namespaces: string[] = [];
-/** Port names whose veths the test may have left in the host namespace. */
-const portsSeen = new Set<string>();
-
-const hex = (n: number) => randomBytes(n).toString('hex');
-const call = (method: string, body?: unknown) => callPlugin(driver.address, method, body);
-const start = () => startDriver(testDriverConfig(stack, dir, { warmPorts: 2 }), pino({ level: 'warn' }));
-
-t.before(async () => {
-  stack = await startOvnStack();
-  dir = await mkdtemp(path.join(os.tmpdir(), 'ovn-test-dwarm-'));
-  driver = await start();
-});
-
-t.teardown(async () => {
-  for (const ns of namespaces) await deleteNetns(ns);
-  await driver?.close();
-  for (const name of portsSeen) await run('ip', ['link', 'del', hostIfName(name)]).catch(() => undefined);
-  await stack?.stop();
-  await rm(dir, { recursive: true, force: true });
-});
+const fx = new WarmDriverFixture(t, 'ovn-test-dwarm-');
+const call = (method: string, body?: unknown) => fx.call(method, body);
+const createEndpoint = (...args: Parameters<WarmDriverFixture['createEndpoint']>) => fx.createEndpoint(...args);
+const installed = (portName: string) => fx.installed(portName);
 
 /** A network of Docker's IPAM ("LocalDefault" address space), gateway .1. */
 async function dockerNetwork(subnet: string, aux: Record<string, string> = {}): Promise<string> {
@@ -60,16 +32,12 @@ async function dockerNetwork(subnet: string, aux: Record<string, string> = {}): 
 
 /** The port set's holders: address -> holder ("warm <port>", "ep <port> <endpoint> <network>"). */
 async function holders(networkId: string): Promise<Map<string, string>> {
-  const out = await stack.nbctl('--columns=external_ids', 'find', 'Address_Set', `name=docker_ports_${networkId}`);
+  const out = await fx.stack.nbctl('--columns=external_ids', 'find', 'Address_Set', `name=docker_ports_${networkId}`);
   const map = new Map<string, string>();
   for (const m of out.matchAll(/"docker:ip:([0-9.]+)"="([^"]+)"/g)) map.set(m[1]!, m[2]!);
   return map;
 }
 
-async function installed(portName: string): Promise<boolean> {
-  const out = await stack.vsctl('--if-exists', 'get', 'Interface', hostIfName(portName), 'external_ids:ovn-installed');
-  return out.trim().replace(/"/g, '') === 'true';
-}
 
 /** Wait until exactly these addresses are held by warm ports, each plugged with flows installed; returns address -> port. */
 async function readyAt(networkId: string, addresses: string[]): Promise<Map<string, string>> {
@@ -79,7 +47,7 @@ async function readyAt(networkId: string, addresses: string[]): Promise<Map<stri
       for (const [ip, holder] of await holders(networkId)) if (holder.startsWith('warm ')) warm.set(ip, holder.slice(5));
       if ([...warm.keys()].sort().join(' ') !== [...addresses].sort().join(' ')) return undefined;
       for (const port of warm.values()) {
-        portsSeen.add(port);
+        fx.portsSeen.add(port);
         if (!(await installed(port))) return undefined;
       }
       return warm;
@@ -88,15 +56,6 @@ async function readyAt(networkId: string, addresses: string[]): Promise<Map<stri
   );
 }
 
-async function createEndpoint(networkId: string, address: string, mac = '', id = hex(32)) {
-  const reply = await call('NetworkDriver.CreateEndpoint', {
-    NetworkID: networkId,
-    EndpointID: id,
-    Interface: { Address: address, AddressIPv6: '', MacAddress: mac },
-    Options: {},
-  });
-  return { id, status: reply.status, body: reply.body };
-}
 
 async function join(networkId: string, endpointId: string): Promise<string> {
   const reply = await call('NetworkDriver.Join', { NetworkID: networkId, EndpointID: endpointId, SandboxKey: '', Options: {} });
@@ -105,7 +64,7 @@ async function join(networkId: string, endpointId: string): Promise<string> {
 }
 
 async function lspExists(name: string): Promise<boolean> {
-  return (await stack.nbctl('--bare', '--columns=name', 'find', 'Logical_Switch_Port', `name=${name}`)).trim() !== '';
+  return (await fx.stack.nbctl('--bare', '--columns=name', 'find', 'Logical_Switch_Port', `name=${name}`)).trim() !== '';
 }
 
 t.test("containers start on ports made at the addresses Docker's IPAM gives next, even with ovn-northd stopped", async (t) => {
@@ -114,7 +73,7 @@ t.test("containers start on ports made at the addresses Docker's IPAM gives next
   t.pass('two warm ports at the lowest addresses that are neither the gateway nor an --aux-address');
 
   // With ovn-northd stopped no new port can get a binding: a start can only succeed on a warm port.
-  process.kill(stack.pids.northd, 'SIGSTOP');
+  process.kill(fx.stack.pids.northd, 'SIGSTOP');
   const endpoints: { id: string; ip: string; port: string; ns: string }[] = [];
   try {
     for (const ip of ['10.160.0.3', '10.160.0.4']) {
@@ -128,7 +87,7 @@ t.test("containers start on ports made at the addresses Docker's IPAM gives next
       t.same(retry.body, ep.body, 'a retried CreateEndpoint answers the same');
       t.equal(await join(net, ep.id), peerIfName(port), "Join answers with the warm port's veth");
       const ns = await createNetns();
-      namespaces.push(ns);
+      fx.namespaces.push(ns);
       await moveIntoNetns(peerIfName(port), ns, 'eth0', `${ip}/24`);
       endpoints.push({ id: ep.id, ip, port, ns });
     }
@@ -138,9 +97,9 @@ t.test("containers start on ports made at the addresses Docker's IPAM gives next
     t.equal(await tcpRoundTrip(a.ns, b.ip, 7071, 'docker-ipam'), 'docker-ipam', 'TCP too');
     await echo.stop();
   } finally {
-    process.kill(stack.pids.northd, 'SIGCONT');
+    process.kill(fx.stack.pids.northd, 'SIGCONT');
   }
-  const ids = (await stack.nbctl('get', 'Logical_Switch_Port', endpoints[0]!.port, 'external_ids')).trim();
+  const ids = (await fx.stack.nbctl('get', 'Logical_Switch_Port', endpoints[0]!.port, 'external_ids')).trim();
   t.notMatch(ids, /docker:endpoint-id/, 'adopting wrote nothing to the port (an LSP write costs ovn-northd a recompute)');
   const info = await call('NetworkDriver.EndpointOperInfo', { NetworkID: net, EndpointID: endpoints[0]!.id });
   t.equal((info.body.Value as Record<string, unknown>)['ovn.logical_switch_port'], endpoints[0]!.port, 'the driver finds the endpoint on it');
@@ -161,8 +120,7 @@ t.test("containers start on ports made at the addresses Docker's IPAM gives next
   t.equal(await join(net, next.id), peerIfName(a.port));
 
   // A driver restart keeps endpoints on warm ports and warm ports alike.
-  await driver.close();
-  driver = await start();
+  await fx.restart();
   const after = await call('NetworkDriver.EndpointOperInfo', { NetworkID: net, EndpointID: next.id });
   t.equal((after.body.Value as Record<string, unknown>)['ovn.logical_switch_port'], a.port, 'after a restart the endpoint is still found on its port');
   t.ok(await lspExists(warm.get('10.160.0.4')!), 'and the other adopted port is kept');
@@ -178,7 +136,7 @@ t.test("containers start on ports made at the addresses Docker's IPAM gives next
 
   const before = [...(await holders(net)).values()].map((h) => h.split(' ')[1]!);
   t.equal((await call('NetworkDriver.DeleteNetwork', { NetworkID: net })).status, 200);
-  t.equal((await stack.nbctl('--bare', '--columns=name', 'find', 'Address_Set', `name=docker_ports_${net}`)).trim(), '', 'DeleteNetwork removes the port set');
+  t.equal((await fx.stack.nbctl('--bare', '--columns=name', 'find', 'Address_Set', `name=docker_ports_${net}`)).trim(), '', 'DeleteNetwork removes the port set');
   for (const port of before) {
     t.notOk(await lspExists(port), 'and every warm port');
     t.notOk(await linkExists(hostIfName(port)), 'with its veth');
@@ -192,21 +150,21 @@ t.test("an endpoint that cannot use the warm port at its address takes the addre
   const ep = await createEndpoint(net, '10.161.0.2/24', '02:42:0a:a1:00:02');
   t.equal(ep.status, 200, JSON.stringify(ep.body));
   t.equal(
-    (await stack.nbctl('get', 'Logical_Switch_Port', ep.id, 'addresses')).trim(),
+    (await fx.stack.nbctl('get', 'Logical_Switch_Port', ep.id, 'addresses')).trim(),
     '["02:42:0a:a1:00:02 10.161.0.2"]',
     "a port of its own, with Docker's MAC",
   );
   t.notOk(await lspExists(warm.get('10.161.0.2')!), 'the warm port at that address is gone');
   await waitFor(async () => !(await linkExists(hostIfName(warm.get('10.161.0.2')!))) || undefined, { what: 'its veth to go' });
   t.equal(
-    (await stack.nbctl('--bare', '--columns=name', 'find', 'Logical_Switch_Port', 'addresses{>=}"02:42:0a:a1:00:02 10.161.0.2"')).trim(),
+    (await fx.stack.nbctl('--bare', '--columns=name', 'find', 'Logical_Switch_Port', 'addresses{>=}"02:42:0a:a1:00:02 10.161.0.2"')).trim(),
     ep.id,
     'one port holds the address',
   );
 
   // Another host's warm port (global scope) at the address Docker gave here: taken over in the endpoint's own transaction.
   const foreign = hex(32);
-  await stack.nbctl(
+  await fx.stack.nbctl(
     'lsp-add', net, foreign, '--', 'lsp-set-addresses', foreign, '0a:58:0a:a1:00:0a 10.161.0.10',
     '--', 'set', 'Logical_Switch_Port', foreign, 'external_ids:docker\\:warm=another-chassis', `external_ids:docker\\:pool-v4=docker_ports_${net}`,
     'external_ids:docker\\:ipv4="10.161.0.10/24"',
@@ -217,7 +175,7 @@ t.test("an endpoint that cannot use the warm port at its address takes the addre
   t.same(other.body, { Interface: { MacAddress: '0a:58:0a:a1:00:0a' } }, 'the endpoint gets the MAC of its address');
   t.notOk(await lspExists(foreign), "the other host's warm port is taken over");
   t.equal(
-    (await stack.nbctl('--bare', '--columns=name', 'find', 'Logical_Switch_Port', 'addresses{>=}"0a:58:0a:a1:00:0a 10.161.0.10"')).trim(),
+    (await fx.stack.nbctl('--bare', '--columns=name', 'find', 'Logical_Switch_Port', 'addresses{>=}"0a:58:0a:a1:00:0a 10.161.0.10"')).trim(),
     other.id,
     'one port holds the address',
   );
@@ -269,7 +227,7 @@ t.test('a burst of endpoints at the lowest addresses, with refills running: one 
     }),
   );
   const portsAt = async () => {
-    const out = await stack.nbctl('--format=csv', '--data=bare', '--no-headings', '--columns=addresses', 'list', 'Logical_Switch_Port');
+    const out = await fx.stack.nbctl('--format=csv', '--data=bare', '--no-headings', '--columns=addresses', 'list', 'Logical_Switch_Port');
     const count = new Map<string, number>();
     for (const line of out.split('\n')) {
       const ip = line.split(' ')[1];
@@ -285,7 +243,7 @@ t.test('a burst of endpoints at the lowest addresses, with refills running: one 
   for (const id of endpoints) {
     const info = await call('NetworkDriver.EndpointOperInfo', { NetworkID: net, EndpointID: id });
     t.equal((info.body.Value as Record<string, unknown>)['ovn.up'], true, `endpoint ${id.slice(0, 8)} is up`);
-    portsSeen.add(String((info.body.Value as Record<string, unknown>)['ovn.logical_switch_port']));
+    fx.portsSeen.add(String((info.body.Value as Record<string, unknown>)['ovn.logical_switch_port']));
   }
   for (const id of endpoints) await call('NetworkDriver.DeleteEndpoint', { NetworkID: net, EndpointID: id });
   t.equal((await call('NetworkDriver.DeleteNetwork', { NetworkID: net })).status, 200);

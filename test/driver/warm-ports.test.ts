@@ -6,43 +6,17 @@
  * it; containers are network namespaces this test makes.
  */
 import t from 'tap';
-import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
-import { pino } from 'pino';
-import { startOvnStack, type OvnStack } from '../harness/ovn-stack.js';
+import { createNetns, linkExists, moveBackFromNetns, moveIntoNetns, ping, tcpEcho, tcpRoundTrip } from '../harness/netns.js';
 import { callPlugin } from '../harness/plugin-client.js';
-import { createNetns, deleteNetns, linkExists, moveBackFromNetns, moveIntoNetns, ping, tcpEcho, tcpRoundTrip } from '../harness/netns.js';
 import { run, waitFor } from '../harness/process.js';
-import { startDriver, type RunningDriver } from '../../src/service.js';
-import { testDriverConfig } from '../harness/driver-config.js';
+import type { RunningDriver } from '../../src/service.js';
 import { hostIfName, peerIfName } from '../../src/host/names.js';
+import { hex, WarmDriverFixture } from '../harness/warm-driver.js';
 
-let stack: OvnStack;
-let dir: string;
-let driver: RunningDriver;
-const namespaces: string[] = [];
-/** Port names whose veths the test may have left in the host namespace. */
-const portsSeen = new Set<string>();
-
-const hex = (n: number) => randomBytes(n).toString('hex');
-const call = (method: string, body?: unknown) => callPlugin(driver.address, method, body);
-const start = () => startDriver(testDriverConfig(stack, dir, { warmPorts: 2 }), pino({ level: 'warn' }));
-
-t.before(async () => {
-  stack = await startOvnStack();
-  dir = await mkdtemp(path.join(os.tmpdir(), 'ovn-test-warm-'));
-  driver = await start();
-});
-
-t.teardown(async () => {
-  for (const ns of namespaces) await deleteNetns(ns);
-  await driver?.close();
-  for (const name of portsSeen) await run('ip', ['link', 'del', hostIfName(name)]).catch(() => undefined);
-  await stack?.stop();
-  await rm(dir, { recursive: true, force: true });
-});
+const fx = new WarmDriverFixture(t, 'ovn-test-warm-');
+const call = (method: string, body?: unknown) => fx.call(method, body);
+const createEndpoint = (...args: Parameters<WarmDriverFixture['createEndpoint']>) => fx.createEndpoint(...args);
+const installed = (portName: string) => fx.installed(portName);
 
 interface NbPort {
   name: string;
@@ -52,26 +26,22 @@ interface NbPort {
 
 /** Warm (or claimed) ports of this chassis on the pool's switch, read with ovn-nbctl. */
 async function warmPorts(pool: string): Promise<NbPort[]> {
-  const out = await stack.nbctl(
+  const out = await fx.stack.nbctl(
     '--format=csv', '--data=bare', '--no-headings', '--columns=name,addresses,external_ids',
-    'find', 'Logical_Switch_Port', `external_ids:docker\\:warm=${stack.systemId}`, `external_ids:docker\\:pool-v4=${pool}`,
+    'find', 'Logical_Switch_Port', `external_ids:docker\\:warm=${fx.stack.systemId}`, `external_ids:docker\\:pool-v4=${pool}`,
   );
   const ports = out.split('\n').filter(Boolean).map((line) => {
     const [name, addresses, ids] = line.split(',');
     return { name: name!, addresses: addresses ?? '', ids: ids ?? '' };
   });
-  for (const p of ports) portsSeen.add(p.name);
+  for (const p of ports) fx.portsSeen.add(p.name);
   return ports;
 }
 
 async function reservation(pool: string, ip: string): Promise<string> {
-  return (await stack.nbctl('--if-exists', 'get', 'Address_Set', pool, `external_ids:"docker:ip:${ip}"`)).trim().replace(/"/g, '');
+  return (await fx.stack.nbctl('--if-exists', 'get', 'Address_Set', pool, `external_ids:"docker:ip:${ip}"`)).trim().replace(/"/g, '');
 }
 
-async function installed(portName: string): Promise<boolean> {
-  const out = await stack.vsctl('--if-exists', 'get', 'Interface', hostIfName(portName), 'external_ids:ovn-installed');
-  return out.trim().replace(/"/g, '') === 'true';
-}
 
 
 /** Wait until `count` warm ports are ready: in NB, held as warm, plugged with flows installed. */
@@ -92,7 +62,7 @@ async function readyWarmPorts(pool: string, count: number): Promise<NbPort[]> {
 }
 
 async function ipamNetwork(subnet: string, host?: RunningDriver): Promise<{ networkId: string; poolId: string; pool: string }> {
-  const call = (method: string, body?: unknown) => callPlugin((host ?? driver).address, method, body);
+  const call = (method: string, body?: unknown) => callPlugin((host ?? fx.driver).address, method, body);
   const poolReply = await call('IpamDriver.RequestPool', { AddressSpace: 'ovn', Pool: subnet, SubPool: '', Options: {}, V6: false });
   if (poolReply.status !== 200) throw new Error(JSON.stringify(poolReply.body));
   const poolId = String(poolReply.body.PoolID);
@@ -113,21 +83,12 @@ async function requestAddress(poolId: string, wanted = ''): Promise<{ status: nu
   return { status: reply.status, address: String(reply.body.Address ?? ''), err: String(reply.body.Err ?? '') };
 }
 
-async function createEndpoint(networkId: string, address: string, mac = '', id = hex(32)) {
-  const reply = await call('NetworkDriver.CreateEndpoint', {
-    NetworkID: networkId,
-    EndpointID: id,
-    Interface: { Address: address, AddressIPv6: '', MacAddress: mac },
-    Options: {},
-  });
-  return { id, status: reply.status, body: reply.body };
-}
 
 /** An endpoint's port in NB: one made for it carries its id; a warm port it adopted is named in the pool ("ep <port> <endpoint> <network>"). */
 async function portOf(endpointId: string): Promise<string> {
-  const own = await stack.nbctl('--bare', '--columns=name', 'find', 'Logical_Switch_Port', `external_ids:docker\\:endpoint-id=${endpointId}`);
+  const own = await fx.stack.nbctl('--bare', '--columns=name', 'find', 'Logical_Switch_Port', `external_ids:docker\\:endpoint-id=${endpointId}`);
   if (own.trim()) return own.trim();
-  const pools = await stack.nbctl('--bare', '--columns=external_ids', 'list', 'Address_Set');
+  const pools = await fx.stack.nbctl('--bare', '--columns=external_ids', 'list', 'Address_Set');
   return new RegExp(`ep ([0-9a-f]{64}) ${endpointId} `).exec(pools)?.[1] ?? '';
 }
 
@@ -138,7 +99,7 @@ t.test('containers start on warm ports, even with ovn-northd stopped', async (t)
   t.ok(warm.every((p) => /^0a:58:0a:96:00:0[23] 10\.150\.0\.[23]$/.test(p.addresses)), 'with the MAC derived from the address');
 
   // With ovn-northd stopped no new port can get a binding: a start can only succeed on a warm port.
-  process.kill(stack.pids.northd, 'SIGSTOP');
+  process.kill(fx.stack.pids.northd, 'SIGSTOP');
   const endpoints: { id: string; ip: string; port: string }[] = [];
   try {
     for (let i = 0; i < 2; i++) {
@@ -165,7 +126,7 @@ t.test('containers start on warm ports, even with ovn-northd stopped', async (t)
     const [a, b] = endpoints as [(typeof endpoints)[0], (typeof endpoints)[0]];
     const nsA = await createNetns();
     const nsB = await createNetns();
-    namespaces.push(nsA, nsB);
+    fx.namespaces.push(nsA, nsB);
     await moveIntoNetns(peerIfName(a.port), nsA, 'eth0', `${a.ip}/24`);
     await moveIntoNetns(peerIfName(b.port), nsB, 'eth0', `${b.ip}/24`);
     t.ok(await ping(nsA, b.ip), 'ping between the two containers while northd is stopped');
@@ -173,12 +134,12 @@ t.test('containers start on warm ports, even with ovn-northd stopped', async (t)
     t.equal(await tcpRoundTrip(nsA, b.ip, 7070, 'warm'), 'warm', 'TCP too');
     await echo.stop();
   } finally {
-    process.kill(stack.pids.northd, 'SIGCONT');
+    process.kill(fx.stack.pids.northd, 'SIGCONT');
   }
 
   const refilled = await readyWarmPorts(net.pool, 2);
   t.same(refilled.map((p) => p.addresses.split(' ')[1]).sort(), ['10.150.0.4', '10.150.0.5'], 'both hand-outs refilled');
-  const adoptedIds = (await stack.nbctl('get', 'Logical_Switch_Port', endpoints[0]!.port, 'external_ids')).trim();
+  const adoptedIds = (await fx.stack.nbctl('get', 'Logical_Switch_Port', endpoints[0]!.port, 'external_ids')).trim();
   t.notMatch(adoptedIds, /docker:endpoint-id/, 'adopting wrote nothing to the port (an LSP write costs ovn-northd a recompute)');
   t.equal(await reservation(net.pool, endpoints[0]!.ip), `ep ${endpoints[0]!.port} ${endpoints[0]!.id} ${net.networkId}`, 'the pool records the endpoint');
   const info = await call('NetworkDriver.EndpointOperInfo', { NetworkID: net.networkId, EndpointID: endpoints[0]!.id });
@@ -192,7 +153,7 @@ t.test('containers start on warm ports, even with ovn-northd stopped', async (t)
   await waitFor(async () => !(await linkExists(hostIfName(endpoints[0]!.port))) && !(await linkExists(hostIfName(endpoints[1]!.port))), {
     what: "the adopted ports' veths to go after Leave",
   });
-  t.equal((await stack.nbctl('--bare', '--columns=name', 'find', 'Logical_Switch_Port', `name=${endpoints[0]!.port}`)).trim(), '', 'DeleteEndpoint removed the port');
+  t.equal((await fx.stack.nbctl('--bare', '--columns=name', 'find', 'Logical_Switch_Port', `name=${endpoints[0]!.port}`)).trim(), '', 'DeleteEndpoint removed the port');
   await call('NetworkDriver.DeleteNetwork', { NetworkID: net.networkId });
   await call('IpamDriver.ReleasePool', { PoolID: net.poolId });
 });
@@ -233,7 +194,7 @@ t.test('a warm address taken over, released unused, or given a MAC of its own', 
   t.equal(macEp.status, 200, JSON.stringify(macEp.body));
   t.equal(await portOf(macEp.id), macEp.id, 'a port of its own');
   t.equal(
-    (await stack.nbctl('get', 'Logical_Switch_Port', macEp.id, 'addresses')).trim(),
+    (await fx.stack.nbctl('get', 'Logical_Switch_Port', macEp.id, 'addresses')).trim(),
     `["02:42:0a:97:00:99 ${macIp}"]`,
     "with Docker's MAC and the claimed address",
   );
@@ -247,10 +208,10 @@ t.test('a warm address taken over, released unused, or given a MAC of its own', 
   const before = await readyWarmPorts(net.pool, 2);
   t.equal((await call('NetworkDriver.DeleteNetwork', { NetworkID: net.networkId })).status, 200);
   for (const p of before) {
-    t.equal((await stack.nbctl('--bare', '--columns=name', 'find', 'Logical_Switch_Port', `name=${p.name}`)).trim(), '', 'warm port removed');
+    t.equal((await fx.stack.nbctl('--bare', '--columns=name', 'find', 'Logical_Switch_Port', `name=${p.name}`)).trim(), '', 'warm port removed');
     t.notOk(await linkExists(hostIfName(p.name)), 'its veth removed');
   }
-  const sets = await stack.nbctl('--bare', '--columns=external_ids', 'list', 'Address_Set');
+  const sets = await fx.stack.nbctl('--bare', '--columns=external_ids', 'list', 'Address_Set');
   t.notMatch(sets, /(warm|recycled|ep) [0-9a-f]{64}/, 'no address held by a warm port any more');
   await call('IpamDriver.ReleasePool', { PoolID: net.poolId });
 });
@@ -258,7 +219,7 @@ t.test('a warm address taken over, released unused, or given a MAC of its own', 
 t.test("a full pool: another host's request takes the last addresses over from warm ports", async (t) => {
   // Host B, without warm ports, on the same pool. (Started first: the harness has one chassis, and a
   // driver without warm ports removes those of its chassis when it starts.)
-  const hostB = await startDriver(testDriverConfig(stack, dir, { warmPorts: 0 }), pino({ level: 'warn' }));
+  const hostB = await fx.start({ warmPorts: 0 });
   t.teardown(() => hostB.close());
   // A /28 leaves 13 endpoint addresses after the gateway; warm ports stop while 8 or fewer would stay free.
   const net = await ipamNetwork('10.152.0.0/28');
@@ -289,7 +250,7 @@ t.test("a full pool: another host's request takes the last addresses over from w
 
 
 async function ovsInterfaceUuid(portName: string): Promise<string> {
-  return (await stack.vsctl('--if-exists', 'get', 'Interface', hostIfName(portName), '_uuid')).trim();
+  return (await fx.stack.vsctl('--if-exists', 'get', 'Interface', hostIfName(portName), '_uuid')).trim();
 }
 
 t.test("a finished container's port serves the next container as it is", async (t) => {
@@ -298,9 +259,9 @@ t.test("a finished container's port serves the next container as it is", async (
   const fixed = await requestAddress(net.poolId, '10.154.0.200');
   const server = await createEndpoint(net.networkId, fixed.address);
   const serverJoin = await call('NetworkDriver.Join', { NetworkID: net.networkId, EndpointID: server.id, SandboxKey: '', Options: {} });
-  portsSeen.add(server.id);
+  fx.portsSeen.add(server.id);
   const serverNs = await createNetns();
-  namespaces.push(serverNs);
+  fx.namespaces.push(serverNs);
   await moveIntoNetns((serverJoin.body.InterfaceName as { SrcName: string }).SrcName, serverNs, 'eth0', fixed.address);
   await readyWarmPorts(net.pool, 2);
   /** One container's life on this network, as the engine drives it; `tamper` runs inside before it ends. */
@@ -311,9 +272,9 @@ t.test("a finished container's port serves the next container as it is", async (
     const joined = await call('NetworkDriver.Join', { NetworkID: net.networkId, EndpointID: ep.id, SandboxKey: '', Options: {} });
     const peer = (joined.body.InterfaceName as { SrcName: string }).SrcName;
     const port = await portOf(ep.id);
-    portsSeen.add(port);
+    fx.portsSeen.add(port);
     const ns = await createNetns();
-    namespaces.push(ns);
+    fx.namespaces.push(ns);
     await moveIntoNetns(peer, ns, 'eth0', address);
     const reached = await ping(ns, '10.154.0.200');
     await tamper?.(ns);
@@ -328,7 +289,7 @@ t.test("a finished container's port serves the next container as it is", async (
   t.ok(first.reached, 'the container reached another');
   const ovsBefore = await ovsInterfaceUuid(first.port);
   t.equal(await reservation(net.pool, first.ip), `warm ${first.port}`, 'the address is held by the port again, as warm');
-  const ids = (await stack.nbctl('get', 'Logical_Switch_Port', first.port, 'external_ids')).trim();
+  const ids = (await fx.stack.nbctl('get', 'Logical_Switch_Port', first.port, 'external_ids')).trim();
   t.notMatch(ids, /docker:endpoint-id/, 'the port no longer belongs to the endpoint');
   t.ok(await linkExists(hostIfName(first.port)), 'the veth was kept');
   t.equal(await ovsInterfaceUuid(first.port), ovsBefore, 'the OVS interface is untouched');
@@ -344,7 +305,7 @@ t.test("a finished container's port serves the next container as it is", async (
   const tampered = await life(async (ns) => {
     await run('ip', ['-n', ns, 'link', 'set', 'eth0', 'address', '02:00:00:00:00:66']);
   });
-  t.equal((await stack.nbctl('--bare', '--columns=name', 'find', 'Logical_Switch_Port', `name=${tampered.port}`)).trim(), '', 'its port was deleted');
+  t.equal((await fx.stack.nbctl('--bare', '--columns=name', 'find', 'Logical_Switch_Port', `name=${tampered.port}`)).trim(), '', 'its port was deleted');
   t.notOk(await linkExists(hostIfName(tampered.port)), 'with its veth');
   t.notMatch(await reservation(net.pool, tampered.ip), new RegExp(tampered.port), 'and its address freed');
 
@@ -355,11 +316,11 @@ t.test("a finished container's port serves the next container as it is", async (
 });
 
 t.test('with ovn-controller down, no half-made warm port stays, and starts go without one', async (t) => {
-  const impatient = await startDriver(testDriverConfig(stack, dir, { warmPorts: 2, portUpTimeoutMs: 800 }), pino({ level: 'silent' }));
+  const impatient = await fx.start({ portUpTimeoutMs: 800 }, 'silent');
   t.teardown(() => impatient.close());
   const ourLinks = async (): Promise<string[]> => (await run('ip', ['-o', 'link', 'show'])).stdout.match(/\bovn[0-9a-f]{12}\b/g) ?? [];
   const linksBefore = await ourLinks();
-  process.kill(stack.pids.controller, 'SIGSTOP');
+  process.kill(fx.stack.pids.controller, 'SIGSTOP');
   let net: Awaited<ReturnType<typeof ipamNetwork>>;
   try {
     net = await ipamNetwork('10.155.0.0/24', impatient);
@@ -368,9 +329,9 @@ t.test('with ovn-controller down, no half-made warm port stays, and starts go wi
     t.same(await warmPorts(net.pool), [], 'no warm port left in NB');
     const linksNow = await ourLinks();
     t.same(linksNow.filter((l) => !linksBefore.includes(l)), [], 'and no veth');
-    t.notMatch(await stack.nbctl('--bare', '--columns=external_ids', 'list', 'Address_Set'), /warm [0-9a-f]{64}/, 'and no address held for one');
+    t.notMatch(await fx.stack.nbctl('--bare', '--columns=external_ids', 'list', 'Address_Set'), /warm [0-9a-f]{64}/, 'and no address held for one');
   } finally {
-    process.kill(stack.pids.controller, 'SIGCONT');
+    process.kill(fx.stack.pids.controller, 'SIGCONT');
   }
   // A container start then takes the lowest free address and the ordinary path.
   const viaImpatient = (method: string, body?: unknown) => callPlugin(impatient.address, method, body);
@@ -400,8 +361,7 @@ t.test('a restarted driver takes its warm ports back and drops half-claimed ones
   const keptPort = warm.find((p) => p !== claimedPort)!;
 
   // A crash: the process is gone, its rows and veths stay.
-  await driver.close();
-  driver = await start();
+  await fx.restart();
   const after = await readyWarmPorts(net.pool, 2);
   t.notOk(after.some((p) => p.name === claimedPort.name), 'the claimed, never adopted port is removed');
   t.notOk(await linkExists(hostIfName(claimedPort.name)), 'with its veth');
@@ -416,6 +376,6 @@ t.test('a restarted driver takes its warm ports back and drops half-claimed ones
   await call('IpamDriver.ReleaseAddress', { PoolID: net.poolId, Address: claimedIp });
   await call('NetworkDriver.DeleteNetwork', { NetworkID: net.networkId });
   await call('IpamDriver.ReleasePool', { PoolID: net.poolId });
-  const left = (await stack.vsctl('list-ports', 'br-int')).split('\n').filter((p) => /^ovn[0-9a-f]{12}$/.test(p));
+  const left = (await fx.stack.vsctl('list-ports', 'br-int')).split('\n').filter((p) => /^ovn[0-9a-f]{12}$/.test(p));
   t.same(left, [], 'nothing of ours left on br-int');
 });
