@@ -359,10 +359,16 @@ t.test('Join is ready on ovn-installed even while ovn-northd cannot report up', 
 });
 
 t.test('a Join that times out waiting for OVN says what to check and leaves nothing plugged', async (t) => {
-  const impatient = await startDriver(config({ portUpTimeoutMs: 800 }), pino({ level: 'silent' }));
+  // No warm ports: this driver's pool would race the endpoint for 10.84.0.2 on a network of Docker's IPAM.
+  const impatient = await startDriver(config({ portUpTimeoutMs: 800, warmPorts: 0 }), pino({ level: 'silent' }));
   t.teardown(() => impatient.close());
   const networkId = await createNetwork('10.84.0.0/24');
   const ep = await createEndpoint(networkId, '10.84.0.2/24');
+  // The endpoint was made through the first driver: Join on this one must not race its replica.
+  await impatient.nb.replica.waitFor(() => [...impatient.nb.replica.rows('Logical_Switch_Port')].find((r) => r.name === ep.id), {
+    timeoutMs: 5000,
+    what: 'the endpoint in the second driver',
+  });
   process.kill(stack.pids.controller, 'SIGSTOP');
   let reply;
   try {
@@ -370,7 +376,7 @@ t.test('a Join that times out waiting for OVN says what to check and leaves noth
   } finally {
     process.kill(stack.pids.controller, 'SIGCONT');
   }
-  t.equal(reply.status, 503);
+  t.equal(reply.status, 503, `Join refused: ${JSON.stringify(reply.body)}`);
   t.match(String(reply.body.Err), /did not report port .* up within 800 ms: check that ovn-controller runs/);
   t.notMatch(await stack.vsctl('list-ports', 'br-int'), hostIfName(ep.id), 'unplugged again');
   await t.rejects(run('ip', ['link', 'show', hostIfName(ep.id)]), 'veth removed');
