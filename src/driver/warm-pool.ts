@@ -303,7 +303,7 @@ export class WarmPool implements WarmSource {
   /** The Address_Set recording the warm ports of a network's switch on this host, if it may have any. */
   targetOf(network: NetworkRecord): string | undefined {
     const target = network.pools?.v4 ?? portSetName(network.name);
-    return this.ovn.eligiblePools(this.settings.chassis).includes(target) ? target : undefined;
+    return this.ovn.isEligible(target, this.settings.chassis) ? target : undefined;
   }
 
   /** This host's last network left the pool's switch: remove its warm ports there. */
@@ -393,7 +393,7 @@ export class WarmPool implements WarmSource {
           (p) => p.pool === pool && (this.ovn.find(p.name)?.state !== 'warm' || (preferred !== undefined && !preferred.has(stripPrefix(p.ipv4)))),
         );
         await this.discard(vanished);
-        if (this.count(pool) >= this.settings.perSwitch || !this.ovn.eligiblePools(this.settings.chassis).includes(pool)) break;
+        if (this.count(pool) >= this.settings.perSwitch || !this.ovn.isEligible(pool, this.settings.chassis)) break;
         const creating: { done: Promise<unknown>; ip?: string } = { done: Promise.resolve() };
         const creation = this.ovn.create(pool, this.settings.chassis, this.settings.reserveFree, {
           ...(floor ? { floor } : {}),

@@ -133,15 +133,16 @@ export class OvnWarmPorts {
   eligiblePools(chassis: string): string[] {
     const out: string[] = [];
     for (const row of this.replica.rows('Logical_Switch')) {
-      const ids = externalIds(row);
-      if (ids.get(Keys.owner) !== OWNER || ids.has(Keys.poolV6) || ids.has(Keys.ipv6Subnets)) continue;
-      const local = [...ids].some(([key, value]) => key.startsWith(Keys.networkPrefix) && value === chassis);
-      if (!local) continue;
-      const pool = ids.get(Keys.poolV4);
-      if (pool) out.push(pool);
-      else if (onlyIPv4Subnet(row)) out.push(portSetName(String(row.name)));
+      const set = warmSetOfSwitch(row, chassis);
+      if (set) out.push(set);
     }
     return out;
+  }
+
+  /** Whether `setName` is one of eligiblePools(chassis): a look-up of its one switch, for per-endpoint calls. */
+  isEligible(setName: string, chassis: string): boolean {
+    const ls = switchOfWarmSet(this.replica, setName);
+    return ls !== undefined && warmSetOfSwitch(ls, chassis) === setName;
   }
 
   /**
@@ -473,6 +474,17 @@ function addressesOnSwitch(replica: Replica, ls: Row, set: Row | undefined): Set
     if (key.startsWith(Keys.poolIp)) taken.add(key.slice(Keys.poolIp.length));
   }
   return taken;
+}
+
+/** The Address_Set recording the warm ports of `chassis` on a switch (see eligiblePools), if it may have any. */
+function warmSetOfSwitch(ls: Row, chassis: string): string | undefined {
+  const ids = externalIds(ls);
+  if (ids.get(Keys.owner) !== OWNER || ids.has(Keys.poolV6) || ids.has(Keys.ipv6Subnets)) return undefined;
+  const local = [...ids].some(([key, value]) => key.startsWith(Keys.networkPrefix) && value === chassis);
+  if (!local) return undefined;
+  const pool = ids.get(Keys.poolV4);
+  if (pool) return pool;
+  return onlyIPv4Subnet(ls) ? portSetName(String(ls.name)) : undefined;
 }
 
 /** The switch's one IPv4 subnet ("10.1.0.0/24"); undefined when it has none or several. */
