@@ -107,7 +107,7 @@ export class WarmPool implements WarmSource {
         try {
           await this.plugAndWait(port);
           // Taken over while it was being plugged (an endpoint got its address): its host side is garbage.
-          if (this.ovn.find(port.name)?.state !== 'warm') throw new Error('taken over while it was being plugged');
+          if (!this.stillWarm(port)) throw new Error('taken over while it was being plugged');
           this.ready.set(port.name, port);
         } catch (err) {
           this.log.warn({ port: port.name, err: (err as Error).message }, 'cannot bring a warm port back into service; removing it');
@@ -300,6 +300,11 @@ export class WarmPool implements WarmSource {
     void this.discard(highest);
   }
 
+  /** Whether NB still has the port as warm: not taken over, claimed, adopted or removed since this host last looked. */
+  private stillWarm(port: WarmPort): boolean {
+    return this.ovn.find(port.name)?.state === 'warm';
+  }
+
   /** The Address_Set recording the warm ports of a network's switch on this host, if it may have any. */
   targetOf(network: NetworkRecord): string | undefined {
     const target = network.pools?.v4 ?? portSetName(network.name);
@@ -390,7 +395,7 @@ export class WarmPool implements WarmSource {
         const floor = this.floors.get(pool);
         const preferred = isPortSet(pool) ? this.ovn.preferredAddresses(pool, this.settings.chassis, this.settings.perSwitch, floor) : undefined;
         const vanished = [...this.ready.values()].filter(
-          (p) => p.pool === pool && (this.ovn.find(p.name)?.state !== 'warm' || (preferred !== undefined && !preferred.has(stripPrefix(p.ipv4)))),
+          (p) => p.pool === pool && (!this.stillWarm(p) || (preferred !== undefined && !preferred.has(stripPrefix(p.ipv4)))),
         );
         await this.discard(vanished);
         if (this.count(pool) >= this.settings.perSwitch || !this.ovn.isEligible(pool, this.settings.chassis)) break;
@@ -412,7 +417,7 @@ export class WarmPool implements WarmSource {
         }
         if (this.closed) break;
         // Taken over while it was being plugged (an endpoint got its address): its host side is garbage.
-        if (this.ovn.find(port.name)?.state !== 'warm') {
+        if (!this.stillWarm(port)) {
           await this.discard([port]);
           continue;
         }

@@ -350,7 +350,6 @@ export class OvnPools {
     return freeAddresses(subnet, taken, limit, { range: ids.get(Keys.poolRange) || subnet, skipRangeEdges: true });
   }
 
-
   private poolRow(name: string, poolId: string): Row {
     const row = this.replica.findOne('Address_Set', 'name', name);
     if (!row) throw new PoolError(`pool ${poolId} does not exist (released, or never requested)`, 'not-found');
