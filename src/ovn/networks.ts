@@ -541,7 +541,6 @@ function checkSameSubnets(existing: NetworkRecord, spec: NetworkSpec): void {
   }
 }
 
-
 function subnets(ids: Map<string, string>, subnetKey: string, gatewayKey: string, auxKey?: string): SubnetSpec[] {
   const list = (key: string | undefined) => (key === undefined ? [] : (ids.get(key) ?? '').split(' ').filter(Boolean));
   const gateways = list(gatewayKey);

@@ -413,7 +413,6 @@ function parsePoolId(poolId: string): { name: string; token: string } {
   return { name: m[1]!, token: m[2]! };
 }
 
-
 function firstHost(subnet: string): string {
   const start = addressBounds(subnet)[0] + 1n;
   return subnet.includes(':') ? bigToIPv6(start) : bigToIPv4(start);

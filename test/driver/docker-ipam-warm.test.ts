@@ -38,7 +38,6 @@ async function holders(networkId: string): Promise<Map<string, string>> {
   return map;
 }
 
-
 /** Wait until exactly these addresses are held by warm ports, each plugged with flows installed; returns address -> port. */
 async function readyAt(networkId: string, addresses: string[]): Promise<Map<string, string>> {
   return waitFor(
@@ -55,7 +54,6 @@ async function readyAt(networkId: string, addresses: string[]): Promise<Map<stri
     { timeoutMs: 20_000, what: `warm ports at ${addresses.join(', ')}` },
   );
 }
-
 
 async function join(networkId: string, endpointId: string): Promise<string> {
   const reply = await call('NetworkDriver.Join', { NetworkID: networkId, EndpointID: endpointId, SandboxKey: '', Options: {} });

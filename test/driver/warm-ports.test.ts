@@ -42,8 +42,6 @@ async function reservation(pool: string, ip: string): Promise<string> {
   return (await fx.stack.nbctl('--if-exists', 'get', 'Address_Set', pool, `external_ids:"docker:ip:${ip}"`)).trim().replace(/"/g, '');
 }
 
-
-
 /** Wait until `count` warm ports are ready: in NB, held as warm, plugged with flows installed. */
 async function readyWarmPorts(pool: string, count: number): Promise<NbPort[]> {
   return waitFor(
@@ -82,7 +80,6 @@ async function requestAddress(poolId: string, wanted = ''): Promise<{ status: nu
   const reply = await call('IpamDriver.RequestAddress', { PoolID: poolId, Address: wanted, Options: {} });
   return { status: reply.status, address: String(reply.body.Address ?? ''), err: String(reply.body.Err ?? '') };
 }
-
 
 /** An endpoint's port in NB: one made for it carries its id; a warm port it adopted is named in the pool ("ep <port> <endpoint> <network>"). */
 async function portOf(endpointId: string): Promise<string> {
@@ -247,7 +244,6 @@ t.test("a full pool: another host's request takes the last addresses over from w
   await call('NetworkDriver.DeleteNetwork', { NetworkID: net.networkId });
   await call('IpamDriver.ReleasePool', { PoolID: net.poolId });
 });
-
 
 async function ovsInterfaceUuid(portName: string): Promise<string> {
   return (await fx.stack.vsctl('--if-exists', 'get', 'Interface', hostIfName(portName), '_uuid')).trim();
