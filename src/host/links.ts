@@ -4,6 +4,7 @@
  */
 import { CommandError, type Runner } from './exec.js';
 import { assertIfName, InvalidArgumentError } from './names.js';
+import { isReadOnly, Sysctl } from './sysctl.js';
 
 /** A link with the requested name exists but is not the veth pair asked for. */
 export class LinkConflictError extends Error {
@@ -65,7 +66,10 @@ const isNoSuchDevice = (e: unknown): boolean =>
 const isFileExists = (e: unknown): boolean => e instanceof CommandError && /File exists/.test(e.stderr);
 
 export class Links {
-  constructor(private readonly runner: Runner) {}
+  constructor(
+    private readonly runner: Runner,
+    private readonly sysctl = new Sysctl(),
+  ) {}
 
   async createVeth(hostName: string, peerName: string, options: { mtu: number; peerMac: string }): Promise<void> {
     assertIfName(hostName, 'host interface name');
@@ -77,16 +81,48 @@ export class Links {
     try {
       // One netlink request creates both ends with their final MTU and MAC,
       // the host end already up, so no other process can observe a half-configured pair.
+      // The host end is an OVS port, not an interface of the host's: even on the userspace
+      // datapath the kernel sees every frame on it, and with ARP on it would answer a
+      // container's ARP for the gateway (an address of this host) itself, taking the
+      // container's traffic past OVN.
       await this.runner.run('ip', [
-        'link', 'add', 'name', hostName, 'mtu', mtu, 'up', 'type', 'veth',
+        'link', 'add', 'name', hostName, 'mtu', mtu, 'arp', 'off', 'up', 'type', 'veth',
         'peer', 'name', peerName, 'mtu', mtu, 'address', mac,
       ]);
     } catch (e) {
       if (!isFileExists(e)) throw e;
       await this.checkExistingPair(hostName, peerName, Number(mtu), mac);
-      // Someone (an admin, a partial cleanup) may have set it down since.
-      await this.runner.run('ip', ['link', 'set', 'dev', hostName, 'up']);
+      // Someone (an admin, a partial cleanup, a driver before ARP was off) may have changed it since.
+      await this.runner.run('ip', ['link', 'set', 'dev', hostName, 'arp', 'off', 'up']);
     }
+    await this.disableIPv6(hostName);
+  }
+
+  /**
+   * No IPv6 on a link of ours: no link-local address, router or neighbour
+   * solicitations, nor answers to a container's. Where /proc/sys is
+   * read-only (the driver in a container), the link generates no addresses instead.
+   */
+  async disableIPv6(name: string): Promise<void> {
+    assertIfName(name);
+    try {
+      await this.sysctl.setInterface(name, { family: 'ipv6', key: 'disable_ipv6', value: 1 });
+    } catch (err) {
+      if (!isReadOnly(err)) throw err;
+      await this.runner.run('ip', ['link', 'set', 'dev', name, 'addrgenmode', 'none']);
+      await this.runner.run('ip', ['-6', 'addr', 'flush', 'dev', name]);
+    }
+  }
+
+  /**
+   * IPv6 on a gateway port: none unless its network has IPv6, and then an
+   * address of the driver's only, never one learnt from router advertisements.
+   */
+  async configureGatewayIPv6(name: string, enabled: boolean): Promise<void> {
+    if (!enabled) return this.disableIPv6(name);
+    await this.sysctl.setInterface(name, { family: 'ipv6', key: 'disable_ipv6', value: 0 });
+    await this.sysctl.setInterface(name, { family: 'ipv6', key: 'accept_ra', value: 0 });
+    await this.sysctl.setInterface(name, { family: 'ipv6', key: 'autoconf', value: 0 });
   }
 
   /**
@@ -193,6 +229,12 @@ export class Links {
   async exists(name: string): Promise<boolean> {
     assertIfName(name);
     return (await this.show(name)) !== undefined;
+  }
+
+  /** Linux bridges of this namespace (Docker's networks, libvirt's, ...). */
+  async bridges(): Promise<string[]> {
+    const { stdout } = await this.runner.run('ip', ['-j', 'link', 'show', 'type', 'bridge']);
+    return parseIpLinks(stdout || '[]').map((l) => l.ifname);
   }
 
   async list(): Promise<{ name: string; kind?: string }[]> {

@@ -5,6 +5,7 @@
  * removed by that name in teardown.
  */
 import { randomBytes } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
 import t from 'tap';
 import { CommandError, createRunner, type Runner } from '../../src/host/exec.js';
 import { LinkConflictError, Links } from '../../src/host/links.js';
@@ -76,6 +77,11 @@ t.test('createVeth makes the pair with MTU and peer MAC, host side up', async (t
   t.equal(p?.address, mac, 'peer MAC as requested (normalised to lower case)');
   t.ok(h?.flags.includes('UP'), 'host side is up');
   t.notOk(p?.flags.includes('UP'), 'peer left for Docker to bring up');
+  // The host end is an OVS port: the host's own ARP and IPv6 must not answer a container through it.
+  t.ok(h?.flags.includes('NOARP'), 'host side does not answer ARP');
+  t.equal(await readFile(`/proc/sys/net/ipv6/conf/${host}/disable_ipv6`, 'utf8'), '1\n', 'host side has no IPv6');
+  t.notOk(p?.flags.includes('NOARP'), 'the container side keeps ARP');
+  t.equal(await readFile(`/proc/sys/net/ipv6/conf/${peer}/disable_ipv6`, 'utf8'), '0\n', 'and IPv6');
 
   t.ok(await links.exists(host));
   t.ok(await links.exists(peer));
@@ -87,10 +93,14 @@ t.test('createVeth makes the pair with MTU and peer MAC, host side up', async (t
   await links.createVeth(host, peer, { mtu: 1442, peerMac: mac });
   t.equal((await ipShow(host))?.ifindex, h?.ifindex, 'idempotent create keeps the same link');
 
-  // A crash between add and up: the retry finishes the job.
-  await run('ip', ['link', 'set', 'dev', host, 'down']);
+  // A crash between add and up (or a pair made by an older driver): the retry finishes the job.
+  await run('ip', ['link', 'set', 'dev', host, 'down', 'arp', 'on']);
+  await writeFile(`/proc/sys/net/ipv6/conf/${host}/disable_ipv6`, '0\n');
   await links.createVeth(host, peer, { mtu: 1442, peerMac: mac });
-  t.ok((await ipShow(host))?.flags.includes('UP'), 'retry brings a downed host side up');
+  const retried = await ipShow(host);
+  t.ok(retried?.flags.includes('UP'), 'retry brings a downed host side up');
+  t.ok(retried?.flags.includes('NOARP'), 'with ARP off');
+  t.equal(await readFile(`/proc/sys/net/ipv6/conf/${host}/disable_ipv6`, 'utf8'), '1\n', 'and IPv6 off');
 });
 
 t.test('createVeth refuses links that are not the pair asked for', async (t) => {
