@@ -8,7 +8,7 @@ import { pino, type Logger } from 'pino';
 import type { DriverConfig } from './cli/options.js';
 import { HostPorts } from './driver/host-ports.js';
 import { GATEWAY_PREFIX, HostGateways } from './driver/host-gateways.js';
-import { HostNat } from './host/nat.js';
+import { HostFirewall } from './host/firewall.js';
 import { PortReadiness } from './driver/port-readiness.js';
 import { IpamDriver } from './driver/ipam-driver.js';
 import { OvnPools } from './ovn/pools.js';
@@ -76,13 +76,10 @@ export async function startDriver(config: DriverConfig, log: Logger = pino({ lev
 
   const links = new Links(runner);
   const host = new HostPorts(links, ovs, config.bridge, log.child({ component: 'host' }));
-  const gateways = new HostGateways(
-    ovs,
-    links,
-    config.masquerade ? new HostNat(runner, GATEWAY_PREFIX) : undefined,
-    config.bridge,
-    log.child({ component: 'gateway' }),
-  );
+  const firewall = config.masquerade
+    ? new HostFirewall(runner, links, { prefix: GATEWAY_PREFIX }, log.child({ component: 'firewall' }))
+    : undefined;
+  const gateways = new HostGateways(ovs, links, firewall, config.bridge, log.child({ component: 'gateway' }));
   const datapath = await host.detectDatapath().catch(async (err: unknown) => {
     await nb.close();
     throw new StartupError(
@@ -121,7 +118,7 @@ export async function startDriver(config: DriverConfig, log: Logger = pino({ lev
     log.child({ component: 'driver' }),
     warm,
   );
-  await driver.reconcile();
+  await driver.reconcile(true);
   // Before serving, so that no request meets a half-recovered port; ports become ready in the background.
   await warm.start().catch((err: unknown) => log.error({ err }, 'cannot recover warm ports; containers start without them'));
 
@@ -152,6 +149,7 @@ export async function startDriver(config: DriverConfig, log: Logger = pino({ lev
       await dns?.stop();
       await driver.drain();
       await localOvs?.close();
+      firewall?.close();
       await nb.close();
     },
   };

@@ -10,7 +10,7 @@
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Links } from '../host/links.js';
-import type { HostNat } from '../host/nat.js';
+import type { GatewayRule, HostFirewall } from '../host/firewall.js';
 import type { Ovs } from '../host/ovs.js';
 import { Keys, OWNER } from '../ovn/keys.js';
 import { macFromIPv4 } from '../ovn/mac.js';
@@ -20,13 +20,15 @@ import { addressBounds } from '../ovn/addressing.js';
 export const GATEWAY_PREFIX = 'ovg';
 
 export class HostGateways {
-  /** Networks whose gateway this process has set up (after a restart, Join checks again). */
-  private readonly ready = new Set<string>();
+  /** Gateways this process has set up, by network id; the firewall's rules are made from them. */
+  private readonly active = new Map<string, GatewayRule>();
+  /** Set-ups under way: concurrent Joins of one network after a restart share one. */
+  private readonly settingUp = new Map<string, Promise<void>>();
 
   constructor(
     private readonly ovs: Ovs,
     private readonly links: Links,
-    private readonly nat: HostNat | undefined,
+    private readonly firewall: HostFirewall | undefined,
     private readonly bridge: string,
     private readonly log: Logger,
   ) {}
@@ -57,8 +59,16 @@ export class HostGateways {
     return `${GATEWAY_PREFIX}${createHash('sha256').update(networkId).digest('hex').slice(0, 12)}`;
   }
 
-  async ensure(network: NetworkRecord): Promise<void> {
-    if (this.ready.has(network.networkId)) return;
+  ensure(network: NetworkRecord): Promise<void> {
+    if (this.active.has(network.networkId)) return Promise.resolve();
+    const running = this.settingUp.get(network.networkId);
+    if (running) return running;
+    const setUp = this.setUp(network).finally(() => this.settingUp.delete(network.networkId));
+    this.settingUp.set(network.networkId, setUp);
+    return setUp;
+  }
+
+  private async setUp(network: NetworkRecord): Promise<void> {
     const v4 = network.ipv4.find((s) => s.gateway)!;
     const ifName = HostGateways.interfaceName(network.networkId);
     await this.ovs.attachPort({
@@ -69,20 +79,70 @@ export class HostGateways {
       internal: true,
       externalIds: { [Keys.owner]: OWNER, [Keys.role]: 'gateway', [Keys.networkId]: network.networkId },
     });
+    await this.links.configureGatewayIPv6(ifName, network.ipv6.length > 0);
     await this.links.configureAddress(ifName, `${v4.gateway}/${v4.subnet.split('/')[1]}`, network.mtu);
-    if (this.nat) {
-      await this.nat.enableForwarding();
-      await this.nat.ensure(v4.subnet, ifName);
+    const rule = { subnet: v4.subnet, ifName };
+    if (this.firewall) {
+      await this.firewall.enableForwarding();
+      this.active.set(network.networkId, rule);
+      try {
+        await this.firewall.apply([...this.active.values()]);
+      } catch (err) {
+        // Not set up: the next Join tries again.
+        this.active.delete(network.networkId);
+        throw err;
+      }
+    } else {
+      this.active.set(network.networkId, rule);
     }
-    this.ready.add(network.networkId);
     this.log.info({ networkId: network.networkId, interface: ifName, gateway: v4.gateway }, 'host gateway ready');
   }
 
   async remove(network: NetworkRecord): Promise<void> {
+    await this.settingUp.get(network.networkId)?.catch(() => undefined);
     const ifName = HostGateways.interfaceName(network.networkId);
-    const v4 = network.ipv4.find((s) => s.gateway);
-    if (this.nat && v4) await this.nat.remove(v4.subnet, ifName);
+    if (this.active.delete(network.networkId)) await this.firewall?.apply([...this.active.values()]);
     await this.ovs.detachPort(this.bridge, ifName);
-    this.ready.delete(network.networkId);
+  }
+
+  /**
+   * After a start or a crash: the gateways of this host's networks are set
+   * up again (their containers kept running while the driver was away).
+   * Failures are logged: the network's next Join tries again.
+   */
+  async restore(networks: NetworkRecord[]): Promise<number> {
+    const wanted = networks.filter((n) => HostGateways.wanted(n));
+    for (const network of wanted) {
+      await this.ensure(network).catch((err: unknown) =>
+        this.log.error({ networkId: network.networkId, err }, 'cannot set up this host as the gateway of a network; its next Join tries again'),
+      );
+    }
+    return wanted.length;
+  }
+
+  /**
+   * Remove every gateway port of ours but those of `networks` and of gateways
+   * being set up meanwhile; without any gateway left, no firewall rule of ours stays.
+   */
+  async sweep(networks: NetworkRecord[]): Promise<number> {
+    const keep = new Set(networks.filter((n) => HostGateways.wanted(n)).map((n) => n.networkId));
+    let removed = 0;
+    for (const port of await this.ovs.listPorts(this.bridge)) {
+      const networkId = port.externalIds.get(Keys.networkId) ?? '';
+      if (port.externalIds.get(Keys.owner) !== OWNER || port.externalIds.get(Keys.role) !== 'gateway') continue;
+      // Checked now, not before listing: a network created meanwhile has its set-up under way or done.
+      if (keep.has(networkId) || this.active.has(networkId) || this.settingUp.has(networkId)) continue;
+      this.log.info({ port: port.port, networkId }, 'removing a gateway port whose network is gone');
+      await this.ovs.detachPort(this.bridge, port.port);
+      removed++;
+    }
+    if (this.firewall && this.active.size === 0 && this.settingUp.size === 0) await this.firewall.removeAll();
+    return removed;
+  }
+
+  /** Remove every gateway port of ours and every firewall rule (the `cleanup` command). */
+  async removeAll(): Promise<number> {
+    this.active.clear();
+    return this.sweep([]);
   }
 }

@@ -371,9 +371,10 @@ export class NetworkDriver {
 
   /**
    * Remove what a crash left on this host: bridge ports and veths whose
-   * endpoint is gone from OVN.
+   * endpoint is gone from OVN, gateway ports whose network is. At start-up
+   * (`restoreGateways`), set up the gateways of this host's networks again.
    */
-  async reconcile(): Promise<{ ports: number; links: number }> {
+  async reconcile(restoreGateways = false): Promise<{ ports: number; links: number; gateways: number; gatewaysRemoved: number }> {
     const live = () =>
       new Set([
         ...this.networks
@@ -382,7 +383,13 @@ export class NetworkDriver {
           .map((e) => e.name),
         ...(this.warm?.portNames() ?? []),
       ]);
-    const result = await this.host.reconcile(live);
+    const local = this.networks
+      .localNetworkIds(this.settings.chassis ?? '')
+      .map((id) => this.networks.findNetwork(id))
+      .filter((n): n is NetworkRecord => n !== undefined);
+    const gateways = restoreGateways ? await this.gateways.restore(local) : 0;
+    const gatewaysRemoved = await this.gateways.sweep(local);
+    const result = { ...(await this.host.reconcile(live)), gateways, gatewaysRemoved };
     this.log.info(result, 'reconciled host ports with OVN');
     return result;
   }

@@ -12,6 +12,8 @@ export interface CommandResult {
 
 export interface RunOptions {
   timeoutMs?: number;
+  /** Written to the command's standard input (iptables-restore); otherwise stdin is closed. */
+  input?: string;
 }
 
 export interface Runner {
@@ -129,8 +131,8 @@ export function createRunner(options: RunnerOptions = {}): Runner {
           child.stdout?.destroy();
           child.stderr?.destroy();
         }, timeoutMs);
-        // None of our tools read stdin; an open pipe would only let one hang.
-        child.stdin?.end();
+        // Without input, an open pipe would only let a tool that reads stdin hang.
+        child.stdin?.end(runOptions.input);
       });
     },
   };

@@ -128,11 +128,11 @@ t.test('two hosts share one OVN network', async (t) => {
   t.match(await docker(a, 'exec', 'out-a', 'ip', 'route'), /^default via 10\.89\.0\.1 dev eth0/m, 'default route through OVN');
   // Host B's tunnel address is outside the overlay: reaching it means routed and masqueraded by host A.
   t.match(await docker(a, 'exec', 'out-a', 'ping', '-c1', '-W2', c.hosts[1].tunnelIp), /1 packets received/, 'egress through host A');
-  const nat = (await c.hosts[0].exec('iptables', ['-t', 'nat', '-S', 'POSTROUTING'])).stdout;
-  t.match(nat, /-s 10\.89\.0\.0\/24 ! -o ovg[0-9a-f]{12} .*-j MASQUERADE/, 'masquerade rule in host A');
+  const nat = (await c.hosts[0].exec('iptables-save', ['-t', 'nat'])).stdout;
+  t.match(nat, /-A OVN-DOCKER-POSTROUTING -s 10\.89\.0\.0\/24 ! -o ovg[0-9a-f]{12} .*-j MASQUERADE/, "masquerade rule in host A, in the driver's chain");
   await docker(a, 'rm', '-f', 'out-a');
   for (const side of sides) await docker(side, 'network', 'rm', 'routed');
-  t.notMatch((await c.hosts[0].exec('iptables', ['-t', 'nat', '-S', 'POSTROUTING'])).stdout, /10\.89\.0\.0/, 'rule removed with the network');
+  t.notMatch((await c.hosts[0].exec('iptables-save', ['-t', 'nat'])).stdout, /10\.89\.0\.0/, 'rule removed with the network');
 
   // The last host out removes everything.
   const aContainers = ['web-a', 'late-a', ...names.filter((_, i) => i % 2 === 0)];

@@ -1,0 +1,139 @@
+/**
+ * HostFirewall against real iptables, nft and legacy, each test in a network
+ * namespace of its own (the machine's firewall is never touched): the
+ * driver's chains and jumps, no copies under concurrent calls, Docker's
+ * bridges handed back to FORWARD as they come and go, the backend Docker's
+ * chains are in, and removal that leaves iptables-save as it was.
+ */
+import t, { type Test } from 'tap';
+import { pino } from 'pino';
+import { createRunner, type Runner } from '../../src/host/exec.js';
+import { FORWARD_CHAIN, HostFirewall, NAT_CHAIN, type Backend } from '../../src/host/firewall.js';
+import { Links } from '../../src/host/links.js';
+import { createNetns, deleteNetns } from '../harness/netns.js';
+import { run, waitFor } from '../harness/process.js';
+
+const log = pino({ level: 'silent' });
+const base = createRunner();
+
+/** Every command of the firewall runs inside `ns`, as the driver would inside its host's namespace. */
+function runnerIn(ns: string): Runner {
+  return { run: (cmd, args, opts) => base.run('ip', ['netns', 'exec', ns, cmd, ...args], opts) };
+}
+
+async function save(ns: string, backend: 'nft' | 'legacy'): Promise<string> {
+  const { stdout } = await run('ip', ['netns', 'exec', ns, `iptables-${backend}-save`]);
+  // Counters and the header's timestamp change by themselves.
+  return stdout
+    .split('\n')
+    .filter((l) => !l.startsWith('#'))
+    .map((l) => l.replace(/\[\d+:\d+\]/, '[0:0]'))
+    .join('\n');
+}
+
+async function setUp(t: Test, backend?: Backend) {
+  const ns = await createNetns('ovnfw');
+  t.teardown(() => deleteNetns(ns));
+  const runner = runnerIn(ns);
+  const firewall = new HostFirewall(
+    runner,
+    new Links(runner),
+    { prefix: 'ovg', ...(backend ? { backend } : {}), monitor: ['ip', '-n', ns, '-o', 'monitor', 'link'] },
+    log,
+  );
+  t.teardown(() => firewall.close());
+  const ipt = (b: 'nft' | 'legacy', ...args: string[]) => run('ip', ['netns', 'exec', ns, `iptables-${b}`, '-w', ...args]).then((r) => r.stdout);
+  return { ns, firewall, ipt };
+}
+
+const A = { subnet: '10.31.0.0/24', ifName: 'ovg000000000a01' };
+const B = { subnet: '10.32.0.0/24', ifName: 'ovg000000000b02' };
+
+for (const backend of ['nft', 'legacy'] as const) {
+  t.test(`${backend}: rules live in the driver's chains, one copy each, and go without a trace`, async (t) => {
+    const { ns, firewall, ipt } = await setUp(t, backend);
+    // The host's own rules, which must stay as they are.
+    await ipt(backend, '-A', 'FORWARD', '-i', 'eth9', '-j', 'ACCEPT');
+    await ipt(backend, '-t', 'nat', '-A', 'POSTROUTING', '-o', 'eth9', '-j', 'RETURN');
+    const before = await save(ns, backend);
+
+    // Concurrent Joins after a restart, and a network created meanwhile.
+    await Promise.all([...Array.from({ length: 8 }, () => firewall.apply([A])), firewall.apply([A, B])]);
+    await firewall.apply([A, B]);
+    const forward = await ipt(backend, '-S', 'FORWARD');
+    t.equal(forward.split('\n').filter((l) => l.includes(`-j ${FORWARD_CHAIN}`)).length, 1, 'one jump from FORWARD');
+    const chain = await ipt(backend, '-S', FORWARD_CHAIN);
+    t.match(chain, `-A ${FORWARD_CHAIN} -i ovg+ -o ovg+ -m comment --comment ovn-docker-driver -j DROP`, 'networks isolated from each other');
+    t.match(chain, /-o ovg\+ -m conntrack --ctstate RELATED,ESTABLISHED .*-j ACCEPT/, 'replies come back');
+    for (const g of [A, B]) {
+      t.equal(chain.split('\n').filter((l) => l.includes(`-i ${g.ifName} `)).length, 1, `one accept for ${g.ifName}`);
+    }
+    const nat = await ipt(backend, '-t', 'nat', '-S', NAT_CHAIN);
+    t.equal(nat.split('\n').filter((l) => l.includes('MASQUERADE')).length, 2, 'one masquerade rule per network');
+    t.match(await ipt(backend, '-t', 'nat', '-S', 'POSTROUTING'), `-j ${NAT_CHAIN}`, 'POSTROUTING jumps to our nat chain');
+    t.notMatch(forward, /ovg/, 'nothing of ours in FORWARD itself');
+
+    // A network goes: its rules go, the others stay.
+    await firewall.apply([B]);
+    t.notMatch(await ipt(backend, '-S', FORWARD_CHAIN), A.ifName, "the removed network's accept is gone");
+    t.notMatch(await ipt(backend, '-t', 'nat', '-S', NAT_CHAIN), A.subnet.replace('/', '\\/'), 'and its masquerade rule');
+
+    // Someone flushed FORWARD (a firewall reload): the next rebuild puts the jump back, once.
+    await ipt(backend, '-F', 'FORWARD');
+    await ipt(backend, '-A', 'FORWARD', '-i', 'eth9', '-j', 'ACCEPT');
+    await firewall.apply([B]);
+    t.equal((await ipt(backend, '-S', 'FORWARD')).split('\n').filter((l) => l.includes(FORWARD_CHAIN)).length, 1, 'jump restored once');
+
+    await firewall.removeAll();
+    t.equal(await save(ns, backend), before, 'iptables-save as before the driver ran');
+  });
+}
+
+t.test('bridges of the host are handed back to FORWARD as they come and go', async (t) => {
+  const { ns, firewall, ipt } = await setUp(t, 'nft');
+  await run('ip', ['-n', ns, 'link', 'add', 'name', 'docker0', 'type', 'bridge']);
+  await firewall.apply([A]);
+  const chain = await ipt('nft', '-S', FORWARD_CHAIN);
+  const returnTo = (b: string) => `-A ${FORWARD_CHAIN} -i ovg+ -o ${b} -m comment --comment ovn-docker-driver -j RETURN`;
+  t.match(chain, returnTo('docker0'), "Docker's rules judge traffic to its bridge");
+  t.ok(chain.indexOf(returnTo('docker0')) < chain.indexOf(`-i ${A.ifName}`), 'before our accept');
+
+  // `docker network create` makes a bridge: the monitor sees it without any call of ours.
+  await run('ip', ['-n', ns, 'link', 'add', 'name', 'br-0123456789ab', 'type', 'bridge']);
+  await waitFor(async () => ((await ipt('nft', '-S', FORWARD_CHAIN)).includes(returnTo('br-0123456789ab')) ? true : undefined), {
+    timeoutMs: 10_000,
+    what: 'a RETURN rule for the new bridge',
+  });
+  await run('ip', ['-n', ns, 'link', 'del', 'br-0123456789ab']);
+  await waitFor(async () => (!(await ipt('nft', '-S', FORWARD_CHAIN)).includes('br-0123456789ab') ? true : undefined), {
+    timeoutMs: 10_000,
+    what: 'the rule of a removed bridge to go',
+  });
+  t.pass('rules follow the bridges');
+});
+
+t.test("the jump comes after Docker's DOCKER-USER, in the backend Docker's chains are in; rules of older versions go", async (t) => {
+  const { ns, firewall, ipt } = await setUp(t);
+  // Docker's chains in legacy, whatever `iptables` is: ours must be there too.
+  await ipt('legacy', '-N', 'DOCKER-USER');
+  await ipt('legacy', '-A', 'FORWARD', '-j', 'DOCKER-USER');
+  await ipt('legacy', '-A', 'FORWARD', '-o', 'docker0', '-j', 'ACCEPT');
+  // What the driver before this one wrote straight into FORWARD and POSTROUTING.
+  await ipt('legacy', '-I', 'FORWARD', '1', '-i', 'ovg+', '-o', 'ovg+', '-m', 'comment', '--comment', 'ovn-docker-driver', '-j', 'DROP');
+  await ipt('legacy', '-t', 'nat', '-A', 'POSTROUTING', '-s', '10.31.0.0/24', '!', '-o', A.ifName, '-m', 'comment', '--comment', 'ovn-docker-driver', '-j', 'MASQUERADE');
+  const nftBefore = await save(ns, 'nft');
+
+  await firewall.apply([A]);
+  const forward = (await ipt('legacy', '-S', 'FORWARD')).split('\n').filter((l) => l.startsWith('-A'));
+  t.same(
+    forward,
+    ['-A FORWARD -j DOCKER-USER', `-A FORWARD -m comment --comment ovn-docker-driver -j ${FORWARD_CHAIN}`, '-A FORWARD -o docker0 -j ACCEPT'],
+    "right after DOCKER-USER's jump; the old rule is gone",
+  );
+  t.same(
+    (await ipt('legacy', '-t', 'nat', '-S', 'POSTROUTING')).split('\n').filter((l) => l.startsWith('-A')),
+    [`-A POSTROUTING -m comment --comment ovn-docker-driver -j ${NAT_CHAIN}`],
+    'only the jump in POSTROUTING',
+  );
+  t.equal(await save(ns, 'nft'), nftBefore, 'nothing written to the other backend');
+});
