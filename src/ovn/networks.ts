@@ -7,7 +7,7 @@
  */
 import { OvsdbClient, type Replica, type Row, type RowChange, type Transaction } from '../ovsdb/index.js';
 import { contains, stripPrefix } from './addressing.js';
-import { DNS_NAME, ownedDnsRow, removeDnsNames } from './dns-rows.js';
+import { DNS_NAME, ownedDnsRow, publishedNames, removeDnsNames, writeDnsRecords } from './dns-rows.js';
 import { gatewayPort } from './gateway-port.js';
 import { externalIds } from './external-ids.js';
 import { Keys, OWNER } from './keys.js';
@@ -222,8 +222,12 @@ export class OvnNetworks {
         }
         const ls = this.switchRow(replica, spec.networkId);
         if (!ls) throw new NetworkError(`network ${spec.networkId} does not exist in OVN`, 'not-found');
-        const freed = spec.ipv4 ? this.takeOverWarmPorts(tx, replica, ls, stripPrefix(spec.ipv4)) : new Set<string>();
-        const mac = spec.mac ?? this.chooseMac(replica, ls, spec, freed);
+        // Docker's MAC (--mac-address) is checked against these ports: one inserted meanwhile makes this re-run.
+        // (Before the takeover below, whose mutation of `ports` a later wait would see.)
+        if (spec.mac) tx.verify('Logical_Switch', ls, ['ports']);
+        const takenOver = spec.ipv4 ? this.takeOverWarmPorts(tx, replica, ls, stripPrefix(spec.ipv4)) : new Set<string>();
+        const holders = macHolders(replica, ls, takenOver);
+        const mac = spec.mac ? checkMacFree(spec.mac, spec.networkId, holders) : chooseMac(spec, holders);
         this.insertPort(tx, ls, spec, mac);
         return undefined;
       },
@@ -240,9 +244,10 @@ export class OvnNetworks {
    * warm (of another host, or one whose MAC did not suit the endpoint): the
    * port goes, in the endpoint's own transaction, so that no two ports hold
    * one address. Its host sees it go and removes the veth (warm-pool.ts).
+   * Returns the uuids of the ports taken over (their MACs are free again).
    */
   private takeOverWarmPorts(tx: Transaction, replica: Replica, ls: Row, ip: string): Set<string> {
-    const freedMacs = new Set<string>();
+    const taken = new Set<string>();
     for (const uuid of Array.isArray(ls.ports) ? ls.ports : []) {
       const port = replica.get('Logical_Switch_Port', String(uuid));
       const ids = port && externalIds(port);
@@ -255,9 +260,9 @@ export class OvnNetworks {
       tx.guardMatches('Address_Set', 'name', String(set.name), [['external_ids', 'includes', new Map([[key, holder]])]]);
       tx.mutate('Address_Set', [['_uuid', '==', set._uuid]], [['external_ids', 'delete', [key]]]);
       tx.mutate('Logical_Switch', [['_uuid', '==', ls._uuid]], [['ports', 'delete', [port._uuid]]]);
-      for (const entry of Array.isArray(port.addresses) ? port.addresses : []) freedMacs.add(String(entry).split(' ')[0]!.toLowerCase());
+      taken.add(port._uuid);
     }
-    return freedMacs;
+    return taken;
   }
 
   /** Remove an endpoint's port from its switch. Returns false when there was none. */
@@ -286,7 +291,8 @@ export class OvnNetworks {
         }
         return true;
       },
-      { comment: `ovn-docker-driver: DeleteEndpoint ${endpointId}` },
+      // Names it published are rebuilt from the DNS row as read: other hosts publishing meanwhile make this re-run.
+      { comment: `ovn-docker-driver: DeleteEndpoint ${endpointId}`, retries: 20 },
     );
     return value;
   }
@@ -330,21 +336,6 @@ export class OvnNetworks {
     tx.mutate('Logical_Switch', [['_uuid', '==', ls._uuid]], [['ports', 'insert', [port]]]);
   }
 
-  /** Derive a MAC nobody on this switch uses (`freed`: MACs of ports this transaction removes). */
-  private chooseMac(replica: Replica, ls: Row, spec: EndpointSpec, freed: ReadonlySet<string>): string {
-    const used = macsOnSwitch(replica, ls);
-    for (const mac of freed) used.delete(mac);
-    if (spec.ipv4) {
-      const mac = macFromIPv4(stripPrefix(spec.ipv4));
-      if (!used.has(mac)) return mac;
-    }
-    for (let attempt = 0; attempt < 64; attempt++) {
-      const mac = macFromId(spec.endpointId, attempt);
-      if (!used.has(mac) && isUnicastMac(mac)) return mac;
-    }
-    throw new NetworkError(`could not find a free MAC address for endpoint ${spec.endpointId}`, 'conflict');
-  }
-
   /**
    * Publish DNS names of endpoints in their switches' DNS rows (OVN answers
    * them for every port of the switch, on every host), all in one
@@ -355,17 +346,19 @@ export class OvnNetworks {
     const { value } = await this.nb.transaction(
       (tx, replica) => {
         const published: string[] = [];
-        const perSwitch = new Map<string, { ls: Row; records: Map<string, string> }>();
+        // Per switch: the names whose records change, and the names each publishing port will have.
+        const perSwitch = new Map<string, { ls: Row; names: Set<string>; ports: Map<string, string[]> }>();
         for (const { endpointId, names } of entries) {
           const found = this.endpointPort(replica, endpointId);
           const ls = found && this.switchRow(replica, found.record.networkId);
           if (!found || !ls) continue;
           published.push(endpointId);
           const clean = [...new Set(names.map((n) => n.toLowerCase()).filter((n) => DNS_NAME.test(n)))];
-          const ips = [found.record.ipv4, found.record.ipv6].filter(Boolean).map((c) => stripPrefix(c!));
-          if (ips.length === 0 || clean.length === 0) continue;
-          const batch = perSwitch.get(ls._uuid) ?? { ls, records: new Map<string, string>() };
-          for (const name of clean) batch.records.set(name, ips.join(' '));
+          if ((!found.record.ipv4 && !found.record.ipv6) || clean.length === 0) continue;
+          const batch = perSwitch.get(ls._uuid) ?? { ls, names: new Set<string>(), ports: new Map<string, string[]>() };
+          // Names the port published before and no longer does are rebuilt too, without its address.
+          for (const name of [...publishedNames(found.row), ...clean]) batch.names.add(name);
+          batch.ports.set(found.row._uuid, clean);
           perSwitch.set(ls._uuid, batch);
           // A container may end meanwhile, its port kept warm for the next one: its names must not land there.
           guardStillEndpoints(tx, found.row, endpointId, found.record.networkId);
@@ -374,23 +367,11 @@ export class OvnNetworks {
             ['external_ids', 'insert', new Map([[Keys.dnsNames, clean.join(' ')]])],
           ]);
         }
-        for (const { ls, records } of perSwitch.values()) {
-          const dns = ownedDnsRow(replica, ls);
-          if (dns) {
-            tx.mutate('DNS', [['_uuid', '==', dns._uuid]], [
-              ['records', 'delete', [...records.keys()]],
-              ['records', 'insert', records],
-            ]);
-          } else {
-            // One DNS row per switch; the guard makes a concurrent creator retry and find it.
-            tx.verify('Logical_Switch', ls, ['dns_records']);
-            const row = tx.insert('DNS', { records, external_ids: new Map([[Keys.owner, OWNER]]) });
-            tx.mutate('Logical_Switch', [['_uuid', '==', ls._uuid]], [['dns_records', 'insert', [row]]]);
-          }
-        }
+        for (const { ls, names, ports } of perSwitch.values()) writeDnsRecords(tx, replica, ls, names, ports);
         return published;
       },
-      { comment: `ovn-docker-driver: publish DNS names of ${entries.length} endpoint(s)` },
+      // Hosts publishing on one switch at once (a restart of several) make each other re-run.
+      { comment: `ovn-docker-driver: publish DNS names of ${entries.length} endpoint(s)`, retries: 20 },
     );
     return value;
   }
@@ -486,16 +467,57 @@ function guardStillEndpoints(tx: Transaction, port: Row, endpointId: string, net
   }
 }
 
-/** The MACs (lower case) of every port on a switch. */
-export function macsOnSwitch(replica: Replica, ls: Row): Set<string> {
-  const used = new Set<string>();
+/** The ports on a switch with each of their MACs (lower case). */
+function* portMacs(replica: Replica, ls: Row): Generator<[mac: string, port: Row]> {
   for (const uuid of Array.isArray(ls.ports) ? ls.ports : []) {
     const port = replica.get('Logical_Switch_Port', String(uuid));
     for (const addr of Array.isArray(port?.addresses) ? port.addresses : []) {
-      used.add(String(addr).split(' ')[0]!.toLowerCase());
+      yield [String(addr).split(' ')[0]!.toLowerCase(), port!];
     }
   }
-  return used;
+}
+
+/** The MACs (lower case) of every port on a switch. */
+export function macsOnSwitch(replica: Replica, ls: Row): Set<string> {
+  return new Set([...portMacs(replica, ls)].map(([mac]) => mac));
+}
+
+/**
+ * Who holds each MAC (lower case) on a switch, for an error message: its
+ * ports but those in `except` (this transaction removes them), and the
+ * gateway, whose MAC is reserved from the network's gateway addresses even
+ * when its localport is missing.
+ */
+function macHolders(replica: Replica, ls: Row, except: ReadonlySet<string>): Map<string, string> {
+  const holders = new Map<string, string>();
+  for (const gateway of (externalIds(ls).get(Keys.ipv4Gateways) ?? '').split(' ').filter(Boolean)) {
+    holders.set(macFromIPv4(gateway), "the gateway's");
+  }
+  for (const [mac, port] of portMacs(replica, ls)) {
+    if (except.has(port._uuid) || holders.has(mac)) continue;
+    holders.set(mac, externalIds(port).get(Keys.role) === 'gateway' ? "the gateway's" : `already used by port ${String(port.name)}`);
+  }
+  return holders;
+}
+
+/** Docker's MAC for the endpoint, unless another port of the switch (or its gateway) holds it. */
+function checkMacFree(mac: string, networkId: string, holders: ReadonlyMap<string, string>): string {
+  const holder = holders.get(mac.toLowerCase());
+  if (holder) throw new NetworkError(`MAC address ${mac} is ${holder} on network ${networkId}; choose another --mac-address`, 'conflict');
+  return mac;
+}
+
+/** Derive a MAC nobody on the switch holds. */
+function chooseMac(spec: EndpointSpec, holders: ReadonlyMap<string, string>): string {
+  if (spec.ipv4) {
+    const mac = macFromIPv4(stripPrefix(spec.ipv4));
+    if (!holders.has(mac)) return mac;
+  }
+  for (let attempt = 0; attempt < 64; attempt++) {
+    const mac = macFromId(spec.endpointId, attempt);
+    if (!holders.has(mac) && isUnicastMac(mac)) return mac;
+  }
+  throw new NetworkError(`could not find a free MAC address for endpoint ${spec.endpointId}`, 'conflict');
 }
 
 function networkExternalIds(spec: NetworkSpec): Map<string, string> {
