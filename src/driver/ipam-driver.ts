@@ -6,8 +6,7 @@
  *   docker network create -d openvswitch --ipam-driver openvswitch --subnet 10.1.0.0/24 foo
  */
 import type { Logger } from 'pino';
-import { stripPrefix } from '../ovn/addressing.js';
-import { ADDRESS_SPACE, PoolError, poolNameOf, type OvnPools } from '../ovn/pools.js';
+import { ADDRESS_SPACE, PoolError, type OvnPools } from '../ovn/pools.js';
 import type {
   ReleaseAddressRequest,
   ReleasePoolRequest,
@@ -61,9 +60,15 @@ export class IpamDriver {
   }
 
   async releaseAddress(req: ReleaseAddressRequest): Promise<object> {
+    // The PoolID must name our pool and hold the address: a forged or stale one is refused or changes nothing.
+    const held = await this.run(async () => this.pools.releasable(req.PoolID, req.Address));
+    if (!held) {
+      this.log.debug({ poolId: req.PoolID, address: req.Address }, 'ReleaseAddress: not held by this pool user; nothing to free');
+      return {};
+    }
     // A port DeleteEndpoint kept for the next container keeps the address, as a warm port (warm-pool.ts).
     // Any other port still holding it (a failed container start) goes first: a free address must have no port.
-    const kept = await this.run(async () => this.warm?.releaseClaimed(poolNameOf(req.PoolID), stripPrefix(req.Address)));
+    const kept = await this.run(async () => this.warm?.releaseClaimed(held.pool, held.ip));
     if (!kept) await this.run(() => this.pools.releaseAddress(req.PoolID, req.Address));
     return {};
   }

@@ -114,6 +114,24 @@ export class PoolError extends Error {
   }
 }
 
+/** An address a ReleaseAddress may free (OvnPools.releasable). */
+export interface Reservation {
+  /** The pool's Address_Set name. */
+  pool: string;
+  ip: string;
+  key: string;
+  holder: string;
+}
+
+interface PoolUser {
+  name: string;
+  token: string;
+  ids: Map<string, string>;
+  subnet: string;
+  /** "<chassis> <network id, or pending>" */
+  user: string;
+}
+
 export interface PoolLease {
   poolId: string;
   pool: string;
@@ -216,12 +234,8 @@ export class OvnPools {
    * a given one (--ip, --aux-address), or the lowest free one.
    */
   async requestAddress(poolId: string, address: string, kind: 'gateway' | 'endpoint', warm?: WarmSource): Promise<string> {
-    const { name, token } = parsePoolId(poolId);
-    const pool = this.poolRow(name, poolId);
-    const subnet = externalIds(pool).get(Keys.pool)!;
+    const { name, token, ids, subnet, user } = this.lease(poolId);
     const prefix = subnet.split('/')[1]!;
-    const user = externalIds(pool).get(`${Keys.poolUser}${token}`);
-    if (user === undefined) throw new PoolError(`pool ${poolId} was released`, 'not-found');
 
     if (address) {
       const ip = this.addressIn(subnet, address);
@@ -241,7 +255,7 @@ export class OvnPools {
       if (holder !== GATEWAY) throw new PoolError(`the first address ${ip} of pool ${subnet} is taken`, 'conflict');
       return `${ip}/${prefix}`;
     }
-    const range = externalIds(pool).get(Keys.poolRange) || subnet;
+    const range = ids.get(Keys.poolRange) || subnet;
     const warmIp = await warm?.claim(name, endpointHolder(token));
     if (warmIp) return `${warmIp}/${prefix}`;
     for (let attempt = 0; attempt < 64; attempt++) {
@@ -259,20 +273,41 @@ export class OvnPools {
     throw new PoolError(`could not reserve an address in pool ${subnet}: too much contention`, 'conflict');
   }
 
-  /** Free an endpoint's address. The gateway and --aux-address ones live as long as the pool. */
+  /**
+   * Free an endpoint's address, if releasable() says it is this pool user's;
+   * an address already free stays free. The gateway and --aux-address ones
+   * live as long as the pool.
+   */
   async releaseAddress(poolId: string, address: string): Promise<void> {
-    const { name } = parsePoolId(poolId);
-    const ip = stripPrefix(address).toLowerCase();
     await this.nb.transaction(
       (tx, replica) => {
-        const row = replica.findOne('Address_Set', 'name', name);
-        const key = reservationKey(ip);
-        const holder = row ? externalIds(row).get(key) : undefined;
-        if (!row || holder === undefined || holder === GATEWAY || holder === AUX) return;
-        tx.mutate('Address_Set', [['_uuid', '==', row._uuid]], [['external_ids', 'delete', [key]]]);
+        const held = this.releasable(poolId, address, replica);
+        if (!held) return;
+        // Compare-and-swap: the key goes only while the server still has the holder read here.
+        tx.mutate('Address_Set', [['name', '==', held.pool], ['external_ids', 'includes', new Map([[held.key, held.holder]])]], [
+          ['external_ids', 'delete', [held.key]],
+        ]);
       },
-      { comment: `ovn-docker-driver: ReleaseAddress ${ip}` },
+      { comment: `ovn-docker-driver: ReleaseAddress ${stripPrefix(address)} in ${poolId}` },
     );
+  }
+
+  /**
+   * Check a ReleaseAddress before anything changes: the PoolID must name a
+   * pool of ours that it is a user of, and the address lie in the pool's
+   * subnet (--ip-range or not); otherwise a PoolError. Returns the
+   * reservation when it is this pool user's to free, undefined when there is
+   * nothing to free: the address is free, the gateway, an --aux-address, a
+   * warm port's, or another user's (a release retried after a lost reply
+   * must not free the reservation someone made since).
+   */
+  releasable(poolId: string, address: string, replica: Replica = this.replica): Reservation | undefined {
+    const { name, token, ids, subnet, user } = this.lease(poolId, replica);
+    const ip = this.addressIn(subnet, address);
+    const key = reservationKey(ip);
+    const holder = ids.get(key);
+    if (holder === undefined || !heldByUser(replica, holder, token, user)) return undefined;
+    return { pool: name, ip, key, holder };
   }
 
   /** Name of the pool that holds `subnet`, if our IPAM manages it. */
@@ -350,10 +385,18 @@ export class OvnPools {
     return freeAddresses(subnet, taken, limit, { range: ids.get(Keys.poolRange) || subnet, skipRangeEdges: true });
   }
 
-  private poolRow(name: string, poolId: string): Row {
-    const row = this.replica.findOne('Address_Set', 'name', name);
-    if (!row) throw new PoolError(`pool ${poolId} does not exist (released, or never requested)`, 'not-found');
-    return row;
+  /** The pool a PoolID names and its user's value ("<chassis> <state>"); a PoolError unless both exist. */
+  private lease(poolId: string, replica: Replica = this.replica): PoolUser {
+    const { name, token } = parsePoolId(poolId);
+    const row = replica.findOne('Address_Set', 'name', name);
+    const ids = row ? externalIds(row) : new Map<string, string>();
+    const subnet = ids.get(Keys.pool);
+    if (!subnet || ids.get(Keys.owner) !== OWNER) {
+      throw new PoolError(`pool ${poolId} does not exist (released, or never requested)`, 'not-found');
+    }
+    const user = ids.get(`${Keys.poolUser}${token}`);
+    if (user === undefined) throw new PoolError(`pool ${poolId} was released`, 'not-found');
+    return { name, token, ids, subnet, user };
   }
 
   private subnetOf(text: string, v6: boolean): string {
@@ -397,9 +440,20 @@ export function poolName(subnet: string): string {
   return `docker_pool_${subnet.replace(/[/:]/g, '_')}`;
 }
 
-/** The pool (Address_Set name) of a PoolID this IPAM handed out. */
-export function poolNameOf(poolId: string): string {
-  return parsePoolId(poolId).name;
+/**
+ * Whether the pool user `token` (its value `user`) holds an address: its
+ * own endpoint's (with its token), a warm port its network adopted, or one
+ * recycled on its host (or whose port is gone). Never the gateway, an
+ * --aux-address, or a warm port's.
+ */
+function heldByUser(replica: Replica, holder: string, token: string, user: string): boolean {
+  if (holder.startsWith(`${token} `)) return true;
+  const warm = parseWarmHolder(holder);
+  const [chassis, network] = user.split(' ');
+  if (warm?.state === 'adopted') return warm.networkId === network;
+  if (warm?.state !== 'recycled') return false;
+  const port = replica.findOne('Logical_Switch_Port', 'name', warm.port);
+  return !port || externalIds(port).get(Keys.warm) === chassis;
 }
 
 /** Docker's holder of an endpoint's address: the pool user's token and a nonce, so that the user sees whether its value won. */

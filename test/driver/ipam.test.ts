@@ -105,11 +105,12 @@ t.test('two hosts share a pool: one gateway, aux shared, 40 concurrent requests 
   t.equal(outside.status, 400);
   t.match(String(outside.body.Err), /not in pool/);
 
-  // Released addresses come back; the gateway survives one host's release.
+  // Released addresses come back (by the host that holds them); the gateway survives one host's release.
   const lastOctet = (a: string) => Number(a.split('/')[0]!.split('.')[3]);
   const first = [...addrs].sort((a, b) => lastOctet(a) - lastOctet(b))[0]!;
   t.equal(first, '10.60.0.2/24', 'allocation starts at the lowest free address');
-  t.equal((await ipam(hostA, 'ReleaseAddress', { PoolID: poolA, Address: first.split('/')[0] })).status, 200);
+  const [holder, holderPool] = addrs.indexOf(first) % 2 ? [hostA, poolA] : [hostB, poolB];
+  t.equal((await ipam(holder, 'ReleaseAddress', { PoolID: holderPool, Address: first.split('/')[0] })).status, 200);
   t.equal((await ipam(hostA, 'ReleaseAddress', { PoolID: poolA, Address: '10.60.0.1' })).status, 200);
   const again = await address(hostB, poolB);
   t.equal(again.body.Address, '10.60.0.2/24', 'lowest free address reused');
@@ -179,4 +180,63 @@ t.test('pools without --subnet, ranges, and refusals', async (t) => {
     t.not(reply.status, 200, `${method} ${JSON.stringify(body)} refused`);
     t.match(String(reply.body.Err), err, String(reply.body.Err));
   }
+});
+
+/** Who holds an address of a pool in NB (its docker:ip: key), "" when it is free. */
+async function holderOf(subnet: string, ip: string): Promise<string> {
+  const name = `docker_pool_${subnet.replace('/', '_')}`;
+  return (await stack.nbctl('--if-exists', 'get', 'Address_Set', name, `external_ids:"docker:ip:${ip}"`)).trim();
+}
+
+t.test('ReleaseAddress checks its PoolID: another pool, an unknown one, a malformed one, an address outside: refused, nothing freed', async (t) => {
+  const poolX = await requestPool(hostA, '10.66.0.0/24');
+  const poolY = await requestPool(hostA, '10.67.0.0/24');
+  t.equal((await address(hostA, poolX, '', { RequestAddressType: 'com.docker.network.gateway' })).status, 200);
+  t.equal((await address(hostA, poolX)).body.Address, '10.66.0.2/24');
+  t.equal((await address(hostA, poolY)).body.Address, '10.67.0.1/24');
+  const heldX = await holderOf('10.66.0.0/24', '10.66.0.2');
+  const heldY = await holderOf('10.67.0.0/24', '10.67.0.1');
+  t.ok(heldX && heldY, 'both reserved');
+
+  const refusals: [string, Record<string, unknown>, number, RegExp][] = [
+    ["another pool's PoolID", { PoolID: poolY, Address: '10.66.0.2' }, 400, /address 10\.66\.0\.2 is not in pool 10\.67\.0\.0\/24/],
+    ['an unknown pool', { PoolID: 'docker_pool_10.99.0.0_24/0123456789ab', Address: '10.66.0.2' }, 404, /does not exist/],
+    ['the right pool with a token nobody was given', { PoolID: 'docker_pool_10.66.0.0_24/0123456789ab', Address: '10.66.0.2' }, 404, /was released/],
+    ['a malformed PoolID', { PoolID: 'docker_pool_10.66.0.0_24', Address: '10.66.0.2' }, 400, /invalid PoolID/],
+    ['an address outside the pool', { PoolID: poolX, Address: '10.67.0.1' }, 400, /address 10\.67\.0\.1 is not in pool 10\.66\.0\.0\/24/],
+    ['not an address', { PoolID: poolX, Address: '10.66.0.256' }, 400, /invalid address/],
+  ];
+  for (const [what, body, status, err] of refusals) {
+    const reply = await ipam(hostA, 'ReleaseAddress', body);
+    t.equal(reply.status, status, `${what}: ${String(reply.body.Err)}`);
+    t.match(String(reply.body.Err), err);
+  }
+  t.equal(await holderOf('10.66.0.0/24', '10.66.0.2'), heldX, '10.66.0.2 still held');
+  t.equal(await holderOf('10.67.0.0/24', '10.67.0.1'), heldY, '10.67.0.1 still held');
+
+  // The right PoolID frees it; the same release again is a no-op; the gateway stays; outside --ip-range is no error.
+  t.equal((await ipam(hostA, 'ReleaseAddress', { PoolID: poolX, Address: '10.66.0.2' })).status, 200);
+  t.equal(await holderOf('10.66.0.0/24', '10.66.0.2'), '', 'freed');
+  t.equal((await ipam(hostA, 'ReleaseAddress', { PoolID: poolX, Address: '10.66.0.2' })).status, 200, 'releasing a free address is idempotent');
+  t.equal((await ipam(hostA, 'ReleaseAddress', { PoolID: poolX, Address: '10.66.0.1' })).status, 200);
+  t.equal(await holderOf('10.66.0.0/24', '10.66.0.1'), 'gateway', 'the gateway lives as long as the pool');
+  for (const id of [poolX, poolY]) t.equal((await ipam(hostA, 'ReleasePool', { PoolID: id })).status, 200);
+});
+
+t.test('a ReleaseAddress retried after someone else reserved the address leaves it to the new holder', async (t) => {
+  const poolA = await requestPool(hostA, '10.68.0.0/24');
+  const poolB = await requestPool(hostB, '10.68.0.0/24');
+  t.equal((await address(hostA, poolA, '', { RequestAddressType: 'com.docker.network.gateway' })).status, 200);
+  t.equal((await address(hostA, poolA)).body.Address, '10.68.0.2/24');
+  t.equal((await ipam(hostA, 'ReleaseAddress', { PoolID: poolA, Address: '10.68.0.2' })).status, 200);
+  // Host B's next request gets the lowest free address: the one just released.
+  t.equal((await address(hostB, poolB)).body.Address, '10.68.0.2/24');
+  const newHolder = await holderOf('10.68.0.0/24', '10.68.0.2');
+  t.ok(newHolder, "host B's reservation is in NB");
+  // Host A's release again, as after a lost reply: success (its address is free), and B's reservation stays.
+  t.equal((await ipam(hostA, 'ReleaseAddress', { PoolID: poolA, Address: '10.68.0.2' })).status, 200);
+  t.equal(await holderOf('10.68.0.0/24', '10.68.0.2'), newHolder, 'the new holder keeps the address');
+  const taken = await address(hostA, poolA, '10.68.0.2');
+  t.not(taken.status, 200, 'nobody else can have it');
+  for (const [host, id] of [[hostA, poolA], [hostB, poolB]] as const) t.equal((await ipam(host, 'ReleasePool', { PoolID: id })).status, 200);
 });
