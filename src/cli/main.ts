@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { pino } from 'pino';
-import { helpText, parseCommandLine, UsageError } from './options.js';
+import { configWarnings, helpText, parseCommandLine, UsageError } from './options.js';
 import { startDriver, StartupError } from '../service.js';
 
 async function main(): Promise<number> {
@@ -28,6 +28,7 @@ async function main(): Promise<number> {
     return 0;
   }
   const log = pino({ level: command.config.logLevel });
+  for (const warning of configWarnings(command.config)) log.warn(warning);
   let running;
   try {
     running = await startDriver(command.config, log);

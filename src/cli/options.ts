@@ -2,6 +2,7 @@
  * Command-line flags and environment variables of the driver, parsed and
  * checked into a typed configuration. A flag wins over its variable.
  */
+import { statSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import net from 'node:net';
 
@@ -13,7 +14,8 @@ export interface DriverConfig {
   bridge: string;
   /** OVN NB remote; undefined = read external_ids:ovn-nb of the local Open_vSwitch row. */
   nbRemote: string | undefined;
-  nbTls: { privateKey: string; certificate: string; caCert: string } | undefined;
+  /** serverName: the name NB's certificate must carry; default each remote's own host. */
+  nbTls: { privateKey: string; certificate: string; caCert: string; serverName?: string } | undefined;
   /** Local OVS database for ovs-vsctl; undefined = its default socket. */
   ovsDb: string | undefined;
   mtu: number;
@@ -41,12 +43,13 @@ interface OptionDoc {
 const DOCS: OptionDoc[] = [
   { flag: 'name', env: 'OVN_DOCKER_PLUGIN_NAME', value: 'NAME', default: 'openvswitch', help: 'Plugin name: the driver name in `docker network create -d NAME`; the socket is PLUGIN_DIR/NAME.sock.' },
   { flag: 'plugin-dir', env: 'OVN_DOCKER_PLUGIN_DIR', value: 'DIR', default: '/run/docker/plugins', help: 'Directory of the plugin socket, where dockerd looks for plugins.' },
-  { flag: 'listen', env: 'OVN_DOCKER_LISTEN', value: 'tcp:127.0.0.1:PORT', help: 'Listen on TCP on a loopback address instead of the unix socket (pair with plugins/openvswitch.spec). Non-loopback addresses are refused: the plugin API has no authentication.' },
+  { flag: 'listen', env: 'OVN_DOCKER_LISTEN', value: 'tcp:127.0.0.1:PORT', help: 'Listen on TCP on a loopback address instead of the unix socket (pair with plugins/openvswitch.spec). Prefer the unix socket: it is mode 0600, so only root (dockerd) can use it, while any local user can connect to a TCP port, and the plugin API has no authentication, so that user gets root-level control of container networking. The driver logs a warning at startup when this is set. Non-loopback addresses are refused.' },
   { flag: 'bridge', env: 'OVN_DOCKER_BRIDGE', value: 'BRIDGE', default: 'br-int', help: 'OVS integration bridge that ovn-controller manages; container veths are plugged into it.' },
   { flag: 'ovn-nb', env: 'OVN_NB_DB', value: 'REMOTE', help: 'OVN Northbound database: unix:PATH, tcp:HOST:PORT, ssl:HOST:PORT, or a comma-separated list for a RAFT cluster. Default: external_ids:ovn-nb of the local Open_vSwitch row (as the original OVN driver does).' },
   { flag: 'ovn-nb-private-key', env: 'OVN_NB_PRIVATE_KEY', value: 'FILE', help: 'Client private key for an ssl: NB remote (like ovn-nbctl -p).' },
   { flag: 'ovn-nb-certificate', env: 'OVN_NB_CERTIFICATE', value: 'FILE', help: 'Client certificate for an ssl: NB remote (like ovn-nbctl -c).' },
   { flag: 'ovn-nb-ca-cert', env: 'OVN_NB_CA_CERT', value: 'FILE', help: 'CA certificate that signed the NB server certificate (like ovn-nbctl -C).' },
+  { flag: 'ovn-nb-server-name', env: 'OVN_NB_SERVER_NAME', value: 'NAME', help: 'Name (DNS name or IP address) the NB server certificate must carry in its subjectAltName, for every member of a cluster; it is also sent as SNI. Default: the host of each ssl: remote, checked member by member. This is stricter than ovn-nbctl: OVS\'s stream-ssl only verifies that the chain leads to the CA and never checks the host name (it sends the host as SNI, and its --ssl-server-name, OVS 3.7 and later, changes only that SNI name).' },
   { flag: 'ovs-db', env: 'OVS_DB', value: 'REMOTE', help: 'Local Open vSwitch database used by ovs-vsctl. Default: ovs-vsctl\'s own (unix:/var/run/openvswitch/db.sock).' },
   { flag: 'mtu', env: 'OVN_DOCKER_MTU', value: 'BYTES', default: '1442', help: 'MTU of container interfaces unless a network sets -o com.docker.network.driver.mtu=N. 1442 = 1500 minus geneve overhead (58).' },
   { flag: 'scope', env: 'OVN_DOCKER_SCOPE', value: 'local|global', default: 'local', help: 'Scope reported to Docker. A standalone engine refuses global-scope networks ("This node is not a swarm manager"), so local is the default.' },
@@ -120,6 +123,13 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv): Parsed
   if (tlsParts !== 0 && tlsParts !== 3) {
     throw new UsageError('--ovn-nb-private-key, --ovn-nb-certificate and --ovn-nb-ca-cert go together');
   }
+  const serverName = get('ovn-nb-server-name');
+  if (serverName !== undefined && tlsParts === 0) {
+    throw new UsageError('--ovn-nb-server-name is for an ssl: NB remote: it needs --ovn-nb-private-key, --ovn-nb-certificate and --ovn-nb-ca-cert');
+  }
+  if (serverName !== undefined && !net.isIP(serverName) && !/^[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?$/.test(serverName)) {
+    throw new UsageError(`--ovn-nb-server-name must be a DNS name or an IP address, not "${serverName}"`);
+  }
 
   return {
     kind: 'run',
@@ -129,7 +139,7 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv): Parsed
       listenTcp: parseListen(get('listen')),
       bridge,
       nbRemote: get('ovn-nb'),
-      nbTls: key && cert && ca ? { privateKey: key, certificate: cert, caCert: ca } : undefined,
+      nbTls: key && cert && ca ? { privateKey: key, certificate: cert, caCert: ca, ...(serverName ? { serverName } : {}) } : undefined,
       ovsDb: get('ovs-db'),
       mtu: integer(get('mtu')!, 'mtu', 1280, 65000),
       scope,
@@ -141,6 +151,41 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv): Parsed
       warmPorts: integer(get('warm-ports')!, 'warm-ports', 0, 64),
     },
   };
+}
+
+/**
+ * Settings that work but weaken the host's security, each as one sentence
+ * for the startup log (main.ts logs them at warn level).
+ */
+export function configWarnings(config: DriverConfig): string[] {
+  const warnings: string[] = [];
+  if (config.listenTcp) {
+    const { host, port } = config.listenTcp;
+    warnings.push(
+      `--listen tcp:${host.includes(':') ? `[${host}]` : host}:${port}: any local user can connect to the plugin API, which has no ` +
+        'authentication, and so control container networking with root privileges; prefer the default unix socket ' +
+        `(${config.pluginDir}/${config.pluginName}.sock, mode 0600, root only)`,
+    );
+  }
+  const key = config.nbTls?.privateKey;
+  const mode = key === undefined ? undefined : fileMode(key);
+  // Group or other bits: anyone but the owner may read (or replace) the key that proves this host to NB.
+  if (key !== undefined && mode !== undefined && (mode & 0o077) !== 0) {
+    warnings.push(
+      `the NB private key ${key} is accessible to group or others (mode ${mode.toString(8).padStart(4, '0')}); ` +
+        `make it readable by its owner alone: chmod 600 ${key}`,
+    );
+  }
+  return warnings;
+}
+
+/** Permission bits of a file; undefined when it cannot be read (connecting reports that). */
+function fileMode(file: string): number | undefined {
+  try {
+    return statSync(file).mode & 0o7777;
+  } catch {
+    return undefined;
+  }
 }
 
 function integer(text: string, flag: string, min: number, max: number): number {

@@ -14,9 +14,10 @@ export interface TlsFiles {
   certificate: string;
   caCert: string;
   /**
-   * Name to check the server certificate against. OVN's PKI certificates
-   * rarely name the host, so by default only the chain is verified (as
-   * ovn-nbctl does).
+   * Name (DNS name or IP address) the server certificate must carry, for
+   * every member of a cluster. Default: each remote's own host. A chain
+   * from the right CA alone is not enough: any certificate of the OVN CA
+   * (every chassis has one) could otherwise pose as NB.
    */
   serverName?: string;
 }
@@ -56,7 +57,7 @@ async function connectSocket(
     ]).catch((err: unknown) => {
       throw new ConnectError(name, err);
     });
-    const serverName = options.tls.serverName;
+    const expected = options.tls.serverName ?? remote.host;
     return waitConnected(
       tls.connect({
         host: remote.host,
@@ -64,11 +65,14 @@ async function connectSocket(
         key,
         cert,
         ca,
-        servername: serverName ?? (net.isIP(remote.host) ? undefined : remote.host),
+        // SNI carries DNS names only (RFC 6066), as in OVS's stream-ssl.
+        servername: net.isIP(expected) ? undefined : expected,
         rejectUnauthorized: true,
-        checkServerIdentity: serverName
-          ? (_host, peer) => tls.checkServerIdentity(serverName, peer)
-          : () => undefined,
+        // Node's own check handles DNS and IP subjectAltNames; the message says which name was expected.
+        checkServerIdentity: (_host, peer) => {
+          const err = tls.checkServerIdentity(expected, peer);
+          return err && new Error(`the server certificate is not for ${expected}: ${err.message}`, { cause: err });
+        },
       }),
       'secureConnect',
       options.timeoutMs,

@@ -1,10 +1,13 @@
 /**
  * The command line: flags win over environment variables, defaults fill the
  * rest, and bad values are refused with a message naming the flag. Pure
- * logic, no processes.
+ * logic, no processes (the key-mode warnings look at real temporary files).
  */
 import t from 'tap';
-import { helpText, parseCommandLine, UsageError } from '../../src/cli/options.js';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { configWarnings, helpText, parseCommandLine, UsageError } from '../../src/cli/options.js';
 
 const config = (argv: string[], env: NodeJS.ProcessEnv = {}) => {
   const parsed = parseCommandLine(argv, env);
@@ -52,4 +55,48 @@ t.test('--help explains every option', async (t) => {
   const help = helpText();
   for (const flag of ['--warm-ports', '--ovn-nb', '--masquerade', '--gateway', '--docker-host', '--port-up-timeout']) t.match(help, flag);
   t.match(help, /OVN_DOCKER_WARM_PORTS/);
+});
+
+const TLS = ['--ovn-nb-private-key', '/k.pem', '--ovn-nb-certificate', '/c.pem', '--ovn-nb-ca-cert', '/ca.pem'];
+
+t.test('--ovn-nb-server-name / OVN_NB_SERVER_NAME: the name NB\'s certificate must carry', async (t) => {
+  t.equal(config(TLS).nbTls?.serverName, undefined, 'by default each remote\'s own host is checked');
+  t.equal(config([...TLS, '--ovn-nb-server-name', 'nb.ovn.example'], { OVN_NB_SERVER_NAME: 'x.example' }).nbTls?.serverName, 'nb.ovn.example');
+  t.equal(config(TLS, { OVN_NB_SERVER_NAME: '10.0.0.5' }).nbTls?.serverName, '10.0.0.5', 'an IP address, from the environment');
+  t.throws(() => config(['--ovn-nb-server-name', 'nb.ovn.example']), { message: /needs --ovn-nb-private-key/ }, 'meaningless without TLS');
+  t.throws(() => config([...TLS, '--ovn-nb-server-name', 'nb ovn']), { message: /must be a DNS name or an IP address/ });
+  const help = helpText();
+  t.match(help, /--ovn-nb-server-name NAME\s+\[OVN_NB_SERVER_NAME\]/);
+  t.match(help, /never checks the host name/, 'help says what OVS\'s own clients do');
+});
+
+t.test('warnings: TCP listening', async (t) => {
+  t.same(configWarnings(config([])), [], 'none for the default setup');
+  const [warning, ...rest] = configWarnings(config(['--listen', 'tcp:127.0.0.1:9555']));
+  t.same(rest, []);
+  t.match(warning, /--listen tcp:127\.0\.0\.1:9555: any local user can connect/);
+  t.match(warning, /root privileges; prefer the default unix socket \(\/run\/docker\/plugins\/openvswitch\.sock/);
+  t.match(configWarnings(config([], { OVN_DOCKER_LISTEN: 'tcp:[::1]:9555' })).join('\n'), /--listen tcp:\[::1\]:9555/);
+  t.match(helpText(), /Prefer the unix socket/, '--help says so too');
+});
+
+t.test('warnings: an NB private key others may read', async (t) => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'ovn-test-options-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const key = async (name: string, mode: number) => {
+    const file = path.join(dir, name);
+    await writeFile(file, 'not really a key\n');
+    await chmod(file, mode); // explicit: writeFile's mode goes through the umask
+    return file;
+  };
+  const withKey = (file: string) =>
+    configWarnings(config(['--ovn-nb-private-key', file, '--ovn-nb-certificate', '/c.pem', '--ovn-nb-ca-cert', '/ca.pem']));
+  const open = await key('open.pem', 0o644);
+  const warnings = withKey(open);
+  t.equal(warnings.length, 1);
+  t.match(warnings[0], new RegExp(`${open.replace(/[.]/g, '\\.')} is accessible to group or others \\(mode 0644\\)`));
+  t.match(warnings[0], `chmod 600 ${open}`, 'names the fix');
+  t.same(withKey(await key('group.pem', 0o640)).length, 1, 'group-readable counts too');
+  t.same(withKey(await key('private.pem', 0o600)), [], 'mode 0600: no warning');
+  t.same(withKey(path.join(dir, 'missing.pem')), [], 'a missing file is for the connection to report');
 });

@@ -10,6 +10,8 @@ import { run } from './process.js';
 
 export interface Pki {
   caCert: string;
+  /** The CA's key, to issue more certificates (serverCertFor). */
+  caKey: string;
   serverKey: string;
   serverCert: string;
   clientKey: string;
@@ -55,15 +57,20 @@ async function issue(
   return { key, cert };
 }
 
+function serverExtensions(altNames: string[]): string {
+  return `basicConstraints=CA:FALSE\nsubjectAltName=${altNames.join(',')}\nextendedKeyUsage=serverAuth\n`;
+}
+
 export async function makePki(dir: string): Promise<Pki> {
   const [ca, rogueCa] = await Promise.all([makeCa(dir, 'ca'), makeCa(dir, 'rogue-ca')]);
   const [server, client, rogueClient] = await Promise.all([
-    issue(dir, 'server', 'ovsdb-server', ca, 'basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n'),
+    issue(dir, 'server', 'ovsdb-server', ca, serverExtensions(['IP:127.0.0.1'])),
     issue(dir, 'client', 'ovsdb-client', ca, 'basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n'),
     issue(dir, 'rogue-client', 'ovsdb-client', rogueCa, 'basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n'),
   ]);
   return {
     caCert: ca.cert,
+    caKey: ca.key,
     serverKey: server.key,
     serverCert: server.cert,
     clientKey: client.key,
@@ -72,4 +79,13 @@ export async function makePki(dir: string): Promise<Pki> {
     rogueClientCert: rogueClient.cert,
     rogueCaCert: rogueCa.cert,
   };
+}
+
+/**
+ * The same PKI with another server certificate from its CA, naming only
+ * `altNames` (e.g. ["DNS:localhost"]): for host-name checks.
+ */
+export async function serverCertFor(pki: Pki, dir: string, name: string, altNames: string[]): Promise<Pki> {
+  const server = await issue(dir, name, 'ovsdb-server', { key: pki.caKey, cert: pki.caCert }, serverExtensions(altNames));
+  return { ...pki, serverKey: server.key, serverCert: server.cert };
 }
