@@ -8,10 +8,12 @@ import { AddressError, contains, networkOf, parseCidr } from '../ovn/addressing.
 import type { EndpointSpec, NetworkRecord, NetworkSpec, SubnetSpec } from '../ovn/networks.js';
 import type { CreateEndpointRequest, CreateNetworkRequest, DockerOptions, IpamData } from '../server/schemas.js';
 import { invalid } from './errors.js';
+import { GATEWAY_OPTION } from '../ovn/keys.js';
+
+export { GATEWAY_OPTION };
 
 export const GENERIC_OPTIONS = 'com.docker.network.generic';
 export const MTU_OPTION = 'com.docker.network.driver.mtu';
-export const GATEWAY_OPTION = 'ovn.gateway';
 const MIN_MTU = 1280;
 const MAX_MTU = 65000;
 

@@ -28,6 +28,12 @@ export const Keys = {
   /** Logical_Switch: one key per Docker network (on any host) attached to the switch. */
   networkPrefix: 'docker:network:',
   /**
+   * Logical_Switch: per attached Docker network, its own host's gateway choice
+   * ("host", "docker", or "none" for --internal): hosts sharing a pool's switch
+   * each decide for themselves. Absent on attachments older than this key.
+   */
+  gatewayPrefix: 'docker:gateway:',
+  /**
    * Address_Set: the switch (by name) of a network of Docker's IPAM whose
    * warm ports this set records, as a pool records those of our IPAM (warm-ports.ts).
    */
@@ -49,6 +55,9 @@ export const Keys = {
    */
   warm: 'docker:warm',
 } as const;
+
+/** The -o driver option choosing a network's egress ("host" or "docker"), kept in Keys.options. */
+export const GATEWAY_OPTION = 'ovn.gateway';
 
 /** Tables and replica indexes the driver needs from the NB database. */
 export const NB_TABLES = ['Logical_Switch', 'Logical_Switch_Port', 'Address_Set', 'DNS'];

@@ -10,7 +10,7 @@ import { contains, stripPrefix } from './addressing.js';
 import { DNS_NAME, ownedDnsRow, publishedNames, removeDnsNames, writeDnsRecords } from './dns-rows.js';
 import { gatewayPort } from './gateway-port.js';
 import { externalIds } from './external-ids.js';
-import { Keys, OWNER } from './keys.js';
+import { GATEWAY_OPTION, Keys, OWNER } from './keys.js';
 import { adoptedHolder, parseWarmHolder, reservationKey, warmHolder } from './pools.js';
 import { isPortSet, portSetName } from './port-sets.js';
 import { isUnicastMac, macFromIPv4, macFromId } from './mac.js';
@@ -134,8 +134,11 @@ export class OvnNetworks {
    * host made it already.
    */
   async ensureNetwork(spec: NetworkSpec): Promise<NetworkRecord> {
-    const attachKey = `${Keys.networkPrefix}${spec.networkId}`;
-    const attachValue = spec.chassis ?? '';
+    // The network's own keys on the switch: its attachment (by chassis) and its gateway choice.
+    const attachment = new Map([
+      [`${Keys.networkPrefix}${spec.networkId}`, spec.chassis ?? ''],
+      [`${Keys.gatewayPrefix}${spec.networkId}`, ownGateway(spec)],
+    ]);
     await this.nb.transaction(
       (tx, replica) => {
         if (this.switchRow(replica, spec.networkId)) return;
@@ -144,15 +147,14 @@ export class OvnNetworks {
           checkSameSubnets(toNetwork(shared, spec.networkId), spec);
           tx.verify('Logical_Switch', shared, ['name']);
           tx.mutate('Logical_Switch', [['_uuid', '==', shared._uuid]], [
-            ['external_ids', 'insert', new Map([[attachKey, attachValue]])],
+            ['external_ids', 'insert', attachment],
           ]);
           return;
         }
         // A pool's switch is named after the pool, so two hosts creating it at once collide on the guard.
         const name = spec.pools?.v4 ?? spec.pools?.v6 ?? spec.networkId;
         tx.guardAbsent('Logical_Switch', 'name', name);
-        const ids = networkExternalIds(spec);
-        ids.set(attachKey, attachValue);
+        const ids = new Map([...networkExternalIds(spec), ...attachment]);
         const gateway = gatewayPort(name, spec);
         if (gateway) tx.guardAbsent('Logical_Switch_Port', 'name', gateway.name);
         tx.insert('Logical_Switch', {
@@ -181,7 +183,7 @@ export class OvnNetworks {
         const others = attachedNetworks(row).filter((id) => id !== networkId);
         if (others.length > 0) {
           tx.mutate('Logical_Switch', [['_uuid', '==', row._uuid]], [
-            ['external_ids', 'delete', [`${Keys.networkPrefix}${networkId}`]],
+            ['external_ids', 'delete', [`${Keys.networkPrefix}${networkId}`, `${Keys.gatewayPrefix}${networkId}`]],
           ]);
         } else {
           // Guard: a host attaching right now must not lose its switch.
@@ -520,6 +522,16 @@ function chooseMac(spec: EndpointSpec, holders: ReadonlyMap<string, string>): st
   throw new NetworkError(`could not find a free MAC address for endpoint ${spec.endpointId}`, 'conflict');
 }
 
+/**
+ * The gateway this network has on its own host: its -o ovn.gateway (after
+ * the driver's route check), or none when --internal. Recorded per network,
+ * since a host attaching to a pool's switch must not inherit the creator's.
+ */
+function ownGateway(spec: NetworkSpec): 'host' | 'docker' | 'none' {
+  if (spec.internal) return 'none';
+  return spec.options[GATEWAY_OPTION] === 'host' ? 'host' : 'docker';
+}
+
 function networkExternalIds(spec: NetworkSpec): Map<string, string> {
   const ids = new Map<string, string>([
     [Keys.owner, OWNER],
@@ -585,6 +597,9 @@ function toNetwork(row: Row, networkId: string): NetworkRecord {
   }
   const poolV4 = ids.get(Keys.poolV4);
   const poolV6 = ids.get(Keys.poolV6);
+  // Attachments made before per-network gateway keys follow the stored (creator's) options.
+  const own = ids.get(`${Keys.gatewayPrefix}${networkId}`);
+  if (own === 'host' || own === 'docker') options = { ...options, [GATEWAY_OPTION]: own };
   return {
     uuid: row._uuid,
     name: String(row.name),
@@ -594,7 +609,7 @@ function toNetwork(row: Row, networkId: string): NetworkRecord {
     ipv4: subnets(ids, Keys.ipv4Subnets, Keys.ipv4Gateways, Keys.ipv4Aux),
     ipv6: subnets(ids, Keys.ipv6Subnets, Keys.ipv6Gateways),
     mtu: Number(ids.get(Keys.mtu) ?? '1442'),
-    internal: ids.get(Keys.internal) === 'true',
+    internal: own === undefined ? ids.get(Keys.internal) === 'true' : own === 'none',
     options,
   };
 }

@@ -4,9 +4,12 @@
  * one driver per host, one central NB/SB. Shows: a container on host A
  * reaches one on host B; 20 containers started at once across both hosts
  * get 20 distinct addresses; names resolve across hosts through OVN DNS;
- * removing the network on B, and stopping B's driver, leave A working.
+ * removing the network on B, and stopping B's driver, leave A working;
+ * each host keeps its own gateway on a shared network (its own routes, its
+ * own -o ovn.gateway), whichever host created the switch.
  */
 import t from 'tap';
+import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { ensureBusyboxImage, startDockerEngine, type DockerEngine } from '../harness/docker.js';
 import { startDriverProcess, type DriverProcess } from '../harness/driver-process.js';
@@ -32,7 +35,7 @@ t.teardown(async () => {
   for (const side of sides) {
     const ids = (await side.engine.docker('ps', '-aq').catch(() => ({ stdout: '' }))).stdout.split(/\s+/).filter(Boolean);
     if (ids.length) await side.engine.docker('rm', '-f', ...ids).catch(() => undefined);
-    await side.engine.docker('network', 'rm', 'shared').catch(() => undefined);
+    for (const net of ['shared', 'lan', 'lan-host', 'split']) await side.engine.docker('network', 'rm', net).catch(() => undefined);
     await side.engine.stop();
     await side.driver.stop();
     await side.dirs.remove();
@@ -133,6 +136,66 @@ t.test('two hosts share one OVN network', async (t) => {
   await docker(a, 'rm', '-f', 'out-a');
   for (const side of sides) await docker(side, 'network', 'rm', 'routed');
   t.notMatch((await c.hosts[0].exec('iptables-save', ['-t', 'nat'])).stdout, /10\.89\.0\.0/, 'rule removed with the network');
+
+  // Each host decides its own gateway on a shared network. Host B routes 10.91.0.0/24 elsewhere: a veth of the
+  // test's own stands for its LAN (this kernel has no dummy links), removed by its exact name.
+  const [hostA, hostB] = c.hosts;
+  const lan = `lan${randomBytes(4).toString('hex')}`;
+  await hostB.exec('ip', ['link', 'add', lan, 'type', 'veth', 'peer', 'name', `${lan}p`]);
+  t.teardown(() => hostB.exec('ip', ['link', 'del', lan]).then(() => undefined, () => undefined));
+  for (const dev of [lan, `${lan}p`]) await hostB.exec('ip', ['link', 'set', dev, 'up']);
+  await hostB.exec('ip', ['route', 'add', '10.91.0.0/24', 'dev', lan]);
+  const routesInto = async (prefix: string) => {
+    const all = JSON.parse((await hostB.exec('ip', ['-j', '-4', 'route', 'show'])).stdout) as { dst: string; dev?: string }[];
+    return all.filter((r) => r.dst.startsWith(prefix)).map((r) => `${r.dst} dev ${r.dev ?? '?'}`);
+  };
+  /** The host's gateway ports (ovg…) and their IPv4 addresses. */
+  const gatewayAddresses = async (host: typeof hostA) =>
+    (await host.exec('ip', ['-o', '-4', 'addr', 'show'])).stdout.split('\n').filter((l) => / ovg[0-9a-f]{12} /.test(l)).join('\n');
+  const gatewayPortOf = (host: typeof hostA, switchName: string) =>
+    host.vsctl('--bare', '--columns=name', 'find', 'Interface', `external_ids:iface-id=${switchName}-gw`);
+  const create = (side: HostSide, subnet: string, net: string, ...opts: string[]) =>
+    docker(side, 'network', 'create', '-d', NAME, '--ipam-driver', NAME, '--subnet', subnet, ...opts, net);
+
+  // Created on A first (default: the host gateway), then on B, where the route makes it docker_gwbridge.
+  await create(a, '10.91.0.0/24', 'lan');
+  await create(b, '10.91.0.0/24', 'lan');
+  await docker(a, 'run', '-d', '--net', 'lan', '--name', 'lan-a', 'busybox:local', 'sleep', '3600');
+  await docker(b, 'run', '-d', '--net', 'lan', '--name', 'lan-b', 'busybox:local', 'sleep', '3600');
+  t.match(await docker(a, 'exec', 'lan-a', 'ip', 'route'), /^default via 10\.91\.0\.1 dev eth0/m, 'A: default route through its host gateway');
+  t.match(await gatewayAddresses(hostA), / ovg[0-9a-f]{12} +inet 10\.91\.0\.1\/24 /, "A: its gateway port carries the gateway's address");
+  t.equal((await gatewayPortOf(hostB, 'docker_pool_10.91.0.0_24')).trim(), '', 'B: no gateway port for the network');
+  t.notMatch(await gatewayAddresses(hostB), /10\.91\./, 'B: no gateway address');
+  t.match(await docker(b, 'exec', 'lan-b', 'ip', '-o', 'link'), /eth1/, "B: the container has docker_gwbridge's interface");
+  t.match(await docker(b, 'exec', 'lan-b', 'ip', 'route'), /^default via (?!10\.91\.0\.1)\S+ dev eth1/m, 'B: default route through docker_gwbridge');
+  t.same(await routesInto('10.91.'), [`10.91.0.0/24 dev ${lan}`], "B: its own route is untouched, and alone");
+  const lanB = await docker(b, 'inspect', '-f', '{{(index .NetworkSettings.Networks "lan").IPAddress}}', 'lan-b');
+  const reply = await waitFor(() => docker(a, 'exec', 'lan-a', 'ping', '-c1', '-W2', lanB).catch(() => undefined), { timeoutMs: 10_000, what: 'lan-a reaching lan-b' });
+  t.match(reply, /1 packets received/, 'the two hosts still share the network');
+  await docker(b, 'rm', '-f', 'lan-b');
+  await docker(b, 'network', 'rm', 'lan');
+
+  // Asked for explicitly on B, the host gateway is refused, naming B's route.
+  const refused = await create(b, '10.91.0.0/24', 'lan-host', '-o', 'ovn.gateway=host').then(() => '', (err: Error) => err.message);
+  t.match(refused, new RegExp(`subnet 10\\.91\\.0\\.0/24 overlaps this host's route to 10\\.91\\.0\\.0/24 \\(dev ${lan}\\)`), 'B: -o ovn.gateway=host is refused');
+  t.same(await routesInto('10.91.'), [`10.91.0.0/24 dev ${lan}`], 'B: its route is still untouched');
+  await docker(a, 'rm', '-f', 'lan-a');
+  await docker(a, 'network', 'rm', 'lan');
+  await hostB.exec('ip', ['link', 'del', lan]);
+
+  // -o ovn.gateway=docker on A, the default on B: each host follows its own choice.
+  await create(a, '10.92.0.0/24', 'split', '-o', 'ovn.gateway=docker');
+  await create(b, '10.92.0.0/24', 'split');
+  await docker(a, 'run', '-d', '--net', 'split', '--name', 'split-a', 'busybox:local', 'sleep', '3600');
+  await docker(b, 'run', '-d', '--net', 'split', '--name', 'split-b', 'busybox:local', 'sleep', '3600');
+  t.match(await docker(a, 'exec', 'split-a', 'ip', 'route'), /^default via (?!10\.92\.0\.1)\S+ dev eth1/m, 'A (docker): default route through docker_gwbridge');
+  t.notMatch(await gatewayAddresses(hostA), /10\.92\./, 'A (docker): no gateway address');
+  t.match(await docker(b, 'exec', 'split-b', 'ip', 'route'), /^default via 10\.92\.0\.1 dev eth0/m, 'B (default): default route through its host gateway');
+  t.match(await gatewayAddresses(hostB), / ovg[0-9a-f]{12} +inet 10\.92\.0\.1\/24 /, "B (default): its gateway port carries the gateway's address");
+  await docker(a, 'rm', '-f', 'split-a');
+  await docker(b, 'rm', '-f', 'split-b');
+  for (const side of sides) await docker(side, 'network', 'rm', 'split');
+  t.notMatch((await hostB.exec('iptables-save', ['-t', 'nat'])).stdout, /10\.92\.0\.0/, "B's rule removed with the network");
 
   // The last host out removes everything.
   const aContainers = ['web-a', 'late-a', ...names.filter((_, i) => i % 2 === 0)];
