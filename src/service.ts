@@ -42,37 +42,8 @@ export async function startDriver(config: DriverConfig, log: Logger = pino({ lev
   const runner = createRunner();
   // When Join waits for OVN to report the port up, waiting for ovs-vswitchd as well only adds latency.
   const ovs = new Ovs({ runner, noWait: config.portUpTimeoutMs > 0, ...(config.ovsDb ? { db: config.ovsDb } : {}) });
-  const ovsIds = await ovs.openvswitchExternalIds().catch((err: unknown) => {
-    throw new StartupError(
-      `cannot read the local Open vSwitch database (${config.ovsDb ?? 'default socket'}): ${(err as Error).message}. ` +
-        'Is ovsdb-server running? Start it with /usr/share/openvswitch/scripts/ovs-ctl start, or pass --ovs-db.',
-    );
-  });
-  const nbRemote = config.nbRemote ?? ovsIds.get('ovn-nb');
-  if (!nbRemote) {
-    throw new StartupError(
-      'no OVN Northbound database given: pass --ovn-nb (e.g. tcp:CENTRAL_IP:6641) or set it once with ' +
-        '`ovs-vsctl set Open_vSwitch . external_ids:ovn-nb=tcp:CENTRAL_IP:6641`',
-    );
-  }
-  const chassis = ovsIds.get('system-id');
-  if (!chassis) log.warn('Open_vSwitch external_ids:system-id is not set; using the hostname as the chassis name');
-  const hostId = chassis ?? os.hostname();
-
-  log.info({ nb: nbRemote, bridge: config.bridge, chassis }, 'connecting to the OVN Northbound database');
-  const nb = new OvsdbClient({
-    remote: nbRemote,
-    database: 'OVN_Northbound',
-    tables: NB_TABLES,
-    indexes: NB_INDEXES,
-    ...(config.nbTls ? { tls: config.nbTls } : {}),
-    logger: log.child({ component: 'ovsdb' }),
-  });
-  nb.start();
-  await nb.whenReady(30_000).catch(async (err: unknown) => {
-    await nb.close();
-    throw new StartupError(`cannot sync with the OVN Northbound database at ${nbRemote}: ${(err as Error).message}`);
-  });
+  const { hostId, chassis, nbRemote } = await identifyHost(config, ovs, log);
+  const nb = await connectNb(config, nbRemote, chassis, log);
 
   const links = new Links(runner);
   const host = new HostPorts(links, ovs, config.bridge, log.child({ component: 'host' }));
@@ -153,6 +124,48 @@ export async function startDriver(config: DriverConfig, log: Logger = pino({ lev
       await nb.close();
     },
   };
+}
+
+/** This host's chassis name and NB remote, from the flags or the local Open_vSwitch row. */
+export async function identifyHost(
+  config: DriverConfig,
+  ovs: Ovs,
+  log: Logger,
+): Promise<{ hostId: string; chassis: string | undefined; nbRemote: string | undefined }> {
+  const ovsIds = await ovs.openvswitchExternalIds().catch((err: unknown) => {
+    throw new StartupError(
+      `cannot read the local Open vSwitch database (${config.ovsDb ?? 'default socket'}): ${(err as Error).message}. ` +
+        'Is ovsdb-server running? Start it with /usr/share/openvswitch/scripts/ovs-ctl start, or pass --ovs-db.',
+    );
+  });
+  const chassis = ovsIds.get('system-id');
+  if (!chassis) log.warn('Open_vSwitch external_ids:system-id is not set; using the hostname as the chassis name');
+  return { hostId: chassis ?? os.hostname(), chassis, nbRemote: config.nbRemote ?? ovsIds.get('ovn-nb') };
+}
+
+/** A client of the NB database with its replica in sync. */
+export async function connectNb(config: DriverConfig, nbRemote: string | undefined, chassis: string | undefined, log: Logger): Promise<OvsdbClient> {
+  if (!nbRemote) {
+    throw new StartupError(
+      'no OVN Northbound database given: pass --ovn-nb (e.g. tcp:CENTRAL_IP:6641) or set it once with ' +
+        '`ovs-vsctl set Open_vSwitch . external_ids:ovn-nb=tcp:CENTRAL_IP:6641`',
+    );
+  }
+  log.info({ nb: nbRemote, bridge: config.bridge, chassis }, 'connecting to the OVN Northbound database');
+  const nb = new OvsdbClient({
+    remote: nbRemote,
+    database: 'OVN_Northbound',
+    tables: NB_TABLES,
+    indexes: NB_INDEXES,
+    ...(config.nbTls ? { tls: config.nbTls } : {}),
+    logger: log.child({ component: 'ovsdb' }),
+  });
+  nb.start();
+  await nb.whenReady(30_000).catch(async (err: unknown) => {
+    await nb.close();
+    throw new StartupError(`cannot sync with the OVN Northbound database at ${nbRemote}: ${(err as Error).message}`);
+  });
+  return nb;
 }
 
 const DEFAULT_OVS_DB = 'unix:/var/run/openvswitch/db.sock';

@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { pino } from 'pino';
 import { configWarnings, helpText, parseCommandLine, UsageError } from './options.js';
 import { startDriver, StartupError } from '../service.js';
+import { cleanupHost } from '../cleanup.js';
 
 async function main(): Promise<number> {
   let command;
@@ -28,6 +29,15 @@ async function main(): Promise<number> {
     return 0;
   }
   const log = pino({ level: command.config.logLevel });
+  if (command.kind === 'cleanup') {
+    try {
+      await cleanupHost(command.config, { nb: command.nb }, log);
+      return 0;
+    } catch (err) {
+      log.error({ err }, err instanceof StartupError ? err.message : 'cleanup failed; run it again once the cause is fixed');
+      return 1;
+    }
+  }
   for (const warning of configWarnings(command.config)) log.warn(warning);
   let running;
   try {

@@ -66,6 +66,7 @@ export class UsageError extends Error {}
 export function helpText(): string {
   const lines = [
     'Usage: ovn-docker-driver [options]',
+    '       ovn-docker-driver cleanup [--nb] [options]',
     '',
     'Docker network plugin that gives containers OVN logical networks: every Docker',
     'network is an OVN logical switch, every endpoint a logical switch port, so',
@@ -79,18 +80,34 @@ export function helpText(): string {
   }
   lines.push('  --help                          Show this text.');
   lines.push('  --version                       Print the version.');
+  lines.push(
+    '',
+    'cleanup: with the driver stopped, remove everything it put on this host: its iptables',
+    'chains and rules (every backend), gateway ports, the OVS ports and veths of endpoints and',
+    'warm ports, and a stale plugin socket. IP forwarding stays on (Docker needs it too). The',
+    'options above say where things are (--bridge, --ovs-db, --name, --plugin-dir).',
+    '  --nb                            Also remove this host\'s rows from the OVN Northbound',
+    '                                  database: its endpoints and warm ports, and its networks',
+    '                                  (the last host on a shared network deletes the switch).',
+  );
   lines.push('', 'Example: docker network create -d openvswitch --subnet 10.1.0.0/24 foo');
   return lines.join('\n');
 }
 
-export type ParsedCommand = { kind: 'help' } | { kind: 'version' } | { kind: 'run'; config: DriverConfig };
+export type ParsedCommand =
+  | { kind: 'help' }
+  | { kind: 'version' }
+  | { kind: 'run'; config: DriverConfig }
+  | { kind: 'cleanup'; config: DriverConfig; nb: boolean };
 
 export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv): ParsedCommand {
+  const cleanup = argv[0] === 'cleanup';
   const options: Record<string, { type: 'string' | 'boolean' }> = { help: { type: 'boolean' }, version: { type: 'boolean' } };
+  if (cleanup) options.nb = { type: 'boolean' };
   for (const d of DOCS) options[d.flag] = { type: 'string' };
   let values: Record<string, string | boolean | undefined>;
   try {
-    ({ values } = parseArgs({ args: argv, options, strict: true, allowPositionals: false }));
+    ({ values } = parseArgs({ args: cleanup ? argv.slice(1) : argv, options, strict: true, allowPositionals: false }));
   } catch (err) {
     throw new UsageError(`${(err as Error).message} (see --help)`);
   }
@@ -131,26 +148,24 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv): Parsed
     throw new UsageError(`--ovn-nb-server-name must be a DNS name or an IP address, not "${serverName}"`);
   }
 
-  return {
-    kind: 'run',
-    config: {
-      pluginName,
-      pluginDir,
-      listenTcp: parseListen(get('listen')),
-      bridge,
-      nbRemote: get('ovn-nb'),
-      nbTls: key && cert && ca ? { privateKey: key, certificate: cert, caCert: ca, ...(serverName ? { serverName } : {}) } : undefined,
-      ovsDb: get('ovs-db'),
-      mtu: integer(get('mtu')!, 'mtu', 1280, 65000),
-      scope,
-      portUpTimeoutMs: integer(get('port-up-timeout')!, 'port-up-timeout', 0, 600_000),
-      logLevel: logLevel as DriverConfig['logLevel'],
-      dockerSocket: parseDockerHost(get('docker-host')!),
-      gateway,
-      masquerade: boolean(get('masquerade')!, 'masquerade'),
-      warmPorts: integer(get('warm-ports')!, 'warm-ports', 0, 64),
-    },
+  const config: DriverConfig = {
+    pluginName,
+    pluginDir,
+    listenTcp: parseListen(get('listen')),
+    bridge,
+    nbRemote: get('ovn-nb'),
+    nbTls: key && cert && ca ? { privateKey: key, certificate: cert, caCert: ca, ...(serverName ? { serverName } : {}) } : undefined,
+    ovsDb: get('ovs-db'),
+    mtu: integer(get('mtu')!, 'mtu', 1280, 65000),
+    scope,
+    portUpTimeoutMs: integer(get('port-up-timeout')!, 'port-up-timeout', 0, 600_000),
+    logLevel: logLevel as DriverConfig['logLevel'],
+    dockerSocket: parseDockerHost(get('docker-host')!),
+    gateway,
+    masquerade: boolean(get('masquerade')!, 'masquerade'),
+    warmPorts: integer(get('warm-ports')!, 'warm-ports', 0, 64),
   };
+  return cleanup ? { kind: 'cleanup', config, nb: values.nb === true } : { kind: 'run', config };
 }
 
 /**

@@ -9,7 +9,8 @@
  * Traffic from our networks to a Linux bridge of this host (Docker's
  * networks, libvirt's, ...) is not ours to allow: it goes back to FORWARD,
  * where Docker's rules let through published ports only, as for traffic
- * from outside the host.
+ * from outside the host. Nothing from elsewhere starts a connection into
+ * our networks through the host.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
@@ -26,7 +27,8 @@ const IP_FORWARD = '/proc/sys/net/ipv4/ip_forward';
 const DOCKER_USER = 'DOCKER-USER';
 /** Safety net behind the link monitor: jumps someone removed (a firewall reload) come back within this. */
 const RECHECK_MS = 30_000;
-const MONITOR_DEBOUNCE_MS = 100;
+/** Link changes come in bursts (a container start makes several). */
+const MONITOR_DEBOUNCE_MS = 250;
 
 /** Which iptables: the one dockerd uses (see detectBackend). */
 export type Backend = 'default' | 'nft' | 'legacy';
@@ -139,28 +141,51 @@ export class HostFirewall {
       `-A ${FORWARD_CHAIN} -o ${any} -m conntrack --ctstate RELATED,ESTABLISHED ${c} -j ACCEPT`,
       ...bridges.map((b) => `-A ${FORWARD_CHAIN} -i ${any} -o ${b} ${c} -j RETURN`),
       ...this.wanted.map((g) => `-A ${FORWARD_CHAIN} -i ${g.ifName} ${c} -j ACCEPT`),
+      // Nothing else starts a connection into our networks through the host (Docker's bridge networks
+      // accept all they send out, and without Docker's rules FORWARD may accept everything).
+      `-A ${FORWARD_CHAIN} -o ${any} ${c} -j DROP`,
     ];
     const nat = this.wanted.map((g) => `-A ${NAT_CHAIN} -s ${g.subnet} ! -o ${g.ifName} ${c} -j MASQUERADE`);
     // With --noflush, declaring a chain creates it or empties it, and leaves every other chain alone.
     return ['*filter', `:${FORWARD_CHAIN} - [0:0]`, ...forward, 'COMMIT', '*nat', `:${NAT_CHAIN} - [0:0]`, ...nat, 'COMMIT', ''].join('\n');
   }
 
-  /** The jump into our chain, once, after DOCKER-USER's when Docker has one; rules of older versions go. */
+  /**
+   * The jump into our chain, once; from FORWARD right after DOCKER-USER's
+   * jump (first without one), where a dockerd restart, which inserts its
+   * rules at the top, cannot leave Docker's "accept all my bridge sends"
+   * ahead of ours. Rules of older versions go.
+   */
   private async ensureJump(backend: Backend, table: string, from: string, chain: string): Promise<void> {
     let rules = await this.listRules(backend, table, from);
-    const unwanted = [
-      ...rules.filter((r) => isJumpTo(r, chain)).slice(1),
-      ...rules.filter((r) => r.includes(`--comment ${COMMENT}`) && !isJumpTo(r, chain)),
-    ];
-    for (const rule of unwanted) {
-      this.log.info({ table, rule }, 'removing a second jump, or a rule of an older version of the driver');
+    const stale = rules.filter((r) => r.includes(`--comment ${COMMENT}`) && !isJumpTo(r, chain));
+    for (const rule of stale) {
+      this.log.info({ table, rule }, 'removing a rule of an older version of the driver');
       await this.deleteRule(backend, table, rule);
     }
-    if (unwanted.length > 0) rules = await this.listRules(backend, table, from);
-    if (rules.some((r) => isJumpTo(r, chain))) return;
-    // iptables counts rules from 1: right after DOCKER-USER's jump, or first.
-    const position = String(rules.findIndex((r) => isJumpTo(r, DOCKER_USER)) + 2);
-    await this.iptables(backend, ['-t', table, '-I', from, position, '-m', 'comment', '--comment', COMMENT, '-j', chain]);
+    if (stale.length > 0) rules = await this.listRules(backend, table, from);
+    // 0-based among the rules; iptables numbers them from 1.
+    const wanted = from === 'FORWARD' ? rules.findIndex((r) => isJumpTo(r, DOCKER_USER)) + 1 : undefined;
+    const jumps = rules.flatMap((r, i) => (isJumpTo(r, chain) ? [i] : []));
+    const inPlace = wanted === undefined ? jumps.length > 0 : jumps.includes(wanted);
+    if (!inPlace) {
+      await this.iptables(backend, ['-t', table, '-I', from, String((wanted ?? 0) + 1), '-m', 'comment', '--comment', COMMENT, '-j', chain]);
+      if (jumps.length > 0) this.log.info({ table, from }, 'moved the jump into our chain back behind DOCKER-USER');
+      rules = await this.listRules(backend, table, from);
+    } else if (jumps.length === 1) {
+      return;
+    }
+    // Every other copy goes, by number, from the last up (so the numbers above stay right).
+    const keep = rules.findIndex((r, i) => isJumpTo(r, chain) && (wanted === undefined || i === wanted));
+    const extra = rules.flatMap((r, i) => (isJumpTo(r, chain) && i !== keep ? [i] : [])).reverse();
+    for (const i of extra) await this.iptables(backend, ['-t', table, '-D', from, String(i + 1)]);
+  }
+
+  /** Whether the jump from FORWARD is where ensureJump puts it. */
+  private async forwardJumpInPlace(backend: Backend): Promise<boolean> {
+    const rules = await this.listRules(backend, 'filter', 'FORWARD');
+    const jumps = rules.filter((r) => isJumpTo(r, FORWARD_CHAIN)).length;
+    return jumps === 1 && isJumpTo(rules[rules.findIndex((r) => isJumpTo(r, DOCKER_USER)) + 1] ?? '', FORWARD_CHAIN);
   }
 
   /** Remove every trace: jumps (all copies), rules of older versions and our chains, in every backend. */
@@ -209,12 +234,7 @@ export class HostFirewall {
       if (this.debounce) return;
       this.debounce = setTimeout(() => {
         this.debounce = undefined;
-        void this.links.bridges().then(
-          (now) => {
-            if (now.filter((b) => PLAIN_NAME.test(b)).join(' ') !== this.bridgesApplied) this.syncInBackground('bridges changed');
-          },
-          (err: unknown) => this.log.warn({ err }, 'cannot list bridges'),
-        );
+        this.checkInBackground();
       }, MONITOR_DEBOUNCE_MS);
     });
     child.on('error', (err) => this.log.warn({ err }, 'cannot watch links; bridges are picked up at the next periodic check'));
@@ -223,6 +243,21 @@ export class HostFirewall {
       this.monitor = undefined;
       setTimeout(() => this.startMonitor(), 1000).unref();
     });
+  }
+
+  /**
+   * After links changed (a bridge made or removed; dockerd restarting and
+   * re-inserting its rules also starts or moves links): rebuild if the
+   * bridges changed or the jump is out of place. Two reads, no writes, when
+   * nothing did: this runs at every container start.
+   */
+  private checkInBackground(): void {
+    void (async () => {
+      const bridges = (await this.links.bridges()).filter((b) => PLAIN_NAME.test(b)).join(' ');
+      const backend = this.backend;
+      if (bridges !== this.bridgesApplied) return this.syncInBackground('bridges changed');
+      if (backend && !(await this.forwardJumpInPlace(backend))) return this.syncInBackground('jump out of place');
+    })().catch((err: unknown) => this.log.warn({ err }, 'cannot check the firewall after links changed'));
   }
 
   private syncInBackground(why: string): void {

@@ -100,3 +100,16 @@ t.test('warnings: an NB private key others may read', async (t) => {
   t.same(withKey(await key('private.pem', 0o600)), [], 'mode 0600: no warning');
   t.same(withKey(path.join(dir, 'missing.pem')), [], 'a missing file is for the connection to report');
 });
+
+t.test('cleanup takes the same options, and --nb', async (t) => {
+  const parsed = parseCommandLine(['cleanup', '--nb', '--bridge', 'br-x', '--name', 'ovs2'], {});
+  t.equal(parsed.kind, 'cleanup');
+  if (parsed.kind !== 'cleanup') return;
+  t.equal(parsed.nb, true);
+  t.equal(parsed.config.bridge, 'br-x');
+  t.equal(parsed.config.pluginName, 'ovs2');
+  const plain = parseCommandLine(['cleanup'], {});
+  t.equal(plain.kind === 'cleanup' && plain.nb, false, 'host only by default');
+  t.throws(() => parseCommandLine(['--nb'], {}), /--nb/, '--nb is for cleanup only');
+  t.match(helpText(), /cleanup \[--nb\]/);
+});

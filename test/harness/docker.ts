@@ -48,6 +48,11 @@ export interface DockerEngine {
   docker(...args: string[]): Promise<{ stdout: string; stderr: string }>;
   /** Stops the engine by pid and removes only what this harness created. Idempotent. */
   stop(): Promise<void>;
+  /**
+   * Stops dockerd (SIGTERM, as `systemctl restart docker` does) and starts it
+   * again with the same flags and containerd; `pid` is the new one's.
+   */
+  restartDaemon(): Promise<void>;
 }
 
 export interface TestBridge {
@@ -88,6 +93,12 @@ export interface DockerEngineOptions {
    * serving this engine must run there too (driver-process.ts, netns).
    */
   netns?: string;
+  /**
+   * Lets dockerd write its iptables rules and turn on IP forwarding, as a
+   * system engine does (its bridges' isolation, published ports, NAT). Only
+   * with `netns`: the rules are then that namespace's, never the machine's.
+   */
+  firewall?: boolean;
 }
 
 // ---- where the engines come from -------------------------------------------
@@ -513,6 +524,7 @@ export async function startDockerEngine(opts: DockerEngineOptions = {}): Promise
   if (!avail.ok) throw new Error(`Docker engine ${engine} is not available here: ${avail.reason ?? '?'}`);
   const { dockerd, userlandProxy } = binariesOf(engine);
   if (opts.netns !== undefined && !existsSync(netnsPath(opts.netns))) throw new Error(`no network namespace ${opts.netns} (${netnsPath(opts.netns)})`);
+  if (opts.firewall && opts.netns === undefined) throw new Error("an engine's firewall is only for an engine in a network namespace of the test's");
   // Prefixes a command so that it runs in opts.netns; nsenter without
   // --fork execs it in place, so the pid we spawn stays the daemon's.
   const inNetns = (cmd: readonly string[]): string[] =>
@@ -583,10 +595,10 @@ export async function startDockerEngine(opts: DockerEngineOptions = {}): Promise
       '--pidfile', path.join(dir, 'docker.pid'),
       '--containerd', live.containerdSock,
       '--cgroup-parent', live.cgroupParent,
-      // No host firewall or sysctl changes; both 20.10 and 26.1 know these flags.
-      '--iptables=false',
+      // No host firewall or sysctl changes (unless the namespace is the test's own); both 20.10 and 26.1 know these flags.
+      `--iptables=${opts.firewall ? 'true' : 'false'}`,
       '--ip6tables=false',
-      '--ip-forward=false',
+      `--ip-forward=${opts.firewall ? 'true' : 'false'}`,
       `--bridge=${bridge?.name ?? 'none'}`,
       ...(userlandProxy && isExecutable(userlandProxy) ? ['--userland-proxy-path', userlandProxy] : []),
     ];
@@ -597,21 +609,30 @@ export async function startDockerEngine(opts: DockerEngineOptions = {}): Promise
       opts.pluginDir !== undefined
         ? ['nsenter', `--mount=/proc/${containerdPid}/ns/mnt`, ...netArg, '--', dockerd, ...dockerdArgs]
         : inNetns([dockerd, ...dockerdArgs]);
-    const daemon = spawnLogged(dockerdCmd[0]!, dockerdCmd.slice(1), path.join(dir, 'dockerd.log'), dir);
-    live.dockerd = daemon;
-    if (ownPid(daemon) === undefined) throw new Error(`dockerd did not start: ${daemon.exited() ?? '?'}`);
-    const version = await waitReady('docker version', daemon, path.join(dir, 'dockerd.log'), async () => {
-      const { stdout } = await cli(5000, ['version', '--format', '{{.Server.Version}}']);
-      return stdout.trim() || undefined;
-    }, 60_000);
+    const startDockerd = async (): Promise<{ version: string; pid: number }> => {
+      const daemon = spawnLogged(dockerdCmd[0]!, dockerdCmd.slice(1), path.join(dir, 'dockerd.log'), dir);
+      live.dockerd = daemon;
+      if (ownPid(daemon) === undefined) throw new Error(`dockerd did not start: ${daemon.exited() ?? '?'}`);
+      const version = await waitReady('docker version', daemon, path.join(dir, 'dockerd.log'), async () => {
+        const { stdout } = await cli(5000, ['version', '--format', '{{.Server.Version}}']);
+        return stdout.trim() || undefined;
+      }, 60_000);
+      // nsenter (without --fork) execs dockerd in place: the pid we spawned is
+      // dockerd's, and only it is ever signalled.
+      const pid = Number.parseInt((await readFile(path.join(dir, 'docker.pid'), 'utf8')).trim(), 10);
+      if (pid !== daemon.child.pid) throw new Error(`dockerd pidfile says ${pid}, spawned ${String(daemon.child.pid)}`);
+      return { version, pid };
+    };
+    const { version, pid } = await startDockerd();
     const startupMs = Date.now() - started;
     await createGwBridge(live, cli);
-    // nsenter (without --fork) execs dockerd in place: the pid we spawned is
-    // dockerd's, and only it is ever signalled.
-    const pid = Number.parseInt((await readFile(path.join(dir, 'docker.pid'), 'utf8')).trim(), 10);
-    if (pid !== daemon.child.pid) throw new Error(`dockerd pidfile says ${pid}, spawned ${String(daemon.child.pid)}`);
-
-    return { engine, version, host, pid, containerdPid, dir, startupMs, ...(bridge ? { bridge } : {}), docker, stop };
+    const result: DockerEngine = { engine, version, host, pid, containerdPid, dir, startupMs, ...(bridge ? { bridge } : {}), docker, stop, restartDaemon };
+    async function restartDaemon(): Promise<void> {
+      const old = ownPid(live.dockerd);
+      if (old !== undefined) await stopPid(old, { graceMs: 20_000 });
+      result.pid = (await startDockerd()).pid;
+    }
+    return result;
   } catch (e) {
     await stop().catch(() => undefined);
     throw e;

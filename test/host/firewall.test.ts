@@ -65,6 +65,7 @@ for (const backend of ['nft', 'legacy'] as const) {
     const chain = await ipt(backend, '-S', FORWARD_CHAIN);
     t.match(chain, `-A ${FORWARD_CHAIN} -i ovg+ -o ovg+ -m comment --comment ovn-docker-driver -j DROP`, 'networks isolated from each other');
     t.match(chain, /-o ovg\+ -m conntrack --ctstate RELATED,ESTABLISHED .*-j ACCEPT/, 'replies come back');
+    t.ok(chain.trimEnd().endsWith(`-A ${FORWARD_CHAIN} -o ovg+ -m comment --comment ovn-docker-driver -j DROP`), 'and nothing else comes in');
     for (const g of [A, B]) {
       t.equal(chain.split('\n').filter((l) => l.includes(`-i ${g.ifName} `)).length, 1, `one accept for ${g.ifName}`);
     }
@@ -136,4 +137,26 @@ t.test("the jump comes after Docker's DOCKER-USER, in the backend Docker's chain
     'only the jump in POSTROUTING',
   );
   t.equal(await save(ns, 'nft'), nftBefore, 'nothing written to the other backend');
+
+  // dockerd restarts: its DOCKER-USER jump and its bridge's rules go back to the top, ahead of ours.
+  await ipt('legacy', '-D', 'FORWARD', '-j', 'DOCKER-USER');
+  await ipt('legacy', '-I', 'FORWARD', '1', '-i', 'docker0', '!', '-o', 'docker0', '-j', 'ACCEPT');
+  await ipt('legacy', '-I', 'FORWARD', '1', '-j', 'DOCKER-USER');
+  // Its links change too (here: one of the test's own), and the driver looks again.
+  await run('ip', ['-n', ns, 'link', 'add', 'name', 'vx7a', 'type', 'veth', 'peer', 'name', 'vx7b']);
+  const forwardNow = async () => (await ipt('legacy', '-S', 'FORWARD')).split('\n').filter((l) => l.startsWith('-A'));
+  await waitFor(async () => ((await forwardNow())[1]?.endsWith(`-j ${FORWARD_CHAIN}`) ? true : undefined), {
+    timeoutMs: 10_000,
+    what: "our jump back right after DOCKER-USER's",
+  });
+  t.same(
+    await forwardNow(),
+    [
+      '-A FORWARD -j DOCKER-USER',
+      `-A FORWARD -m comment --comment ovn-docker-driver -j ${FORWARD_CHAIN}`,
+      '-A FORWARD -i docker0 ! -o docker0 -j ACCEPT',
+      '-A FORWARD -o docker0 -j ACCEPT',
+    ],
+    "after dockerd's restart, our jump is back ahead of Docker's rules, once",
+  );
 });
