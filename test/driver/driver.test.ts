@@ -6,7 +6,7 @@
  */
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
@@ -220,6 +220,7 @@ t.test('egress: this host is the gateway unless the network asks for docker_gwbr
   const gatewayIf = (await stack.vsctl('--bare', '--columns=name', 'find', 'Interface', 'external_ids:iface-id=' + routed + '-gw')).trim();
   t.match(gatewayIf, /^ovg[0-9a-f]{12}$/, "the gateway's localport is bound on this host by CreateNetwork");
   t.match((await run('ip', ['-o', 'addr', 'show', 'dev', gatewayIf])).stdout, /inet 10\.74\.0\.1\/24/, 'carrying the gateway address');
+  t.equal(await readFile(`/proc/sys/net/ipv6/conf/${gatewayIf}/disable_ipv6`, 'utf8'), '1\n', 'and no IPv6 (no router advertisements, no autoconfiguration) on an IPv4 network');
 
   const plain = await createEndpoint(routed, '10.74.0.2/24');
   const reply = await joinReply(routed, plain.id, { 'com.docker.network.portmap': [], 'com.docker.network.endpoint.exposedports': [] });
@@ -433,15 +434,26 @@ t.test('a restarted driver removes what a crash left and serves again', async (t
   await join(networkId, kept.id);
   await join(networkId, orphan.id);
 
-  // "Crash": the driver goes away without Leave; meanwhile the orphan's port is deleted in OVN.
+  // "Crash": the driver goes away without Leave; meanwhile the orphan's port is deleted in OVN,
+  // and the gateway port of a network deleted meanwhile is left behind.
   await driver.close();
   await stack.nbctl('lsp-del', orphan.id);
+  const strayGateway = `ovg${hex(6)}`;
+  await stack.vsctl(
+    'add-port', 'br-int', strayGateway, '--', 'set', 'Interface', strayGateway, 'type=internal',
+    'external_ids:docker\\:owner=ovn-docker-driver', 'external_ids:docker\\:role=gateway', `external_ids:docker\\:network-id=${hex(32)}`,
+  );
+  const gatewayIf = (await stack.vsctl('--bare', '--columns=name', 'find', 'Interface', `external_ids:iface-id=${networkId}-gw`)).trim();
+  await stack.vsctl('del-port', 'br-int', gatewayIf);
   driver = await startDriver(config({ warmPorts: 0 }), pino({ level: 'warn' }));
 
   const ports = await stack.vsctl('list-ports', 'br-int');
   t.notMatch(ports, hostIfName(orphan.id), 'orphan unplugged from br-int');
   await t.rejects(run('ip', ['link', 'show', hostIfName(orphan.id)]), 'orphan veth deleted');
   t.match(ports, hostIfName(kept.id), 'live endpoint kept');
+  t.notMatch(ports, strayGateway, "a gateway port whose network is gone is removed");
+  t.match(ports, gatewayIf, "the gateway of this host's live network is set up again at start-up");
+  t.match((await run('ip', ['-o', 'addr', 'show', 'dev', gatewayIf])).stdout, /inet 10\.76\.0\.1\/24/, 'with its address');
   await run('ip', ['link', 'show', hostIfName(kept.id)]);
 
   const fresh = await createEndpoint(networkId, '10.76.0.4/24');
