@@ -10,10 +10,12 @@
 #     ovn-docker-driver [--ovn-nb tcp:CENTRAL_IP:6641]
 #
 # Networks route through the host by default (--gateway host): the driver adds
-# iptables rules (the image has iptables; use the host's backend, nft or legacy,
-# through update-alternatives if they differ) and needs net.ipv4.ip_forward=1 on
-# the host, which dockerd sets and a container cannot. --masquerade false leaves
-# the firewall to you; --gateway docker uses Docker's docker_gwbridge instead.
+# iptables rules in chains of its own, in the backend (nft or legacy; the image
+# has both) that the host's Docker rules are in, and needs net.ipv4.ip_forward=1
+# on the host, which dockerd sets and a container cannot. --masquerade false
+# leaves the firewall to you; --gateway docker uses Docker's docker_gwbridge
+# instead. To remove everything it put on the host (docs/security.md): stop the
+# container, then run the image once more with `cleanup` as its command.
 FROM node:20-bookworm-slim AS build
 WORKDIR /src
 COPY package.json package-lock.json tsconfig.json ./
