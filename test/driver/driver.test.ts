@@ -6,7 +6,7 @@
  */
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
@@ -15,6 +15,7 @@ import { callPlugin } from '../harness/plugin-client.js';
 import { createNetns, deleteNetns, linkExists, moveIntoNetns, ping, tcpEcho, tcpRoundTrip } from '../harness/netns.js';
 import { run, waitFor } from '../harness/process.js';
 import { startDriver, type RunningDriver } from '../../src/service.js';
+import { cleanupHost } from '../../src/cleanup.js';
 import type { DriverConfig } from '../../src/cli/options.js';
 import { testDriverConfig } from '../harness/driver-config.js';
 import { hostIfName, peerIfName } from '../../src/host/names.js';
@@ -481,4 +482,32 @@ t.test('a port deleted while something waits for it to be ready fails the wait a
   const outcome = await Promise.race([waiting, new Promise<string>((resolve) => setTimeout(() => resolve('still waiting after 30 s'), 30_000).unref())]);
   t.match(outcome, /was deleted while waiting/, 'the wait fails as soon as the port is gone');
   await stack.nbctl('ls-del', sw);
+});
+
+t.test("cleanup removes what the driver put on this host and, with --nb, this host's NB rows", async (t) => {
+  const networkId = await createNetwork('10.78.0.0/24');
+  const ep = await createEndpoint(networkId, '10.78.0.2/24');
+  await join(networkId, ep.id);
+  const gatewayIf = (await stack.vsctl('--bare', '--columns=name', 'find', 'Interface', `external_ids:iface-id=${networkId}-gw`)).trim();
+  t.match(gatewayIf, /^ovg/);
+  // The running driver's own name, so that cleanup finds its socket.
+  const same = config({ warmPorts: 0, pluginName: path.basename(driver.address, '.sock') });
+  await t.rejects(cleanupHost(same, { nb: true }, pino({ level: 'silent' })), /still running .*stop it first/, 'refused while the driver answers');
+  t.match(await stack.vsctl('list-ports', 'br-int'), hostIfName(ep.id), 'and nothing was removed');
+
+  await driver.close();
+  // What a killed driver leaves: its socket file, with nobody behind it.
+  await writeFile(driver.address, '');
+  const report = await cleanupHost(same, { nb: true }, pino({ level: 'silent' }));
+  t.ok(report.nb && report.nb.endpoints >= 1 && report.nb.networks >= 1, `NB rows of this host removed: ${JSON.stringify(report)}`);
+  const ports = await stack.vsctl('list-ports', 'br-int');
+  t.notMatch(ports, /ovn[0-9a-f]{12}|ovg[0-9a-f]{12}/, 'no endpoint or gateway port left on br-int');
+  t.notOk(await linkExists(hostIfName(ep.id)), "the endpoint's veth is gone");
+  t.notOk(await linkExists(gatewayIf), 'and the gateway port');
+  t.equal(await stack.nbctl('--bare', '--columns=name', 'find', 'Logical_Switch_Port', `external_ids:docker\\:endpoint-id=${ep.id}`), '', 'the endpoint is gone from NB');
+  t.notOk((await nbSwitches()).includes(networkId), "and this host's network (its last host) with it");
+  await t.rejects(stat(driver.address), 'the stale socket is gone');
+
+  // The rest of the file's teardown expects a driver.
+  driver = await startDriver(config({ warmPorts: 0 }), pino({ level: 'warn' }));
 });

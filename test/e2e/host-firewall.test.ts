@@ -160,11 +160,16 @@ for (const c of cases) {
       const forward = await waitFor(
         async () => {
           const rules = (await host.exec('iptables', ['-S', 'FORWARD'])).stdout.split('\n').filter((l) => l.startsWith('-A'));
-          return rules[0] === '-A FORWARD -j DOCKER-USER' && rules[1]?.endsWith('-j OVN-DOCKER-FORWARD') ? rules : undefined;
+          const ours = rules.filter((l) => l.endsWith('-j OVN-DOCKER-FORWARD')).length;
+          return rules[0] === '-A FORWARD -j DOCKER-USER' && rules[1]?.endsWith('-j OVN-DOCKER-FORWARD') && ours === 1 ? rules : undefined;
         },
         { timeoutMs: 15_000, what: "the driver's jump back right after DOCKER-USER's" },
       );
-      t.equal(forward.filter((l) => l.endsWith('-j OVN-DOCKER-FORWARD')).length, 1, 'after a dockerd restart: our jump, once, behind DOCKER-USER');
+      t.same(
+        forward.slice(0, 2),
+        ['-A FORWARD -j DOCKER-USER', '-A FORWARD -m comment --comment ovn-docker-driver -j OVN-DOCKER-FORWARD'],
+        'after a dockerd restart: our jump, once, right behind DOCKER-USER',
+      );
       await checkEgressAndIsolation('after a dockerd restart');
     }
 

@@ -145,10 +145,14 @@ t.test("the jump comes after Docker's DOCKER-USER, in the backend Docker's chain
   // Its links change too (here: one of the test's own), and the driver looks again.
   await run('ip', ['-n', ns, 'link', 'add', 'name', 'vx7a', 'type', 'veth', 'peer', 'name', 'vx7b']);
   const forwardNow = async () => (await ipt('legacy', '-S', 'FORWARD')).split('\n').filter((l) => l.startsWith('-A'));
-  await waitFor(async () => ((await forwardNow())[1]?.endsWith(`-j ${FORWARD_CHAIN}`) ? true : undefined), {
-    timeoutMs: 10_000,
-    what: "our jump back right after DOCKER-USER's",
-  });
+  // The jump is inserted in its place first and the old copy deleted next: wait for both.
+  await waitFor(
+    async () => {
+      const rules = await forwardNow();
+      return rules[1]?.endsWith(`-j ${FORWARD_CHAIN}`) && rules.filter((r) => r.endsWith(`-j ${FORWARD_CHAIN}`)).length === 1 ? true : undefined;
+    },
+    { timeoutMs: 10_000, what: "our jump back right after DOCKER-USER's, and only there" },
+  );
   t.same(
     await forwardNow(),
     [
