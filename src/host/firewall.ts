@@ -193,7 +193,9 @@ export class HostFirewall {
     this.stopWatching();
     this.wanted = [];
     const removal = this.tail.then(async () => {
-      for (const backend of this.options.backend ? [this.options.backend] : await this.backends()) await this.removeFrom(backend);
+      for (const backend of this.options.backend ? [this.options.backend] : await this.backends()) {
+      if (await this.hasTables(backend)) await this.removeFrom(backend);
+    }
     });
     this.tail = removal.catch(() => undefined);
     await removal;
@@ -276,6 +278,7 @@ export class HostFirewall {
     if (this.backend && this.dockerFound) return this.backend;
     const candidates = await this.backends();
     for (const b of candidates) {
+      if (!(await this.hasTables(b))) continue;
       if (await this.iptables(b, ['-t', 'filter', '-S', DOCKER_USER]).then(() => true, () => false)) {
         if (this.backend && this.backend !== b) await this.moveFrom(this.backend);
         this.backend = b;
@@ -324,6 +327,16 @@ export class HostFirewall {
     const found: Backend[] = installed.includes(first) ? [first, ...installed.filter((b) => b !== first)] : ['default'];
     this.found = found;
     return found;
+  }
+
+  /**
+   * Whether a backend may hold rules in this namespace. Only asked of legacy,
+   * where merely listing a chain creates its table (nft's listing creates nothing).
+   */
+  private async hasTables(backend: Backend): Promise<boolean> {
+    if (backend !== 'legacy') return true;
+    const { stdout } = await this.runner.run('cat', ['/proc/net/ip_tables_names']).catch(() => ({ stdout: '' }));
+    return stdout.trim() !== '';
   }
 
   private async listRules(backend: Backend, table: string, chain: string): Promise<string[]> {

@@ -164,3 +164,12 @@ t.test("the jump comes after Docker's DOCKER-USER, in the backend Docker's chain
     "after dockerd's restart, our jump is back ahead of Docker's rules, once",
   );
 });
+
+t.test("the backend Docker does not use is left untouched: not even an empty legacy table appears", async (t) => {
+  const { ns, firewall } = await setUp(t);
+  const legacyTables = async () => (await run('ip', ['netns', 'exec', ns, 'cat', '/proc/net/ip_tables_names'])).stdout.trim();
+  t.equal(await legacyTables(), '', 'no legacy table to begin with');
+  await firewall.apply([A]);
+  await firewall.removeAll();
+  t.equal(await legacyTables(), '', 'none after the driver came and went (iptables here is nft)');
+});
