@@ -304,7 +304,13 @@ export class NetworkDriver {
   private async createPort(network: NetworkRecord, spec: EndpointSpec): Promise<EndpointRecord> {
     const done = spec.ipv4 && this.warm ? await this.warm.beforeEndpoint(network, spec.ipv4) : undefined;
     try {
-      return await this.ovn(() => this.networks.ensureEndpoint(spec), `create endpoint ${spec.endpointId}`);
+      const { endpoint, replaced } = await this.ovn(() => this.networks.ensureEndpoint(spec), `create endpoint ${spec.endpointId}`);
+      for (const port of replaced) {
+        // A leftover holding this endpoint's address went with its port; its veth goes now, not at the next sweep.
+        this.log.warn({ endpointId: spec.endpointId, port, ipv4: spec.ipv4 }, 'replaced a leftover port at the address Docker gave this endpoint');
+        void this.host.unplug(port).catch((err: unknown) => this.log.warn({ port, err }, 'cannot remove the veth of a replaced port; the next sweep will'));
+      }
+      return endpoint;
     } finally {
       done?.();
     }

@@ -207,7 +207,8 @@ export class OvnNetworks {
    * Create the logical switch port of an endpoint, with addresses and
    * port_security written in the same transaction, unless it exists.
    */
-  async ensureEndpoint(spec: EndpointSpec): Promise<EndpointRecord> {
+  async ensureEndpoint(spec: EndpointSpec): Promise<{ endpoint: EndpointRecord; replaced: string[] }> {
+    let replaced: string[] = [];
     const { value } = await this.nb.transaction(
       (tx, replica) => {
         const found = this.endpointPort(replica, spec.endpointId);
@@ -227,7 +228,10 @@ export class OvnNetworks {
         // Docker's MAC (--mac-address) is checked against these ports: one inserted meanwhile makes this re-run.
         // (Before the takeover below, whose mutation of `ports` a later wait would see.)
         if (spec.mac) tx.verify('Logical_Switch', ls, ['ports']);
-        const takenOver = spec.ipv4 ? this.takeOverWarmPorts(tx, replica, ls, stripPrefix(spec.ipv4)) : new Set<string>();
+        const ipv4 = spec.ipv4 && stripPrefix(spec.ipv4);
+        const takenOver = ipv4 ? this.takeOverWarmPorts(tx, replica, ls, ipv4) : new Set<string>();
+        replaced = this.replaceStalePorts(tx, replica, ls, spec, takenOver);
+        if (ipv4 && !onPool(ls)) guardNoWarmClaim(tx, replica, ls, ipv4, spec.endpointId);
         const holders = macHolders(replica, ls, takenOver);
         const mac = spec.mac ? checkMacFree(spec.mac, spec.networkId, holders) : chooseMac(spec, holders);
         this.insertPort(tx, ls, spec, mac);
@@ -235,10 +239,78 @@ export class OvnNetworks {
       },
       { comment: `ovn-docker-driver: CreateEndpoint ${spec.endpointId}` },
     );
-    if (value) return value;
+    if (value) return { endpoint: value, replaced: [] };
     const created = this.findEndpoint(spec.endpointId);
     if (!created) throw new Error(`logical switch port for endpoint ${spec.endpointId} vanished right after creation`);
-    return created;
+    return { endpoint: created, replaced };
+  }
+
+  /**
+   * Ports (not warm ones, see takeOverWarmPorts) that hold an address Docker
+   * gave this endpoint. Docker hands an address out again only once its
+   * holder is gone from its view, so a port of this host's same network at it
+   * is a leftover (a crash between CreateEndpoint and the engine's rollback):
+   * it goes in this transaction. So does any port at it on a pool of our
+   * IPAM, whose reservation this endpoint now holds. Anything else is
+   * refused: two ports must never hold one address on a switch. Returns the
+   * names of the ports removed (their host removes the veths).
+   */
+  private replaceStalePorts(tx: Transaction, replica: Replica, ls: Row, spec: EndpointSpec, skip: ReadonlySet<string>): string[] {
+    const wanted = [spec.ipv4, spec.ipv6].flatMap((a) => (a ? [stripPrefix(a).toLowerCase()] : []));
+    const pooled = onPool(ls);
+    const replaced: string[] = [];
+    for (const uuid of Array.isArray(ls.ports) ? ls.ports : []) {
+      const port = skip.has(String(uuid)) ? undefined : replica.get('Logical_Switch_Port', String(uuid));
+      const held = port ? portAddresses(port).filter((ip) => wanted.includes(ip)) : [];
+      if (!port || held.length === 0) continue;
+      const ids = externalIds(port);
+      const holder = this.holderOf(replica, port);
+      const ours = ids.get(Keys.owner) === OWNER || ids.has(Keys.warm);
+      const leftover = holder.chassis !== undefined && holder.chassis === spec.chassis && (holder.anyNetwork || holder.networkId === spec.networkId);
+      if (!ours || ids.get(Keys.role) === 'gateway' || !(pooled || leftover)) {
+        const who = holder.endpointId ? `endpoint ${holder.endpointId}` : `port ${String(port.name)}`;
+        throw new NetworkError(
+          `address ${held[0]} is already in use on network ${spec.networkId} by ${who}${holder.chassis ? ` of host ${holder.chassis}` : ''}`,
+          'conflict',
+        );
+      }
+      if (holder.set && holder.key && holder.value) {
+        tx.mutate('Address_Set', [['name', '==', holder.set], ['external_ids', 'includes', new Map([[holder.key, holder.value]])]], [
+          ['external_ids', 'delete', [holder.key]],
+        ]);
+      }
+      tx.mutate('Logical_Switch', [['_uuid', '==', ls._uuid]], [['ports', 'delete', [port._uuid]]]);
+      removeDnsNames(tx, replica, ls, port);
+      replaced.push(String(port.name));
+    }
+    return replaced;
+  }
+
+  /** Whose a port is: an endpoint's (made for it, or a warm port it adopted), or a warm port's host; and its holder in a pool or port set. */
+  private holderOf(
+    replica: Replica,
+    port: Row,
+  ): { endpointId?: string; networkId?: string; anyNetwork?: boolean; chassis?: string; set?: string; key?: string; value?: string } {
+    const ids = externalIds(port);
+    if (ids.has(Keys.endpointId)) {
+      const chassis = ids.get(Keys.chassis);
+      return { endpointId: ids.get(Keys.endpointId)!, networkId: ids.get(Keys.networkId) ?? '', ...(chassis ? { chassis } : {}) };
+    }
+    const chassis = ids.get(Keys.warm);
+    const set = ids.get(Keys.poolV4);
+    const ipv4 = ids.get(Keys.ipv4);
+    if (!chassis || !set || !ipv4) return {};
+    const key = reservationKey(stripPrefix(ipv4));
+    const value = externalIds(replica.findOne('Address_Set', 'name', set) ?? { _uuid: '' }).get(key);
+    const parsed = parseWarmHolder(value);
+    return {
+      chassis,
+      set,
+      key,
+      ...(value ? { value } : {}),
+      // A warm port no endpoint adopted belongs to its switch: to every network on it.
+      ...(parsed?.state === 'adopted' ? { endpointId: parsed.endpointId, networkId: parsed.networkId } : { anyNetwork: true }),
+    };
   }
 
   /**
@@ -477,6 +549,37 @@ function* portMacs(replica: Replica, ls: Row): Generator<[mac: string, port: Row
       yield [String(addr).split(' ')[0]!.toLowerCase(), port!];
     }
   }
+}
+
+/** Whether the switch is a pool's of our IPAM: its addresses are reserved there, not by Docker. */
+function onPool(ls: Row): boolean {
+  const ids = externalIds(ls);
+  return ids.has(Keys.poolV4) || ids.has(Keys.poolV6);
+}
+
+/** The IP addresses (lower case) a port's `addresses` carry: "MAC IP [IP ...]" entries. */
+function portAddresses(port: Row): string[] {
+  return (Array.isArray(port.addresses) ? port.addresses : []).flatMap((entry) => String(entry).toLowerCase().split(' ').slice(1));
+}
+
+/**
+ * Fail the transaction (so that it re-runs on a fresher replica) if a warm
+ * port of any host claims `ip` in the switch's port set at commit: one made
+ * after our replica was read. A probe key is inserted (a no-op if the
+ * address is claimed), checked and deleted again: the set ends unchanged,
+ * so ovn-northd sees nothing.
+ */
+function guardNoWarmClaim(tx: Transaction, replica: Replica, ls: Row, ip: string, endpointId: string): void {
+  const name = portSetName(String(ls.name));
+  if (!replica.findOne('Address_Set', 'name', name)) {
+    tx.guardAbsent('Address_Set', 'name', name);
+    return;
+  }
+  const key = reservationKey(ip);
+  const probe = new Map([[key, `probe ${endpointId}`]]);
+  tx.mutate('Address_Set', [['name', '==', name]], [['external_ids', 'insert', probe]]);
+  tx.guardMatches('Address_Set', 'name', name, [['external_ids', 'includes', probe]]);
+  tx.mutate('Address_Set', [['name', '==', name]], [['external_ids', 'delete', [key]]]);
 }
 
 /** The MACs (lower case) of every port on a switch. */

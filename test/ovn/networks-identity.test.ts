@@ -101,7 +101,7 @@ async function seenByBoth(endpointId: string): Promise<void> {
 }
 
 function endpoint(h: Host, networkId: string, endpointId: string, ipv4: string, mac?: string): Promise<EndpointRecord> {
-  return h.networks.ensureEndpoint({ networkId, endpointId, ipv4, chassis: h.chassis, ...(mac ? { mac } : {}) });
+  return h.networks.ensureEndpoint({ networkId, endpointId, ipv4, chassis: h.chassis, ...(mac ? { mac } : {}) }).then((r) => r.endpoint);
 }
 
 /** Read from the server, not a replica: what NB holds once the transactions returned. */
