@@ -71,6 +71,16 @@ const SERVER_MONITOR = 'server';
 
 type MonitorMethod = 'monitor_cond_since' | 'monitor_cond' | 'monitor';
 
+const RESYNC = Symbol('resync');
+
+interface PendingResync {
+  /** Resolves once the replica is in sync again, or the connection is gone. */
+  done: Promise<void>;
+  finish(): void;
+  /** Another update failed while this resync ran: run it once more. */
+  again: boolean;
+}
+
 export class OvsdbClient extends EventEmitter<ClientEvents> {
   private readonly remotes: Remote[];
   private readonly log: Logger;
@@ -88,6 +98,14 @@ export class OvsdbClient extends EventEmitter<ClientEvents> {
   private running: Promise<void> | undefined;
   /** Updates that arrived before their monitor's reply was applied. */
   private buffered = new Map<string, unknown[][]>();
+  /** Id of the current data monitor; a resync on the same connection takes a new one. */
+  private dataMonitorId = DATA_MONITOR;
+  private resyncs = 0;
+  /** Set when the replica may not match lastTxnId: the next monitor must take a full snapshot. */
+  private needFullResync = false;
+  /** A resync on the current connection, requested or running. */
+  private pendingResync: PendingResync | undefined;
+  private wakeResync: (() => void) | undefined;
   private monitorMethod: MonitorMethod = 'monitor_cond_since';
   /** Replica of our database's row in _Server (leader, quorum, Raft index). */
   private serverReplica: Replica | undefined;
@@ -186,6 +204,8 @@ export class OvsdbClient extends EventEmitter<ClientEvents> {
     const result = await conn.request('transact', [tx.database, ...tx.operations], {
       timeoutMs: options.timeoutMs ?? this.requestTimeoutMs,
     });
+    // The update for this transaction may have been dropped for a resync; the reply must not overtake it.
+    while (this.pendingResync) await this.pendingResync.done;
     this.log.debug({ ops: tx.operations.length, ms: Date.now() - started }, 'transact');
     return tx.parseResult(result);
   }
@@ -281,16 +301,13 @@ export class OvsdbClient extends EventEmitter<ClientEvents> {
       logger: this.log,
     });
     const closed = new Promise<Error | undefined>((resolve) => conn.once('close', resolve));
-    this.buffered = new Map([
-      [DATA_MONITOR, []],
-      [SERVER_MONITOR, []],
-    ]);
+    this.buffered = new Map([[SERVER_MONITOR, []]]);
     const live = new Set<string>();
     conn.on('notification', (method, params) => {
       try {
         this.onNotification(conn, method, params, live);
       } catch (err) {
-        this.log.error({ remote: name, err: (err as Error).message }, 'cannot apply OVSDB update; resyncing');
+        this.log.error({ remote: name, method, err: (err as Error).message }, 'cannot handle OVSDB notification; reconnecting');
         conn.close(err as Error);
       }
     });
@@ -313,15 +330,28 @@ export class OvsdbClient extends EventEmitter<ClientEvents> {
       this.lastError = undefined;
       this.log.info({ remote: name, resumed, model: status?.model }, 'OVSDB session ready');
       this.emit('ready', { remote: name, resumed, status });
-      const error = await closed;
-      if (!this.closed) {
-        this.log.warn({ remote: name, err: error?.message }, 'OVSDB connection lost; reconnecting');
+      for (;;) {
+        const error = await Promise.race([closed, this.resyncRequested()]);
+        if (error === RESYNC) {
+          await this.resyncData(conn, schema, live).catch((err: unknown) => {
+            this.lastError = err as Error;
+            throw err;
+          });
+          continue;
+        }
+        if (!this.closed) {
+          this.log.warn({ remote: name, err: error?.message }, 'OVSDB connection lost; reconnecting');
+        }
+        this.lastError = error;
+        return true;
       }
-      this.lastError = error;
-      return true;
     } finally {
       conn.close();
       this.conn = undefined;
+      this.wakeResync = undefined;
+      // What is left of a resync happens with the next connection's full snapshot.
+      this.pendingResync?.finish();
+      this.pendingResync = undefined;
       if (this.ready) {
         this.ready = false;
         this.emit('disconnected', this.lastError);
@@ -341,10 +371,16 @@ export class OvsdbClient extends EventEmitter<ClientEvents> {
       this.buffered.get(id)?.push([method, ...params]);
       return;
     }
-    this.applyNotification(conn, id, method, params);
+    this.applyNotification(conn, id, method, params, live);
   }
 
-  private applyNotification(conn: JsonRpcConnection, id: string, method: string, params: unknown[]): void {
+  private applyNotification(
+    conn: JsonRpcConnection,
+    id: string,
+    method: string,
+    params: unknown[],
+    live: Set<string>,
+  ): void {
     if (id === SERVER_MONITOR) {
       this.serverReplica?.applyUpdates2(params[1]);
       try {
@@ -354,15 +390,69 @@ export class OvsdbClient extends EventEmitter<ClientEvents> {
       }
       return;
     }
-    if (id !== DATA_MONITOR || !this.replicaValue) return;
-    if (method === 'update3') {
-      if (typeof params[1] === 'string') this.lastTxnId = params[1];
-      this.emitChanges(this.replicaValue.applyUpdates2(params[2]));
-    } else if (method === 'update2') {
-      this.emitChanges(this.replicaValue.applyUpdates2(params[1]));
-    } else {
-      this.emitChanges(this.replicaValue.applyUpdates1(params[1]));
+    if (id !== this.dataMonitorId || !this.replicaValue) return;
+    let changes: RowChange[];
+    let txnId: string | undefined;
+    try {
+      if (method === 'update3') {
+        // Without its id, an applied update3 would be applied again by the next resume.
+        if (typeof params[1] !== 'string') throw new CacheInconsistentError('update3 without a transaction id');
+        txnId = params[1];
+        changes = this.replicaValue.applyUpdates2(params[2]);
+      } else if (method === 'update2') {
+        changes = this.replicaValue.applyUpdates2(params[1]);
+      } else {
+        changes = this.replicaValue.applyUpdates1(params[1]);
+      }
+    } catch (err) {
+      this.log.error(
+        { remote: conn.remote, method, err: (err as Error).message },
+        'cannot apply OVSDB update; dropping the monitor for a full resync',
+      );
+      this.requestResync(live);
+      return;
     }
+    if (txnId !== undefined) this.lastTxnId = txnId;
+    this.emitChanges(changes);
+  }
+
+  /** Stop applying the current data monitor's updates and have the session take a full snapshot. */
+  private requestResync(live: Set<string>): void {
+    this.needFullResync = true;
+    live.delete(this.dataMonitorId);
+    this.buffered.delete(this.dataMonitorId);
+    if (this.pendingResync) {
+      this.pendingResync.again = true;
+    } else {
+      let finish = () => {};
+      const done = new Promise<void>((resolve) => (finish = resolve));
+      this.pendingResync = { done, finish, again: false };
+    }
+    this.wakeResync?.();
+  }
+
+  private resyncRequested(): Promise<typeof RESYNC> {
+    if (this.pendingResync) return Promise.resolve(RESYNC);
+    return new Promise((resolve) => (this.wakeResync = () => resolve(RESYNC)));
+  }
+
+  /** Cancel the data monitor and monitor again from scratch, on the same connection, until a snapshot applies. */
+  private async resyncData(conn: JsonRpcConnection, schema: DatabaseSchema, live: Set<string>): Promise<void> {
+    this.wakeResync = undefined;
+    const resync = this.pendingResync;
+    if (!resync) return;
+    do {
+      resync.again = false;
+      const stale = this.dataMonitorId;
+      this.dataMonitorId = `${DATA_MONITOR}-${++this.resyncs}`;
+      await conn.request('monitor_cancel', [stale]).catch((err: unknown) => {
+        if (!(err instanceof RpcError)) throw err;
+      });
+      await this.monitorData(conn, schema, live);
+    } while (resync.again);
+    this.pendingResync = undefined;
+    resync.finish();
+    this.log.info({ remote: conn.remote, resyncs: this.resyncs }, 'OVSDB replica resynced from a full snapshot');
   }
 
   private emitChanges(changes: RowChange[]): void {
@@ -404,12 +494,18 @@ export class OvsdbClient extends EventEmitter<ClientEvents> {
   /** Start the data monitor; returns true when it resumed from the last transaction id. */
   private async monitorData(conn: JsonRpcConnection, schema: DatabaseSchema, live: Set<string>): Promise<boolean> {
     const tables = this.options.tables;
+    const id = this.dataMonitorId;
+    this.buffered.set(id, []);
     for (;;) {
       const method = this.monitorMethod;
       const requests: Record<string, unknown> = {};
       for (const table of tables) requests[table] = method === 'monitor' ? {} : [{}];
-      const params: unknown[] = [this.options.database, DATA_MONITOR, requests];
-      if (method === 'monitor_cond_since') params.push(this.replicaValue ? this.lastTxnId : ZERO_UUID);
+      const params: unknown[] = [this.options.database, id, requests];
+      if (method === 'monitor_cond_since') {
+        // A resume sends diffs, which only fit the replica lastTxnId describes, in the same schema.
+        const resumable = this.replicaValue && !this.needFullResync && sameSchema(this.replicaValue.schema, schema);
+        params.push(resumable ? this.lastTxnId : ZERO_UUID);
+      }
       let reply: unknown;
       try {
         reply = await conn.request(method, params);
@@ -420,42 +516,57 @@ export class OvsdbClient extends EventEmitter<ClientEvents> {
         }
         throw err;
       }
-      const resumed = this.applyMonitorReply(method, reply, schema);
-      this.drain(conn, DATA_MONITOR, live);
+      const resumed = this.applyMonitorReply(conn, method, reply, schema);
+      this.drain(conn, id, live);
       return resumed;
     }
   }
 
-  private applyMonitorReply(method: MonitorMethod, reply: unknown, schema: DatabaseSchema): boolean {
+  private applyMonitorReply(conn: JsonRpcConnection, method: MonitorMethod, reply: unknown, schema: DatabaseSchema): boolean {
     let updates = reply;
     let found = false;
-    if (method === 'monitor_cond_since') {
-      if (!Array.isArray(reply) || reply.length !== 3) {
-        throw new CacheInconsistentError(`malformed monitor_cond_since reply: ${JSON.stringify(reply)?.slice(0, 200)}`);
-      }
-      found = reply[0] === true;
-      if (typeof reply[1] === 'string') this.lastTxnId = reply[1];
-      updates = reply[2];
-    }
+    let txnId: string | undefined;
+    let changes: RowChange[];
     const current = this.replicaValue;
-    if (found && current && sameSchema(current.schema, schema)) {
-      this.emitChanges(current.applyUpdates2(updates));
-      return true;
+    let next = current;
+    try {
+      if (method === 'monitor_cond_since') {
+        if (!Array.isArray(reply) || reply.length !== 3 || typeof reply[1] !== 'string') {
+          throw new CacheInconsistentError(`malformed monitor_cond_since reply: ${JSON.stringify(reply)?.slice(0, 200)}`);
+        }
+        found = reply[0] === true;
+        txnId = reply[1];
+        updates = reply[2];
+      }
+      if (found && current && sameSchema(current.schema, schema)) {
+        changes = current.applyUpdates2(updates);
+      } else {
+        found = false;
+        const fresh = new Replica(schema, this.options.tables, this.options.indexes);
+        if (method === 'monitor') fresh.applyUpdates1(updates);
+        else fresh.applyUpdates2(updates);
+        if (current && sameSchema(current.schema, schema)) {
+          changes = current.replaceWith(fresh);
+        } else {
+          // First sync, or the schema was converted: callers get a new replica object.
+          next = fresh;
+          changes = [...freshChanges(fresh)];
+        }
+      }
+    } catch (err) {
+      // Neither the replica nor lastTxnId moved; whatever comes next must not resume from here.
+      this.needFullResync = true;
+      this.log.error(
+        { remote: conn.remote, method, resumed: found, err: (err as Error).message },
+        'cannot apply OVSDB monitor reply; the next monitor takes a full snapshot',
+      );
+      throw err;
     }
-    const fresh = new Replica(schema, this.options.tables, this.options.indexes);
-    if (method === 'monitor') fresh.applyUpdates1(updates);
-    else fresh.applyUpdates2(updates);
-    if (!current) {
-      this.replicaValue = fresh;
-      this.emitChanges([...freshChanges(fresh)]);
-    } else if (sameSchema(current.schema, schema)) {
-      this.emitChanges(current.replaceWith(fresh));
-    } else {
-      // The schema was converted: callers get a new replica object.
-      this.replicaValue = fresh;
-      this.emitChanges([...freshChanges(fresh)]);
-    }
-    return false;
+    this.replicaValue = next;
+    if (txnId !== undefined) this.lastTxnId = txnId;
+    if (!found) this.needFullResync = false;
+    this.emitChanges(changes);
+    return found;
   }
 
   private drain(conn: JsonRpcConnection, id: string, live: Set<string>): void {
@@ -463,7 +574,9 @@ export class OvsdbClient extends EventEmitter<ClientEvents> {
     this.buffered.set(id, []);
     live.add(id);
     for (const [method, ...params] of pending) {
-      this.applyNotification(conn, id, method as string, params);
+      // A failed update ends the monitor; what it buffered after that is stale.
+      if (!live.has(id)) break;
+      this.applyNotification(conn, id, method as string, params, live);
     }
   }
 }

@@ -37,6 +37,12 @@ interface TableState {
   byExternalId: Map<string, UuidSets>;
 }
 
+/** A row change checked against the replica and not applied yet. */
+interface Planned {
+  t: TableState;
+  change: RowChange;
+}
+
 interface Waiter {
   check(): boolean;
 }
@@ -121,65 +127,56 @@ export class Replica extends EventEmitter<ReplicaEvents> {
 
   /**
    * Apply `<table-updates2>` (monitor_cond / monitor_cond_since, update2/update3).
-   * Throws CacheInconsistentError when an update does not fit the replica;
-   * the session must then rebuild it from scratch.
+   * All or nothing: throws CacheInconsistentError, with the replica untouched,
+   * when an update does not fit it; the session must then rebuild it from scratch.
    */
   applyUpdates2(updates: unknown): RowChange[] {
-    const changes: RowChange[] = [];
+    const planned: Planned[] = [];
     for (const [tableName, rowUpdates] of objectEntries(updates, 'table-updates2')) {
-      const t = this.state.get(tableName);
-      if (!t) throw new CacheInconsistentError(`update for table ${tableName}, which is not monitored`);
+      const t = this.monitored(tableName);
       for (const [uuid, update] of objectEntries(rowUpdates, `${tableName} row updates`)) {
         const [kind, body] = singleEntry(update, `${tableName} ${uuid}`);
         const old = t.rows.get(uuid);
         switch (kind) {
           case 'initial':
-          case 'insert': {
-            const row = this.decode(t, uuid, body);
-            changes.push(this.put(t, tableName, uuid, old, row));
+          case 'insert':
+            planned.push(plan(t, tableName, uuid, old, this.decode(t, uuid, body)));
             break;
-          }
-          case 'modify': {
+          case 'modify':
             if (!old) throw new CacheInconsistentError(`modify of unknown row ${tableName} ${uuid}`);
-            changes.push(this.put(t, tableName, uuid, old, this.applyModify(t, old, body)));
+            planned.push(plan(t, tableName, uuid, old, this.applyModify(t, old, body)));
             break;
-          }
-          case 'delete': {
+          case 'delete':
             if (!old) throw new CacheInconsistentError(`delete of unknown row ${tableName} ${uuid}`);
-            this.remove(t, old);
-            changes.push({ table: tableName, uuid, old });
+            planned.push(plan(t, tableName, uuid, old, undefined));
             break;
-          }
           default:
             throw new CacheInconsistentError(`unknown row update "${kind}" for ${tableName} ${uuid}`);
         }
       }
     }
-    this.commit(changes);
-    return changes;
+    return this.applyPlanned(planned);
   }
 
-  /** Apply RFC 7047 `<table-updates>` (plain `monitor`, `update` notifications). */
+  /** Apply RFC 7047 `<table-updates>` (plain `monitor`, `update` notifications); all or nothing. */
   applyUpdates1(updates: unknown): RowChange[] {
-    const changes: RowChange[] = [];
+    const planned: Planned[] = [];
     for (const [tableName, rowUpdates] of objectEntries(updates, 'table-updates')) {
-      const t = this.state.get(tableName);
-      if (!t) throw new CacheInconsistentError(`update for table ${tableName}, which is not monitored`);
+      const t = this.monitored(tableName);
       for (const [uuid, update] of objectEntries(rowUpdates, `${tableName} row updates`)) {
-        const u = update as { new?: unknown };
+        const u = objectEntries(update, `${tableName} ${uuid}`);
+        const next = u.find(([key]) => key === 'new')?.[1];
         const old = t.rows.get(uuid);
-        if (u.new === undefined) {
+        if (next === undefined) {
           if (!old) throw new CacheInconsistentError(`delete of unknown row ${tableName} ${uuid}`);
-          this.remove(t, old);
-          changes.push({ table: tableName, uuid, old });
+          planned.push(plan(t, tableName, uuid, old, undefined));
         } else {
           // `new` holds every monitored column, so defaults (not the old row) fill the rest.
-          changes.push(this.put(t, tableName, uuid, old, this.decode(t, uuid, u.new)));
+          planned.push(plan(t, tableName, uuid, old, this.decode(t, uuid, next)));
         }
       }
     }
-    this.commit(changes);
-    return changes;
+    return this.applyPlanned(planned);
   }
 
   /**
@@ -266,6 +263,28 @@ export class Replica extends EventEmitter<ReplicaEvents> {
     return out;
   }
 
+  private monitored(name: string): TableState {
+    const t = this.state.get(name);
+    if (!t) throw new CacheInconsistentError(`update for table ${name}, which is not monitored`);
+    return t;
+  }
+
+  /** The second half of an apply: nothing here can fail, so a batch lands whole. */
+  private applyPlanned(planned: Planned[]): RowChange[] {
+    for (const { t, change } of planned) {
+      if (change.old) this.unindex(t, change.old);
+      if (change.new) {
+        t.rows.set(change.uuid, change.new);
+        this.index(t, change.new);
+      } else {
+        t.rows.delete(change.uuid);
+      }
+    }
+    const changes = planned.map((p) => p.change);
+    this.commit(changes);
+    return changes;
+  }
+
   private decode(t: TableState, uuid: string, body: unknown): Row {
     try {
       return decodeRow(t.schema, uuid, body);
@@ -293,18 +312,6 @@ export class Replica extends EventEmitter<ReplicaEvents> {
     return next as Row;
   }
 
-  private put(t: TableState, table: string, uuid: string, old: Row | undefined, row: Row): RowChange {
-    if (old) this.unindex(t, old);
-    t.rows.set(uuid, row);
-    this.index(t, row);
-    return old ? { table, uuid, old, new: row } : { table, uuid, new: row };
-  }
-
-  private remove(t: TableState, row: Row): void {
-    this.unindex(t, row);
-    t.rows.delete(row._uuid);
-  }
-
   private index(t: TableState, row: Row): void {
     forEachIndexEntry(t, row, addTo);
   }
@@ -318,6 +325,13 @@ export class Replica extends EventEmitter<ReplicaEvents> {
     if (changes.length > 0) this.emit('change', changes);
     for (const waiter of [...this.waiters]) waiter.check();
   }
+}
+
+function plan(t: TableState, table: string, uuid: string, old: Row | undefined, row: Row | undefined): Planned {
+  const change: RowChange = { table, uuid };
+  if (old) change.old = old;
+  if (row) change.new = row;
+  return { t, change };
 }
 
 function rowsEqual(table: TableSchema, a: Row, b: Row): boolean {
