@@ -15,6 +15,7 @@ import { OvnPools } from './ovn/pools.js';
 import { OvnWarmPorts } from './ovn/warm-ports.js';
 import { WarmPool } from './driver/warm-pool.js';
 import { DnsPublisher } from './driver/dns-publisher.js';
+import { OrphanSweeper } from './driver/orphans.js';
 import { DockerApi } from './docker/api.js';
 import os from 'node:os';
 import { NetworkDriver } from './driver/network-driver.js';
@@ -95,10 +96,20 @@ export async function startDriver(config: DriverConfig, log: Logger = pino({ lev
 
   const ipam = new IpamDriver(pools, hostId, log.child({ component: 'ipam' }), warm);
   // The engine usually starts after the driver: the publisher waits for its socket.
-  const dns = config.dockerSocket
-    ? new DnsPublisher(new DockerApi(config.dockerSocket), networks, hostId, log.child({ component: 'dns' }))
-    : undefined;
+  const engine = config.dockerSocket ? new DockerApi(config.dockerSocket) : undefined;
+  const dns = engine ? new DnsPublisher(engine, networks, hostId, log.child({ component: 'dns' })) : undefined;
   dns?.start();
+  // Endpoints a crash left behind that the engine rolled back on its side (it never calls DeleteEndpoint for them).
+  const orphans = engine
+    ? new OrphanSweeper(
+        engine,
+        networks,
+        async (networkId, endpointId) => void (await driver.deleteEndpoint({ NetworkID: networkId, EndpointID: endpointId })),
+        { chassis: hostId, graceMs: config.orphanGraceMs, intervalMs: Math.max(1000, Math.min(30_000, config.orphanGraceMs / 2)) },
+        log.child({ component: 'orphans' }),
+      )
+    : undefined;
+  orphans?.start();
   const app = buildApp(driver, ipam, { logger: log.child({ component: 'http' }) });
   const address = await listen(
     app,
@@ -118,6 +129,7 @@ export async function startDriver(config: DriverConfig, log: Logger = pino({ lev
       await app.close();
       await warm.close();
       await dns?.stop();
+      await orphans?.stop();
       await driver.drain();
       await localOvs?.close();
       firewall?.close();

@@ -30,6 +30,8 @@ export interface DriverConfig {
   masquerade: boolean;
   /** Ports kept plugged and bound per IPv4 switch on this host; 0 disables. */
   warmPorts: number;
+  /** How long an endpoint of this host may be unknown to the engine before it is removed as a leftover. */
+  orphanGraceMs: number;
 }
 
 interface OptionDoc {
@@ -58,6 +60,7 @@ const DOCS: OptionDoc[] = [
   { flag: 'gateway', env: 'OVN_DOCKER_GATEWAY', value: 'host|docker', default: 'host', help: 'Egress of networks created without -o ovn.gateway=host|docker. host: each host is the gateway of its own containers through OVN (the gateway address is bound on this host), so a container has one interface; a container that publishes ports (-p, -P) still gets Docker\'s docker_gwbridge, which publishes them. docker: every container gets a second interface on docker_gwbridge for egress, as with Docker\'s overlay driver. Recorded per network when it is created.' },
   { flag: 'masquerade', env: 'OVN_DOCKER_MASQUERADE', value: 'true|false', default: 'true', help: 'For networks whose gateway is this host (see --gateway): turn on IP forwarding and masquerade the network\'s subnet with iptables, isolating such networks from each other.' },
   { flag: 'warm-ports', env: 'OVN_DOCKER_WARM_PORTS', value: 'N', default: '2', help: 'Keep N ports per IPv4 network ready on this host (logical port, veth, OVS binding), each at an address the next container will get: the lowest free ones on networks of Docker\'s IPAM (which gives those first), addresses of the pool on networks of this plugin\'s IPAM. A container start on one need not wait for ovn-northd and ovn-controller. An endpoint that gets a warm port\'s address but cannot use the port takes the address over. 0 disables.' },
+  { flag: 'orphan-grace', env: 'OVN_DOCKER_ORPHAN_GRACE', value: 'MS', default: '60000', help: "An endpoint of this host that the engine (--docker-host) has not known for this long is removed with its port, veth and address: what a driver killed during a container start leaves, since the engine never calls DeleteEndpoint for a start it saw fail. Networks the engine does not answer for are left alone." },
   { flag: 'log-level', env: 'LOG_LEVEL', value: 'LEVEL', default: 'info', help: 'trace, debug, info, warn or error. Logs are JSON lines on stdout.' },
 ];
 
@@ -164,6 +167,7 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv): Parsed
     gateway,
     masquerade: boolean(get('masquerade')!, 'masquerade'),
     warmPorts: integer(get('warm-ports')!, 'warm-ports', 0, 64),
+    orphanGraceMs: integer(get('orphan-grace')!, 'orphan-grace', 1000, 86_400_000),
   };
   return cleanup ? { kind: 'cleanup', config, nb: values.nb === true } : { kind: 'run', config };
 }

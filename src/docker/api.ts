@@ -50,6 +50,20 @@ export class DockerApi {
   }
 
   /**
+   * The endpoints the engine has on `networkId` (its containers'), or
+   * undefined when it cannot tell: the engine does not answer, or does not
+   * know the network (then it is not this engine's, and nothing of it is
+   * evidence).
+   */
+  async endpointsOn(networkId: string): Promise<Set<string> | undefined> {
+    const { status, body } = await this.get(`/networks/${encodeURIComponent(networkId)}`).catch(() => ({ status: 0, body: '' }));
+    if (status !== 200) return undefined;
+    const net = JSON.parse(body) as { Containers?: Record<string, { EndpointID?: unknown }> };
+    const ids = Object.values(net.Containers ?? {}).map((c) => c.EndpointID);
+    return new Set(ids.filter((id): id is string => typeof id === 'string' && /^[0-9a-f]{64}$/.test(id)));
+  }
+
+  /**
    * Follow network connect/disconnect events until `signal` aborts; the
    * stream is re-opened (after a pause) when the engine goes away.
    */

@@ -23,6 +23,7 @@ export function testDriverConfig(
     gateway: 'host',
     masquerade: false,
     warmPorts: 2,
+    orphanGraceMs: 60_000,
     ...overrides,
   };
 }
