@@ -156,19 +156,30 @@ export class OvnPools {
     return this.nb.replica;
   }
 
-  /** Join (or create) the pool of a subnet; every call is one more user of it. */
+  /**
+   * Join (or create) the pool of a subnet; every call is one more user of it.
+   * Without a subnet, a new pool on the first /24 of `defaultPools` that no
+   * pool has: chosen in the transaction, and never one another network has.
+   */
   async requestPool(req: PoolRequest): Promise<PoolLease> {
-    const subnet = req.pool ? this.subnetOf(req.pool, req.v6) : this.chooseDefaultPool();
+    const explicit = req.pool ? this.subnetOf(req.pool, req.v6) : undefined;
     const range = req.subPool ? this.subnetOf(req.subPool, req.v6) : '';
-    if (range && !contains(subnet, range.split('/')[0]!)) {
-      throw new PoolError(`--ip-range ${range} is not inside the pool ${subnet}`, 'invalid');
-    }
-    const name = poolName(subnet);
     const token = randomBytes(6).toString('hex');
-    await this.nb.transaction(
+    const userKey = `${Keys.poolUser}${token}`;
+    const { value: subnet } = await this.nb.transaction(
       (tx, replica) => {
+        // A retry after a lost reply finds its own user key: that pool is this request's.
+        for (const row of replica.rows('Address_Set')) {
+          const ids = externalIds(row);
+          if (ids.has(userKey)) return ids.get(Keys.pool)!;
+        }
+        const subnet = explicit ?? this.chooseDefaultPool(replica);
+        if (range && !contains(subnet, range.split('/')[0]!)) {
+          throw new PoolError(`--ip-range ${range} is not inside the pool ${subnet}`, 'invalid');
+        }
+        const name = poolName(subnet);
         const row = replica.findOne('Address_Set', 'name', name);
-        const user = new Map([[`${Keys.poolUser}${token}`, `${req.chassis} ${PENDING}`]]);
+        const user = new Map([[userKey, `${req.chassis} ${PENDING}`]]);
         if (row) {
           const existingRange = externalIds(row).get(Keys.poolRange) ?? '';
           if (existingRange !== range) {
@@ -179,16 +190,19 @@ export class OvnPools {
             );
           }
           tx.mutate('Address_Set', [['_uuid', '==', row._uuid]], [['external_ids', 'insert', user]]);
-          return;
+          return subnet;
         }
+        // Someone making it first makes this re-run: an explicit pool is then joined, a default one chosen anew.
         tx.guardAbsent('Address_Set', 'name', name);
         const ids = new Map([[Keys.owner, OWNER], [Keys.pool, subnet], ...user]);
         if (range) ids.set(Keys.poolRange, range);
         tx.insert('Address_Set', { name, external_ids: ids });
+        return subnet;
       },
-      { comment: `ovn-docker-driver: RequestPool ${subnet}` },
+      // Each host making a default pool at the same instant costs the others one re-run.
+      { comment: `ovn-docker-driver: RequestPool ${explicit ?? 'by default'}`, retries: 20 },
     );
-    return { poolId: `${name}/${token}`, pool: subnet };
+    return { poolId: `${poolName(subnet)}/${token}`, pool: subnet };
   }
 
   /** Drop one user of a pool; the last one out deletes it with every reservation in it. */
@@ -345,9 +359,11 @@ export class OvnPools {
       (tx, replica) => {
         const row = replica.findOne('Address_Set', 'name', name);
         if (!row) return undefined;
-        const entry = [...externalIds(row)].find(
-          ([key, value]) => key.startsWith(Keys.poolIp) && warmPortOf(value) && (ip === undefined || key === reservationKey(ip)),
-        );
+        const ours = (key: string) => key.startsWith(Keys.poolIp) && (ip === undefined || key === reservationKey(ip));
+        // A retry after a lost reply finds its own swap done: that address is the one taken, not a second.
+        const done = [...externalIds(row)].find(([key, value]) => ours(key) && value === holder);
+        if (done) return done[0].slice(Keys.poolIp.length);
+        const entry = [...externalIds(row)].find(([key, value]) => ours(key) && warmPortOf(value));
         if (!entry) return undefined;
         const [key, warmValue] = entry;
         swapHolder(tx, row, key, warmValue, holder);
@@ -420,16 +436,16 @@ export class OvnPools {
   }
 
   /** The first /24 of the default range that no pool uses yet. */
-  private chooseDefaultPool(): string {
+  private chooseDefaultPool(replica: Replica): string {
     const used = new Set<string>();
-    for (const row of this.replica.rows('Address_Set')) {
+    for (const row of replica.rows('Address_Set')) {
       const pool = externalIds(row).get(Keys.pool);
       if (pool) used.add(pool);
     }
     const [start, end] = addressBounds(this.defaultPools);
     for (let net = start; net <= end; net += 256n) {
       const candidate = `${bigToIPv4(net)}/24`;
-      if (!used.has(candidate)) return candidate;
+      if (!used.has(candidate) && !replica.findOne('Address_Set', 'name', poolName(candidate))) return candidate;
     }
     throw new PoolError(`no free /24 left in the default pool range ${this.defaultPools}; pass --subnet`, 'exhausted');
   }

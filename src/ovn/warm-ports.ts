@@ -156,6 +156,8 @@ export class OvnWarmPorts {
     const name = randomBytes(32).toString('hex');
     const { value } = await this.nb.transaction(
       (tx, replica) => {
+        // A retry after a lost reply finds the port it made: the name is this call's own.
+        if (replica.findOne('Logical_Switch_Port', 'name', name)) return true;
         const set = replica.findOne('Address_Set', 'name', pool);
         const ls = replica.findByExternalId('Logical_Switch', Keys.poolV4, pool)[0];
         if (!set || !ls) return false;
@@ -190,6 +192,7 @@ export class OvnWarmPorts {
     const name = randomBytes(32).toString('hex');
     const { value } = await this.nb.transaction(
       (tx, replica) => {
+        if (replica.findOne('Logical_Switch_Port', 'name', name)) return true;
         const ls = switchOfWarmSet(replica, setName);
         const subnet = ls && onlyIPv4Subnet(ls);
         if (!ls || !subnet) return false;
@@ -256,6 +259,8 @@ export class OvnWarmPorts {
     const { value } = await this.nb.transaction(
       (tx, replica) => {
         const set = replica.findOne('Address_Set', 'name', port.pool);
+        // A retry after a lost reply finds its own swap done (holders are unique to a request).
+        if (set && externalIds(set).get(key) === holder) return true;
         if (!set || externalIds(set).get(key) !== warmHolder(port.name)) return false;
         if (!replica.findOne('Logical_Switch_Port', 'name', port.name)) return false;
         tx.guardMatches('Logical_Switch_Port', 'name', port.name, []);
@@ -304,19 +309,17 @@ export class OvnWarmPorts {
    * to recompute for it.
    */
   async recycle(endpointId: string, chassis: string, pool: string): Promise<WarmPort | undefined> {
+    // Once kept, the port no longer names the endpoint: a retry after a lost reply looks for it by this name.
+    const earlier = endpointPort(this.replica, pool, endpointId)?.row;
+    const kept: WarmState = isPortSet(pool) ? 'warm' : 'recycled';
     const { value } = await this.nb.transaction(
       (tx, replica) => {
+        const done = earlier && replica.findOne('Logical_Switch_Port', 'name', String(earlier.name));
+        if (done && !externalIds(done).has(Keys.endpointId) && this.toWarmPort(replica, done)?.state === kept) return String(done.name);
         const set = replica.findOne('Address_Set', 'name', pool);
         const ls = switchOfWarmSet(replica, pool);
         if (!ls || (!set && !isPortSet(pool))) return undefined;
-        // An adopted warm port: the endpoint is recorded in the set only.
-        const adopted = [...(set ? externalIds(set) : [])].find(([key, holder]) => {
-          const parsed = parseWarmHolder(holder);
-          return key.startsWith(Keys.poolIp) && parsed?.state === 'adopted' && parsed.endpointId === endpointId;
-        });
-        const row = adopted
-          ? replica.findOne('Logical_Switch_Port', 'name', parseWarmHolder(adopted[1])!.port)
-          : replica.findByExternalId('Logical_Switch_Port', Keys.endpointId, endpointId)[0];
+        const { row, adopted } = endpointPort(replica, pool, endpointId) ?? {};
         if (!row || !(Array.isArray(ls.ports) && ls.ports.includes(row._uuid))) return undefined;
         const ipv4 = externalIds(row).get(Keys.ipv4);
         if (!ipv4) return undefined;
@@ -358,6 +361,8 @@ export class OvnWarmPorts {
       (tx, replica) => {
         const set = replica.findOne('Address_Set', 'name', port.pool);
         const holder = recycledHolder(port.name);
+        // Only rewarm makes a recycled port warm: a retry after a lost reply finds its own swap done.
+        if (set && externalIds(set).get(key) === warmHolder(port.name)) return true;
         if (!set || externalIds(set).get(key) !== holder || !replica.findOne('Logical_Switch_Port', 'name', port.name)) return false;
         tx.guardMatches('Logical_Switch_Port', 'name', port.name, []);
         swapHolder(tx, set, key, holder, warmHolder(port.name));
@@ -452,6 +457,22 @@ export class OvnWarmPorts {
       ...(holder?.state === 'adopted' && holder.port === name ? { endpointId: holder.endpointId } : {}),
     };
   }
+}
+
+/**
+ * The port of an endpoint on the switch of `pool`, and, when it is an
+ * adopted warm port, its entry in the set (the endpoint is recorded there only).
+ */
+function endpointPort(replica: Replica, pool: string, endpointId: string): { row: Row; adopted?: [string, string] } | undefined {
+  const set = replica.findOne('Address_Set', 'name', pool);
+  const adopted = [...(set ? externalIds(set) : [])].find(([key, holder]) => {
+    const parsed = parseWarmHolder(holder);
+    return key.startsWith(Keys.poolIp) && parsed?.state === 'adopted' && parsed.endpointId === endpointId;
+  });
+  const row = adopted
+    ? replica.findOne('Logical_Switch_Port', 'name', parseWarmHolder(adopted[1])!.port)
+    : replica.findByExternalId('Logical_Switch_Port', Keys.endpointId, endpointId)[0];
+  return row && { row, ...(adopted ? { adopted } : {}) };
 }
 
 /**
