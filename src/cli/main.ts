@@ -29,6 +29,11 @@ async function main(): Promise<number> {
     return 0;
   }
   const log = pino({ level: command.config.logLevel });
+  // Node ends the process on a rejection nobody handled; every container start on this host would then fail
+  // until a restart, for one background task's error. Such an error is a bug to report, not a reason to stop.
+  process.on('unhandledRejection', (reason: unknown) => {
+    log.error({ err: reason }, 'unhandled promise rejection (a bug in the driver: please report it); the driver keeps running');
+  });
   if (command.kind === 'cleanup') {
     try {
       await cleanupHost(command.config, { nb: command.nb }, log);

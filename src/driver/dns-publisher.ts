@@ -22,6 +22,9 @@ export class DnsPublisher {
   private readonly pending = new Map<string, { containerId: string; networkId: string }>();
   private batchTimer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> = Promise.resolve();
+  /** Bumped by every sync started: only the latest failed one schedules a retry. */
+  private syncs = 0;
+  private resyncTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly api: DockerApi,
@@ -38,7 +41,7 @@ export class DnsPublisher {
       onConnected: () => {
         if (this.engineMissing) this.log.info('Docker engine API reachable again; publishing names');
         this.engineMissing = false;
-        void this.syncAll();
+        this.resync();
       },
       onError: (err) => {
         if (!this.engineMissing) {
@@ -53,8 +56,28 @@ export class DnsPublisher {
   async stop(): Promise<void> {
     this.stopping.abort();
     clearTimeout(this.batchTimer);
+    clearTimeout(this.resyncTimer);
     await this.following;
     await this.flushing;
+  }
+
+  /**
+   * syncAll() in the background, never rejecting: NB may be down or hung just
+   * when the stream (re)opens, and these names were missed with the events,
+   * so a failure is logged and the sync tried again until one succeeds.
+   */
+  private resync(attempt = 0): void {
+    clearTimeout(this.resyncTimer);
+    const sync = ++this.syncs;
+    this.syncAll().catch((err: unknown) => {
+      if (this.stopping.signal.aborted || sync !== this.syncs) return;
+      const retryInMs = Math.min(RESYNC_RETRY_MS * 2 ** attempt, RESYNC_MAX_RETRY_MS);
+      this.log.warn(
+        { err: (err as Error).message, retryInMs },
+        'cannot publish the names of the running containers in OVN DNS; retrying. Check that the OVN Northbound database answers.',
+      );
+      this.resyncTimer = setTimeout(() => this.resync(attempt + 1), retryInMs);
+    });
   }
 
   /** Publish every container on this host's networks (after a restart, events were missed). */
@@ -105,3 +128,6 @@ export class DnsPublisher {
     return published.length;
   }
 }
+
+const RESYNC_RETRY_MS = 2000;
+const RESYNC_MAX_RETRY_MS = 60_000;
