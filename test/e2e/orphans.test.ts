@@ -15,6 +15,7 @@ import path from 'node:path';
 import { dockerAvailable, ensureBusyboxImage, startDockerEngine, type DockerEngine } from '../harness/docker.js';
 import { startDriverProcess, type DriverProcess } from '../harness/driver-process.js';
 import { linkExists } from '../harness/netns.js';
+import { accounted, engineEndpoints, networkOf } from '../harness/network-accounting.js';
 import { startOvnStack, type OvnStack } from '../harness/ovn-stack.js';
 import { makePluginDirs, type PluginDirs } from '../harness/plugin-dirs.js';
 import { waitFor } from '../harness/process.js';
@@ -59,32 +60,9 @@ t.test('a driver killed during container starts leaves nothing once restarted', 
   const image = await ensureBusyboxImage(engine);
   const docker = (...args: string[]) => engine!.docker(...args).then((r) => r.stdout.trim());
   const networkId = await docker('network', 'create', '-d', name, '--subnet', '10.71.0.0/24', `n-${sfx}`);
-  const gateway = `${networkId}-gw`;
-
-  // Ports of the network's switch (not its gateway), and what the engine and the port set account for.
-  const switchPorts = async () => {
-    const uuids = (await stack!.nbctl('--bare', '--columns=ports', 'list', 'Logical_Switch', networkId)).split(/\s+/).filter(Boolean);
-    const names: string[] = [];
-    for (const uuid of uuids) names.push((await stack!.nbctl('--bare', '--columns=name', 'list', 'Logical_Switch_Port', uuid)).trim());
-    return names.filter((n) => n !== gateway);
-  };
-  const engineEndpoints = async () => {
-    const out = await docker('network', 'inspect', '-f', '{{range .Containers}}{{.EndpointID}} {{end}}', networkId);
-    return out.split(/\s+/).filter(Boolean);
-  };
-  const warmPorts = async () => {
-    const ids = await stack!.nbctl('--bare', '--columns=external_ids', 'find', 'Address_Set', `name=docker_ports_${networkId}`);
-    return [...ids.matchAll(/warm ([0-9a-f]{64})/g)].map((m) => m[1]!);
-  };
-  /** A port is accounted for when a running container's endpoint or a warm port has it. */
-  const accounted = async () => {
-    const [ports, endpoints, warm] = await Promise.all([switchPorts(), engineEndpoints(), warmPorts()]);
-    const sets = await stack!.nbctl('--bare', '--columns=external_ids', 'find', 'Address_Set', `name=docker_ports_${networkId}`);
-    // A warm port a container adopted is named in the set next to its endpoint.
-    const adopted = new Map([...sets.matchAll(/ep ([0-9a-f]{64}) ([0-9a-f]{64})/g)].map((m) => [m[1]!, m[2]!]));
-    const unaccounted = ports.filter((p) => !warm.includes(p) && !endpoints.includes(adopted.get(p) ?? p));
-    return { ports, unaccounted };
-  };
+  const net = networkOf(networkId);
+  const nbctl = (...args: string[]) => stack!.nbctl(...args);
+  const check = () => accounted(nbctl, docker, net);
 
   // Eight starts at once; the driver dies as soon as the first endpoint exists.
   const runs = Array.from({ length: STARTS }, (_, i) => docker('run', '-d', '--net', `n-${sfx}`, '--name', `s${i}-${sfx}`, image, 'sleep', '3600'));
@@ -97,17 +75,17 @@ t.test('a driver killed during container starts leaves nothing once restarted', 
   const outcomes = await Promise.allSettled(runs);
   t.ok(outcomes.some((o) => o.status === 'rejected'), `some starts failed with the driver gone (${outcomes.filter((o) => o.status === 'fulfilled').length} of ${STARTS} started)`);
   // What the crash left: ports no running container or warm port accounts for.
-  const leftovers = (await accounted()).unaccounted;
+  const leftovers = (await check()).unaccounted;
   t.ok(leftovers.length > 0, `the crash left ports behind: ${leftovers.length}`);
 
   await driver.start();
   const settled = await waitFor(async () => {
-    const now = await accounted();
+    const now = await check();
     return now.unaccounted.length === 0 ? now : undefined;
   }, { timeoutMs: 60_000, intervalMs: 500, what: 'every port of the network to be a running container\'s or a warm one' });
   t.same(settled.unaccounted, [], 'no port is left that neither a container nor the warm pool accounts for');
   // A leftover is removed with its veth, or (its veth back in the host, intact) kept as a warm port for the next start.
-  const warmNow = await warmPorts();
+  const warmNow = settled.warm;
   for (const port of leftovers) {
     const fate = settled.ports.includes(port) ? (warmNow.includes(port) ? 'warm' : 'kept') : (await linkExists(hostIfName(port))) ? 'veth left' : 'gone';
     t.match(fate, /^(gone|warm)$/, `the leftover ${port.slice(0, 12)} is ${fate}`);
@@ -118,13 +96,13 @@ t.test('a driver killed during container starts leaves nothing once restarted', 
   const before = await sweepsSoFar();
   await waitFor(async () => ((await sweepsSoFar()) >= before + 2 ? true : undefined), { timeoutMs: 30_000, what: 'two more orphan sweeps' });
   const running = (await docker('ps', '-q', '--filter', `network=n-${sfx}`)).split(/\s+/).filter(Boolean);
-  t.equal((await engineEndpoints()).length, running.length, 'every running container still has its endpoint');
-  t.same((await accounted()).unaccounted, [], 'and every port is still accounted for');
+  t.equal((await engineEndpoints(docker, networkId)).running.size, running.length, 'every running container still has its endpoint');
+  t.same((await check()).unaccounted, [], 'and every port is still accounted for');
   const ips = await Promise.all(running.map((c) => docker('inspect', '-f', `{{(index .NetworkSettings.Networks "n-${sfx}").IPAddress}}`, c)));
   if (running.length >= 2) {
     t.match(await docker('exec', running[0]!, 'ping', '-c1', '-W2', ips[1]!), /1 packets received/, 'they reach each other');
   }
   // A fresh start gets an address the leftovers held, and one port holds it.
   await docker('run', '-d', '--net', `n-${sfx}`, '--name', `late-${sfx}`, image, 'sleep', '3600');
-  t.same((await accounted()).unaccounted, [], 'a later start adds no second port at a freed address');
+  t.same((await check()).unaccounted, [], 'a later start adds no second port at a freed address');
 });
