@@ -10,14 +10,17 @@
  * Reconnection uses exponential backoff with full jitter over the shuffled
  * remotes. A transaction in flight when the connection drops fails with
  * ConnectionClosedError (outcomeUnknown = true), or is re-run by
- * `transaction()` against the resynced replica.
+ * `transaction()` against the resynced replica. Every connection is probed
+ * with echo, and `transaction()` gives up after a budget (waiting for a
+ * session included); once one has, the others fail fast until the database
+ * answers again, each hurrying the next connection attempt.
  */
 import { EventEmitter } from 'node:events';
-import { setTimeout as sleep } from 'node:timers/promises';
 import {
   CacheInconsistentError,
   ConnectionClosedError,
   OvsdbError,
+  RequestTimeoutError,
   RpcError,
   TransactionError,
 } from './errors.js';
@@ -42,8 +45,15 @@ export interface OvsdbClientOptions {
   /** Only use the cluster leader (default true: this client writes). */
   leaderOnly?: boolean;
   requestTimeoutMs?: number;
+  /**
+   * How long transaction() may take in all, waiting for a session and every
+   * re-run included (default 10 s): its caller answers someone (Docker waits
+   * for a plugin without a timeout), and a RAFT leader change is over well
+   * within it.
+   */
+  transactionTimeoutMs?: number;
   connectTimeoutMs?: number;
-  /** Keepalive probe on TCP/SSL connections; 0 disables. */
+  /** Keepalive probe on every connection (a stopped server keeps a unix socket open too); 0 disables. */
   probeIntervalMs?: number;
   backoff?: { initialMs: number; maxMs: number };
   logger?: Logger;
@@ -73,6 +83,15 @@ type MonitorMethod = 'monitor_cond_since' | 'monitor_cond' | 'monitor';
 
 const RESYNC = Symbol('resync');
 
+/**
+ * Once a transaction went unanswered for its whole budget, how long others
+ * wait for a session before they fail too: a hurried attempt (below) and a
+ * local sync fit in it.
+ */
+const UNREACHABLE_WAIT_MS = 2000;
+/** Connection attempts that waiting callers hurry along (hurryReconnect) still start this far apart. */
+const HURRIED_ATTEMPT_GAP_MS = 1000;
+
 interface PendingResync {
   /** Resolves once the replica is in sync again, or the connection is gone. */
   done: Promise<void>;
@@ -86,6 +105,7 @@ export class OvsdbClient extends EventEmitter<ClientEvents> {
   private readonly log: Logger;
   private readonly leaderOnly: boolean;
   private readonly requestTimeoutMs: number;
+  private readonly transactionTimeoutMs: number;
   private conn: JsonRpcConnection | undefined;
   private ready = false;
   private closed = false;
@@ -109,6 +129,16 @@ export class OvsdbClient extends EventEmitter<ClientEvents> {
   private monitorMethod: MonitorMethod = 'monitor_cond_since';
   /** Replica of our database's row in _Server (leader, quorum, Raft index). */
   private serverReplica: Replica | undefined;
+  /**
+   * Set when a transaction gave up unanswered, cleared by the next reply or
+   * session in sync: meanwhile, transactions without a session fail within
+   * UNREACHABLE_WAIT_MS instead of each waiting a budget of its own (a
+   * Docker call may need several in a row).
+   */
+  private unreachableSince: number | undefined;
+  /** Ends the pause before the next connection attempt early, while one runs. */
+  private hurryReconnect: (() => void) | undefined;
+  private lastAttemptAt = 0;
 
   constructor(private readonly options: OvsdbClientOptions) {
     super();
@@ -117,6 +147,7 @@ export class OvsdbClient extends EventEmitter<ClientEvents> {
     this.log = options.logger ?? silentLogger;
     this.leaderOnly = options.leaderOnly ?? true;
     this.requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
+    this.transactionTimeoutMs = options.transactionTimeoutMs ?? 10_000;
   }
 
   /** Create a client and wait until its replica is in sync. */
@@ -204,6 +235,7 @@ export class OvsdbClient extends EventEmitter<ClientEvents> {
     const result = await conn.request('transact', [tx.database, ...tx.operations], {
       timeoutMs: options.timeoutMs ?? this.requestTimeoutMs,
     });
+    this.unreachableSince = undefined;
     // The update for this transaction may have been dropped for a resync; the reply must not overtake it.
     while (this.pendingResync) await this.pendingResync.done;
     this.log.debug({ ops: tx.operations.length, ms: Date.now() - started }, 'transact');
@@ -214,16 +246,25 @@ export class OvsdbClient extends EventEmitter<ClientEvents> {
    * Build a transaction from the replica and commit it, re-running `build`
    * when a guard (verify/guardAbsent) found the data changed or the
    * connection dropped. `build` must derive its operations from the replica
-   * it is given, so that re-running it is safe (idempotent).
+   * it is given, so that re-running it is safe (idempotent). Gives up once
+   * `timeoutMs` (all attempts together) is over, with an error that names
+   * the database, its remote and what to check.
    */
   async transaction<T>(
     build: (tx: Transaction, replica: Replica) => T,
     options: TransactionOptions = {},
   ): Promise<{ value: T; result: TransactionResult | undefined }> {
     const retries = options.retries ?? 5;
-    const timeoutMs = options.timeoutMs ?? this.requestTimeoutMs;
+    const started = Date.now();
+    const deadline = started + (options.timeoutMs ?? this.transactionTimeoutMs);
+    const left = () => Math.max(1, deadline - Date.now());
+    let outcomeUnknown = false;
     for (let attempt = 0; ; attempt++) {
-      await this.whenReady(timeoutMs);
+      const known = this.ready ? undefined : this.unreachableSince;
+      if (known !== undefined) this.hurryReconnect?.();
+      await this.whenReady(known === undefined ? left() : Math.min(left(), UNREACHABLE_WAIT_MS)).catch((err: unknown) => {
+        throw this.closed ? err : this.giveUp(known ?? started, this.lastError, outcomeUnknown);
+      });
       const replica = this.replica;
       const seqno = replica.seqno;
       const tx = this.newTransaction();
@@ -231,18 +272,33 @@ export class OvsdbClient extends EventEmitter<ClientEvents> {
       if (tx.isEmpty) return { value, result: undefined };
       if (options.comment) tx.comment(options.comment);
       try {
-        return { value, result: await this.transact(tx, { timeoutMs }) };
+        return { value, result: await this.transact(tx, { timeoutMs: left() }) };
       } catch (err) {
-        if (attempt >= retries || !isRetryable(err, tx)) throw err;
+        const unanswered = err instanceof RequestTimeoutError || err instanceof ConnectionClosedError;
+        outcomeUnknown ||= err instanceof RequestTimeoutError || (err instanceof ConnectionClosedError && err.outcomeUnknown);
+        if (attempt >= retries || !isRetryable(err, tx)) throw unanswered ? this.giveUp(started, err, outcomeUnknown) : err;
         this.log.debug({ err: (err as Error).message, attempt }, 'transaction will be retried');
         if (err instanceof TransactionError) {
           // Updates precede the reply, so news is normally here already; wait briefly if not.
           await replica
-            .waitFor(() => (replica.seqno > seqno ? true : undefined), { timeoutMs: 1000, what: 'replica update' })
+            .waitFor(() => (replica.seqno > seqno ? true : undefined), { timeoutMs: Math.min(1000, left()), what: 'replica update' })
             .catch(() => undefined);
         }
       }
     }
+  }
+
+  /** A transaction the database did not answer since `since`: which database, where, why, and what to check. */
+  private giveUp(since: number, cause: Error | undefined, outcomeUnknown: boolean): ConnectionClosedError {
+    this.unreachableSince ??= since;
+    const where = this.options.remote;
+    const probe = this.remotes.length === 1 ? `ovsdb-client list-dbs ${where}` : `ovsdb-client list-dbs with each of ${where}`;
+    return new ConnectionClosedError(
+      `no answer from ${this.options.database} at ${where} for ${Date.now() - since} ms${cause ? ` (${cause.message})` : ''}: ` +
+        `check that its ovsdb-server runs and that this host reaches it (${probe}); the client keeps reconnecting`,
+      outcomeUnknown,
+      { cause },
+    );
   }
 
   async close(): Promise<void> {
@@ -263,6 +319,7 @@ export class OvsdbClient extends EventEmitter<ClientEvents> {
   private async run(): Promise<void> {
     let failures = 0;
     while (!this.closed) {
+      this.lastAttemptAt = Date.now();
       const remote = this.remotes[this.remoteCursor % this.remotes.length]!;
       this.remoteCursor++;
       const name = formatRemote(remote);
@@ -275,8 +332,34 @@ export class OvsdbClient extends EventEmitter<ClientEvents> {
       }
       if (this.closed) break;
       failures = reachedReady ? 0 : failures + 1;
-      await sleep(this.backoffMs(failures), undefined, { signal: this.wake.signal }).catch(() => undefined);
+      await this.pause(this.backoffMs(failures));
     }
+  }
+
+  /** The pause before the next connection attempt: close() ends it, and so may hurryReconnect(). */
+  private pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const signal = this.wake.signal;
+      let until = Date.now() + ms;
+      let timer: NodeJS.Timeout | undefined;
+      const done = () => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', done);
+        this.hurryReconnect = undefined;
+        resolve();
+      };
+      if (signal.aborted) return done();
+      timer = setTimeout(done, ms);
+      signal.addEventListener('abort', done, { once: true });
+      // A caller needs the database now; attempts stay apart all the same, for the servers' sake.
+      this.hurryReconnect = () => {
+        const at = Math.max(Date.now(), this.lastAttemptAt + HURRIED_ATTEMPT_GAP_MS);
+        if (at >= until) return;
+        until = at;
+        clearTimeout(timer);
+        timer = setTimeout(done, at - Date.now());
+      };
+    });
   }
 
   /** Full jitter, growing once every remote of the list has failed in a row. */
@@ -297,7 +380,7 @@ export class OvsdbClient extends EventEmitter<ClientEvents> {
     const conn = new JsonRpcConnection(socket, {
       remote: name,
       requestTimeoutMs: this.requestTimeoutMs,
-      probeIntervalMs: remote.kind === 'unix' ? 0 : (this.options.probeIntervalMs ?? 5000),
+      probeIntervalMs: this.options.probeIntervalMs ?? 5000,
       logger: this.log,
     });
     const closed = new Promise<Error | undefined>((resolve) => conn.once('close', resolve));
@@ -328,6 +411,7 @@ export class OvsdbClient extends EventEmitter<ClientEvents> {
       const resumed = await this.monitorData(conn, schema, live);
       this.ready = true;
       this.lastError = undefined;
+      this.unreachableSince = undefined;
       this.log.info({ remote: name, resumed, model: status?.model }, 'OVSDB session ready');
       this.emit('ready', { remote: name, resumed, status });
       for (;;) {
