@@ -99,12 +99,25 @@ export async function startDriver(config: DriverConfig, log: Logger = pino({ lev
   const engine = config.dockerSocket ? new DockerApi(config.dockerSocket) : undefined;
   const dns = engine ? new DnsPublisher(engine, networks, hostId, log.child({ component: 'dns' })) : undefined;
   dns?.start();
+  // DeleteEndpoint, then on a pool of our IPAM ReleaseAddress of the endpoint's addresses.
+  const removeAsTheEngineWould = async (networkId: string, endpointId: string) => {
+    const endpoint = networks.findEndpoint(endpointId);
+    const network = networks.findNetwork(networkId);
+    await driver.deleteEndpoint({ NetworkID: networkId, EndpointID: endpointId });
+    for (const [pool, address] of [
+      [network?.pools?.v4, endpoint?.ipv4],
+      [network?.pools?.v6, endpoint?.ipv6],
+    ]) {
+      const poolId = pool && address ? pools.poolIdOf(pool, hostId, networkId) : undefined;
+      if (poolId) await ipam.releaseAddress({ PoolID: poolId, Address: address!.split('/')[0]! });
+    }
+  };
   // Endpoints a crash left behind that the engine rolled back on its side (it never calls DeleteEndpoint for them).
   const orphans = engine
     ? new OrphanSweeper(
         engine,
         networks,
-        async (networkId, endpointId) => void (await driver.deleteEndpoint({ NetworkID: networkId, EndpointID: endpointId })),
+        (networkId, endpointId) => removeAsTheEngineWould(networkId, endpointId),
         { chassis: hostId, graceMs: config.orphanGraceMs, intervalMs: Math.max(1000, Math.min(30_000, config.orphanGraceMs / 2)) },
         log.child({ component: 'orphans' }),
       )

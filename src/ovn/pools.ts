@@ -324,6 +324,15 @@ export class OvnPools {
     return { pool: name, ip, key, holder };
   }
 
+  /** The PoolID of a network of this host on a pool (its user since the network exists), if there is one. */
+  poolIdOf(pool: string, chassis: string, networkId: string): string | undefined {
+    const row = this.replica.findOne('Address_Set', 'name', pool);
+    for (const [key, value] of row ? externalIds(row) : []) {
+      if (key.startsWith(Keys.poolUser) && value === `${chassis} ${networkId}`) return `${pool}/${key.slice(Keys.poolUser.length)}`;
+    }
+    return undefined;
+  }
+
   /** Name of the pool that holds `subnet`, if our IPAM manages it. */
   poolOf(subnet: string): string | undefined {
     const name = poolName(subnet);

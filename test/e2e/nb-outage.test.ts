@@ -48,7 +48,6 @@ const PER_NETWORK = 2;
  * it as "recycled <port>" for a ReleaseAddress that never comes, and the
  * address stays reserved either way.
  */
-const POOL_LEAK = 'issue 10: the orphan sweeper does not release the pool address of an endpoint the engine forgot';
 
 interface Outcome {
   what: string;
@@ -258,7 +257,7 @@ t.test('NB unreachable for 20 s while containers start and stop', async (t) => {
         'every port and address of the pool to be accounted for',
         15_000,
       );
-      t.same(poolLeft, [], 'the plugin\'s IPAM: every port is a running container\'s or a warm one, and every address of the pool is held for one (or the gateway)', { todo: POOL_LEAK });
+      t.same(poolLeft, [], 'the plugin\'s IPAM: every port is a running container\'s or a warm one, and every address of the pool is held for one (or the gateway)');
       for (const [label, net] of nets) t.same((await engineEndpoints(docker, net.networkId)).stale, [], `${label}: the engine keeps no endpoint without a container`);
       for (const p of await loggedPorts(logFile)) seenPorts.add(p);
       const leftVeths = await settle(async () => {
