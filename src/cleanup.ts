@@ -55,7 +55,7 @@ export async function cleanupHost(config: DriverConfig, options: CleanupOptions,
   log.info('removing the firewall rules and gateway ports of this host');
   report.gatewayPorts = await gateways.removeAll();
   log.info('removing the bridge ports and veths of endpoints and warm ports');
-  const removed = await host.reconcile(() => new Set());
+  const removed = await host.removeAll();
   report.bridgePorts = removed.ports;
   report.veths = removed.links;
   if (socket) await rm(socket, { force: true });

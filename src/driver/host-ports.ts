@@ -6,7 +6,7 @@
 import type { Logger } from 'pino';
 import type { Links } from '../host/links.js';
 import { hostIfName, isOurHostIf, peerIfName } from '../host/names.js';
-import type { Ovs } from '../host/ovs.js';
+import type { Ovs, OvsPort } from '../host/ovs.js';
 import { Keys, OWNER } from '../ovn/keys.js';
 
 export interface PlugRequest {
@@ -82,35 +82,118 @@ export class HostPorts {
   }
 
   /**
-   * Remove what a crash left: bridge ports we made whose OVN port no longer
-   * exists, and veths of ours that nothing uses. `livePorts` are the names
-   * of this host's ports that still exist in OVN (endpoints' and warm ones).
+   * Remove what a crash left: ports of ours on the bridge whose OVN port is
+   * gone, with their veths. `livePorts` are the names of this host's ports
+   * that NB has (endpoints' and warm ones); `evidence`, what else NB says.
+   *
+   * Only NB can say a port is gone, and an empty, restored or wrong NB would
+   * have every container's port look gone, so its absence from NB proves it
+   * only when NB knows this host (it has ports or networks of this host) or
+   * the port's own switch. Otherwise nothing is removed, with a warning. A
+   * removal that fails is logged and counted; the sweep goes on, since start-up
+   * (and with it docker.service) must not depend on one stubborn link.
    */
-  async reconcile(livePorts: () => Set<string>): Promise<{ ports: number; links: number }> {
-    const bridgePorts = await this.ovs.listPorts(this.bridge);
+  async reconcile(livePorts: () => Set<string>, evidence?: () => SweepEvidence): Promise<SweepResult> {
+    const ours = (await this.ovs.listPorts(this.bridge)).filter(isEndpointPort);
     const links = await this.links.list();
     // Asked only now: a port's OVN row exists before its veth does, so every veth listed above whose port
     // is in OVN is in this set, even one being plugged while the listing ran.
     const live = livePorts();
-    const liveHostIfs = new Set([...live].map((name) => hostIfName(name)));
-    let portsRemoved = 0;
-    for (const port of bridgePorts) {
-      // Gateway ports belong to networks, not endpoints (see host-gateways.ts).
-      if (port.externalIds.get(Keys.owner) !== OWNER || port.externalIds.get(Keys.role) === 'gateway') continue;
+    const nb = evidence?.();
+    const stale = ours.filter((port) => {
       const ifaceId = port.externalIds.get('iface-id');
-      if (ifaceId && live.has(ifaceId) && port.port === hostIfName(ifaceId)) continue;
+      return !(ifaceId && live.has(ifaceId) && port.port === hostIfName(ifaceId));
+    });
+    const hostKnown = live.size > 0 || nb?.hostKnown === true;
+    const gone = stale.filter((port) => {
+      const networkId = port.externalIds.get(Keys.networkId);
+      return hostKnown || (networkId !== undefined && nb?.hasNetwork(networkId) === true);
+    });
+    const unproven = stale.filter((port) => !gone.includes(port));
+    if (unproven.length) {
+      this.log.warn(
+        { count: unproven.length, ports: unproven.map((p) => p.port) },
+        `${unproven.length} port(s) of ours on ${this.bridge} are missing from the OVN Northbound database, which shows no port${nb ? ' or network' : ''} of this host: ` +
+          'they stay, since an empty, restored or wrong NB looks the same. If --ovn-nb names the right database and their containers are gone, ' +
+          'stop the driver and run `ovn-docker-driver cleanup`.',
+      );
+    }
+    const onBridge = new Set(ours.map((p) => p.port));
+    const liveHostIfs = new Set([...live].map((name) => hostIfName(name)));
+    const nameOnly = links.filter((l) => isOurHostIf(l.name) && !onBridge.has(l.name) && !liveHostIfs.has(l.name)).map((l) => l.name);
+    if (nameOnly.length) this.log.info({ links: nameOnly }, `links named like ours but not ports of ours on ${this.bridge}: left alone`);
+    return { ...(await this.remove(gone, links)), kept: unproven.length };
+  }
+
+  /**
+   * `cleanup`: every port of ours on the bridge, gateways aside (host-gateways.ts), with its veth. What
+   * cannot be removed does not keep the rest; then it throws, so that the operator runs it again.
+   */
+  async removeAll(): Promise<SweepResult> {
+    const ours = (await this.ovs.listPorts(this.bridge)).filter(isEndpointPort);
+    const result = await this.remove(ours, await this.links.list());
+    if (result.failed) throw new Error(`${result.failed} removal step(s) failed (see the warnings above); the rest is removed`);
+    return { ...result, kept: 0 };
+  }
+
+  /** Unplug each port and delete its veth (or the lone container end); failures are logged and counted, never thrown. */
+  private async remove(ports: OvsPort[], links: { name: string }[]): Promise<Omit<SweepResult, 'kept'>> {
+    const existing = new Set(links.map((l) => l.name));
+    const result = { ports: 0, links: 0, failed: 0 };
+    for (const port of ports) {
+      const ifaceId = port.externalIds.get('iface-id');
       const endpointId = port.externalIds.get(Keys.endpointId);
       this.log.info({ port: port.port, ifaceId, endpointId }, 'removing a bridge port whose OVN port is gone');
-      await this.ovs.detachPort(this.bridge, port.port);
-      await this.links.deleteLink(port.port);
-      portsRemoved++;
+      const step = async (what: string, work: () => Promise<boolean>) => {
+        try {
+          return await work();
+        } catch (err) {
+          result.failed++;
+          this.log.warn({ port: port.port, ifaceId, err: (err as Error).message }, `cannot ${what}; the next sweep tries again`);
+          return false;
+        }
+      };
+      if (await step(`detach the port from ${this.bridge}`, () => this.ovs.detachPort(this.bridge, port.port))) result.ports++;
+      // The veth is ours by its name and this port; deleting one end deletes both, so a lone container end is the only other case.
+      if (!isOurHostIf(port.port)) continue;
+      const peer = peerOf(port);
+      const target = existing.has(port.port) ? port.port : peer && existing.has(peer) ? peer : undefined;
+      if (target && (await step(`delete link ${target}`, () => this.links.deleteLink(target)))) result.links++;
     }
-    let linksRemoved = 0;
-    for (const link of links) {
-      if (!isOurHostIf(link.name) || liveHostIfs.has(link.name)) continue;
-      this.log.info({ link: link.name }, 'removing a veth whose endpoint is gone');
-      if (await this.links.deleteLink(link.name)) linksRemoved++;
-    }
-    return { ports: portsRemoved, links: linksRemoved };
+    return result;
+  }
+}
+
+/** What NB says besides the live port names, read when the sweep has listed the host (see HostPorts.reconcile). */
+export interface SweepEvidence {
+  /** Whether NB has the logical switch of this Docker network: a port of it missing from NB is gone. */
+  hasNetwork(networkId: string): boolean;
+  /** Whether NB has networks of this host: then any port of ours missing from NB is gone. */
+  hostKnown: boolean;
+}
+
+export interface SweepResult {
+  /** Bridge ports removed. */
+  ports: number;
+  /** Veths deleted. */
+  links: number;
+  /** Removal steps that failed (logged). */
+  failed: number;
+  /** Ports missing from NB left in place, NB giving no proof that they are gone. */
+  kept: number;
+}
+
+/** An endpoint's or warm port's port; gateway ports belong to networks, not endpoints (see host-gateways.ts). */
+function isEndpointPort(port: OvsPort): boolean {
+  return port.externalIds.get(Keys.owner) === OWNER && port.externalIds.get(Keys.role) !== 'gateway';
+}
+
+/** The container end's name, when the port carries our name for its iface-id. */
+function peerOf(port: OvsPort): string | undefined {
+  const ifaceId = port.externalIds.get('iface-id');
+  try {
+    return ifaceId && hostIfName(ifaceId) === port.port ? peerIfName(ifaceId) : undefined;
+  } catch {
+    return undefined; // not an id of ours
   }
 }
