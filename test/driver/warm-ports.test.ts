@@ -9,9 +9,11 @@ import t from 'tap';
 import { createNetns, linkExists, moveBackFromNetns, moveIntoNetns, ping, tcpEcho, tcpRoundTrip } from '../harness/netns.js';
 import { callPlugin } from '../harness/plugin-client.js';
 import { run, waitFor } from '../harness/process.js';
-import type { RunningDriver } from '../../src/service.js';
 import { hostIfName, peerIfName } from '../../src/host/names.js';
 import { hex, WarmDriverFixture } from '../harness/warm-driver.js';
+import { testDriverConfig } from '../harness/driver-config.js';
+import { captureLog } from '../harness/driver-log.js';
+import { startDriver, type RunningDriver } from '../../src/service.js';
 
 const fx = new WarmDriverFixture(t, 'ovn-test-warm-');
 const call = (method: string, body?: unknown) => fx.call(method, body);
@@ -312,7 +314,8 @@ t.test("a finished container's port serves the next container as it is", async (
 });
 
 t.test('with ovn-controller down, no half-made warm port stays, and starts go without one', async (t) => {
-  const impatient = await fx.start({ portUpTimeoutMs: 800 }, 'silent');
+  const { log, entries } = captureLog('warn');
+  const impatient = await startDriver(testDriverConfig(fx.stack, fx.dir, { warmPorts: 2, portUpTimeoutMs: 800 }), log);
   t.teardown(() => impatient.close());
   const ourLinks = async (): Promise<string[]> => (await run('ip', ['-o', 'link', 'show'])).stdout.match(/\bovn[0-9a-f]{12}\b/g) ?? [];
   const linksBefore = await ourLinks();
@@ -320,8 +323,13 @@ t.test('with ovn-controller down, no half-made warm port stays, and starts go wi
   let net: Awaited<ReturnType<typeof ipamNetwork>>;
   try {
     net = await ipamNetwork('10.155.0.0/24', impatient);
-    // The first warm port cannot be bound within 800 ms: it is removed, and the next try waits 10 s.
-    await new Promise((resolve) => setTimeout(resolve, 2500));
+    // The first warm port cannot be bound within 800 ms: it is removed (port, veth, address) before the failure is logged,
+    // and the next try waits 10 s.
+    const failure = await waitFor(() => entries.find((e) => e.pool === net.pool && /cannot make a warm port/.test(e.msg ?? '')), {
+      timeoutMs: 15_000,
+      what: 'the first warm port to fail',
+    });
+    t.match(failure.err, /logical switch port [0-9a-f]+ to come up/, 'a warm port was made, and never came up');
     t.same(await warmPorts(net.pool), [], 'no warm port left in NB');
     const linksNow = await ourLinks();
     t.same(linksNow.filter((l) => !linksBefore.includes(l)), [], 'and no veth');
