@@ -123,18 +123,35 @@ export class HostGateways {
   /**
    * Remove every gateway port of ours but those of `networks` and of gateways
    * being set up meanwhile; without any gateway left, no firewall rule of ours stays.
+   * Unless `hostKnown` (NB has networks of this host), NB is no evidence that
+   * a network is gone (an empty or wrong NB): nothing is removed then.
+   * A port that cannot be removed is logged and the sweep goes on.
    */
-  async sweep(networks: NetworkRecord[]): Promise<number> {
+  async sweep(networks: NetworkRecord[], hostKnown: boolean): Promise<number> {
     const keep = new Set(networks.filter((n) => HostGateways.wanted(n)).map((n) => n.networkId));
-    let removed = 0;
-    for (const port of await this.ovs.listPorts(this.bridge)) {
+    const stray = (await this.ovs.listPorts(this.bridge)).filter((port) => {
       const networkId = port.externalIds.get(Keys.networkId) ?? '';
-      if (port.externalIds.get(Keys.owner) !== OWNER || port.externalIds.get(Keys.role) !== 'gateway') continue;
+      if (port.externalIds.get(Keys.owner) !== OWNER || port.externalIds.get(Keys.role) !== 'gateway') return false;
       // Checked now, not before listing: a network created meanwhile has its set-up under way or done.
-      if (keep.has(networkId) || this.active.has(networkId) || this.settingUp.has(networkId)) continue;
+      return !keep.has(networkId) && !this.active.has(networkId) && !this.settingUp.has(networkId);
+    });
+    if (stray.length > 0 && !hostKnown) {
+      this.log.warn(
+        { ports: stray.map((p) => p.port) },
+        'NB has no network of this host, yet gateway ports of ours are on the bridge: keeping them. If NB was emptied or --ovn-nb is wrong, fix that; to remove them, stop the driver and run `ovn-docker-driver cleanup`',
+      );
+      return 0;
+    }
+    let removed = 0;
+    for (const port of stray) {
+      const networkId = port.externalIds.get(Keys.networkId);
       this.log.info({ port: port.port, networkId }, 'removing a gateway port whose network is gone');
-      await this.ovs.detachPort(this.bridge, port.port);
-      removed++;
+      try {
+        await this.ovs.detachPort(this.bridge, port.port);
+        removed++;
+      } catch (err) {
+        this.log.error({ port: port.port, networkId, err }, 'cannot remove a gateway port; the next sweep tries again');
+      }
     }
     if (this.firewall && this.active.size === 0 && this.settingUp.size === 0) await this.firewall.removeAll();
     return removed;
@@ -143,6 +160,6 @@ export class HostGateways {
   /** Remove every gateway port of ours and every firewall rule (the `cleanup` command). */
   async removeAll(): Promise<number> {
     this.active.clear();
-    return this.sweep([]);
+    return this.sweep([], true);
   }
 }

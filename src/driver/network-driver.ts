@@ -380,7 +380,7 @@ export class NetworkDriver {
    * endpoint is gone from OVN, gateway ports whose network is. At start-up
    * (`restoreGateways`), set up the gateways of this host's networks again.
    */
-  async reconcile(restoreGateways = false): Promise<{ ports: number; links: number; gateways: number; gatewaysRemoved: number }> {
+  async reconcile(restoreGateways = false) {
     const live = () =>
       new Set([
         ...this.networks
@@ -393,9 +393,12 @@ export class NetworkDriver {
       .localNetworkIds(this.settings.chassis ?? '')
       .map((id) => this.networks.findNetwork(id))
       .filter((n): n is NetworkRecord => n !== undefined);
+    // An NB without any network of this host is no evidence that its ports are gone (an empty or wrong NB).
+    const hostKnown = local.length > 0;
     const gateways = restoreGateways ? await this.gateways.restore(local) : 0;
-    const gatewaysRemoved = await this.gateways.sweep(local);
-    const result = { ...(await this.host.reconcile(live)), gateways, gatewaysRemoved };
+    const gatewaysRemoved = await this.gateways.sweep(local, hostKnown);
+    const evidence = () => ({ hasNetwork: (id: string) => this.networks.findNetwork(id) !== undefined, hostKnown });
+    const result = { ...(await this.host.reconcile(live, evidence)), gateways, gatewaysRemoved };
     this.log.info(result, 'reconciled host ports with OVN');
     return result;
   }

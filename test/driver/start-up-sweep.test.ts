@@ -199,3 +199,30 @@ t.test("HostPorts.removeAll (cleanup): a link it cannot delete does not keep the
   t.notOk(await onBridge(stubborn), 'the stubborn one is off br-int');
   t.ok(await linkExists(hostIfName(stubborn)), 'its veth is what stayed');
 });
+
+t.test("a driver started against an empty NB keeps this host's gateway ports too, and says why", async (t) => {
+  const first = await startDriver(config({ gateway: 'host' }), pino({ level: 'warn' }));
+  const endpoints = await networkWithEndpoints(first, '10.194.0.0/24', [2]);
+  await first.close();
+  const gatewayPort = async () => (await stack.vsctl('list-ports', 'br-int')).split('\n').filter((p) => /^ovg[0-9a-f]{12}$/.test(p));
+  const [gateway] = await gatewayPort();
+  t.ok(gateway, 'the network has its gateway port on this host');
+  t.teardown(async () => {
+    await removePorts(endpoints);
+    if (gateway) await stack.vsctl('--if-exists', 'del-port', 'br-int', gateway).catch(() => undefined);
+  });
+
+  const empty = await startOvsdbServer({ schema: 'nb' });
+  t.teardown(() => empty.stop());
+  const { log, entries } = captureLog();
+  const second = await startDriver(config({ gateway: 'host', nbRemote: empty.unixRemote }), log);
+  await second.close();
+  t.same(await gatewayPort(), [gateway], 'the gateway port stays');
+  t.ok(
+    entries.find((e) => e.level === LEVEL.warn && /gateway ports of ours are on the bridge: keeping them/.test(e.msg ?? '')),
+    'a warning says why, and what to do',
+  );
+  const third = await startDriver(config({ gateway: 'host' }), pino({ level: 'warn' }));
+  await third.close();
+  t.same(await gatewayPort(), [gateway], 'and it is still the live network\'s gateway on the right NB');
+});
