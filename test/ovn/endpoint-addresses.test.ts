@@ -11,8 +11,9 @@
 import t from 'tap';
 import { startOvsdbServer, type OvsdbServer } from '../harness/ovsdb-server.js';
 import { startHoldProxy, type HoldProxy } from '../harness/hold-proxy.js';
-import { OvsdbClient } from '../../src/ovsdb/index.js';
-import { Keys, NB_INDEXES, NB_TABLES, OWNER } from '../../src/ovn/keys.js';
+import { connectNb } from '../harness/nb-hosts.js';
+import type { OvsdbClient } from '../../src/ovsdb/index.js';
+import { Keys, OWNER } from '../../src/ovn/keys.js';
 import { NetworkError, OvnNetworks, type NetworkSpec } from '../../src/ovn/networks.js';
 import { portSetName } from '../../src/ovn/port-sets.js';
 import { reservationKey, warmHolder } from '../../src/ovn/pools.js';
@@ -27,10 +28,8 @@ let netsB: OvnNetworks;
 t.before(async () => {
   server = await startOvsdbServer({ schema: 'nb' });
   proxy = await startHoldProxy(server.unixRemote.replace(/^unix:/, ''));
-  const connect = (remote: string) =>
-    OvsdbClient.connect({ remote, database: 'OVN_Northbound', tables: NB_TABLES, indexes: NB_INDEXES, requestTimeoutMs: 10_000 }, 10_000);
-  a = await connect(proxy.remote);
-  b = await connect(server.unixRemote);
+  a = await connectNb(proxy.remote);
+  b = await connectNb(server.unixRemote);
   netsA = new OvnNetworks(a);
   netsB = new OvnNetworks(b);
 });

@@ -6,42 +6,22 @@
  * daemons are needed.
  */
 import t, { type Test } from 'tap';
-import { startOvsdbServer, type OvsdbServer } from '../harness/ovsdb-server.js';
-import { OvsdbClient } from '../../src/ovsdb/index.js';
-import { Keys, NB_INDEXES, NB_TABLES } from '../../src/ovn/keys.js';
-import { OvnNetworks, type NetworkRecord, type NetworkSpec } from '../../src/ovn/networks.js';
+import { startNbHosts, type NbHost, type NbHosts } from '../harness/nb-hosts.js';
+import { Keys } from '../../src/ovn/keys.js';
+import { type NetworkRecord, type NetworkSpec } from '../../src/ovn/networks.js';
 import { HostGateways } from '../../src/driver/host-gateways.js';
 
-interface Host {
-  chassis: string;
-  nb: OvsdbClient;
-  networks: OvnNetworks;
-}
+type Host = NbHost;
 
-let server: OvsdbServer;
-const clients: OvsdbClient[] = [];
-
-async function host(chassis: string): Promise<Host> {
-  const nb = await OvsdbClient.connect(
-    { remote: server.unixRemote, database: 'OVN_Northbound', tables: NB_TABLES, indexes: NB_INDEXES, requestTimeoutMs: 10_000 },
-    10_000,
-  );
-  clients.push(nb);
-  return { chassis, nb, networks: new OvnNetworks(nb) };
-}
-
+let fixture: NbHosts | undefined;
 let a: Host;
 let b: Host;
 
 t.before(async () => {
-  server = await startOvsdbServer({ schema: 'nb' });
-  a = await host('host-a');
-  b = await host('host-b');
+  fixture = await startNbHosts(['host-a', 'host-b']);
+  [a, b] = fixture.hosts as [Host, Host];
 });
-t.teardown(async () => {
-  await Promise.all(clients.map((c) => c.close()));
-  await server.stop();
-});
+t.teardown(() => fixture?.stop());
 
 type Choice = 'host' | 'docker' | 'internal';
 

@@ -5,46 +5,22 @@
  * pool's switch; no OVN daemons are needed.
  */
 import t, { type Test } from 'tap';
-import { startOvsdbServer, type OvsdbServer } from '../harness/ovsdb-server.js';
-import { OvsdbClient } from '../../src/ovsdb/index.js';
-import { NB_INDEXES, NB_TABLES } from '../../src/ovn/keys.js';
-import { NetworkError, OvnNetworks, type EndpointRecord, type NetworkSpec } from '../../src/ovn/networks.js';
-import { OvnPools } from '../../src/ovn/pools.js';
-import { OvnWarmPorts } from '../../src/ovn/warm-ports.js';
+import { startNbHosts, type NbHost, type NbHosts } from '../harness/nb-hosts.js';
+import { NetworkError, type EndpointRecord, type NetworkSpec } from '../../src/ovn/networks.js';
 import { portSetName } from '../../src/ovn/port-sets.js';
 import { macFromIPv4 } from '../../src/ovn/mac.js';
 
-interface Host {
-  chassis: string;
-  nb: OvsdbClient;
-  networks: OvnNetworks;
-  warm: OvnWarmPorts;
-}
+type Host = NbHost;
 
-let server: OvsdbServer;
-const clients: OvsdbClient[] = [];
-
-async function host(chassis: string): Promise<Host> {
-  const nb = await OvsdbClient.connect(
-    { remote: server.unixRemote, database: 'OVN_Northbound', tables: NB_TABLES, indexes: NB_INDEXES, requestTimeoutMs: 10_000 },
-    10_000,
-  );
-  clients.push(nb);
-  return { chassis, nb, networks: new OvnNetworks(nb), warm: new OvnWarmPorts(nb, new OvnPools(nb)) };
-}
-
+let fixture: NbHosts | undefined;
 let a: Host;
 let b: Host;
 
 t.before(async () => {
-  server = await startOvsdbServer({ schema: 'nb' });
-  a = await host('host-a');
-  b = await host('host-b');
+  fixture = await startNbHosts(['host-a', 'host-b']);
+  [a, b] = fixture.hosts as [Host, Host];
 });
-t.teardown(async () => {
-  await Promise.all(clients.map((c) => c.close()));
-  await server.stop();
-});
+t.teardown(() => fixture?.stop());
 
 /** 10.<n>.0.0/24 with gateway 10.<n>.0.1; on a pool when `pool`, so that every host's network shares one switch. */
 function networkSpec(h: Host, n: number, networkId: string, pool: boolean): NetworkSpec {

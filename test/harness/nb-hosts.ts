@@ -1,0 +1,48 @@
+/**
+ * Hosts sharing one NB, for tests of the OVN model without OVN daemons: a
+ * bare ovsdb-server with OVN's NB schema and one OvsdbClient per "host",
+ * each with its chassis name and the model's classes over its client.
+ */
+import { OvsdbClient } from '../../src/ovsdb/index.js';
+import { NB_INDEXES, NB_TABLES } from '../../src/ovn/keys.js';
+import { OvnNetworks } from '../../src/ovn/networks.js';
+import { OvnPools } from '../../src/ovn/pools.js';
+import { OvnWarmPorts } from '../../src/ovn/warm-ports.js';
+import { startOvsdbServer, type OvsdbServer } from './ovsdb-server.js';
+
+export interface NbHost {
+  chassis: string;
+  nb: OvsdbClient;
+  networks: OvnNetworks;
+  warm: OvnWarmPorts;
+}
+
+export interface NbHosts {
+  server: OvsdbServer;
+  hosts: NbHost[];
+  stop(): Promise<void>;
+}
+
+/** A client of the NB database at `remote`, its replica in sync. */
+export function connectNb(remote: string): Promise<OvsdbClient> {
+  return OvsdbClient.connect({ remote, database: 'OVN_Northbound', tables: NB_TABLES, indexes: NB_INDEXES, requestTimeoutMs: 10_000 }, 10_000);
+}
+
+export async function startNbHosts(chassis: string[]): Promise<NbHosts> {
+  const server = await startOvsdbServer({ schema: 'nb' });
+  const hosts: NbHost[] = [];
+  const stop = async () => {
+    await Promise.all(hosts.map((h) => h.nb.close()));
+    await server.stop();
+  };
+  try {
+    for (const name of chassis) {
+      const nb = await connectNb(server.unixRemote);
+      hosts.push({ chassis: name, nb, networks: new OvnNetworks(nb), warm: new OvnWarmPorts(nb, new OvnPools(nb)) });
+    }
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { server, hosts, stop };
+}
