@@ -46,3 +46,10 @@ export async function startNbHosts(chassis: string[]): Promise<NbHosts> {
   }
   return { server, hosts, stop };
 }
+
+/** startNbHosts for one test file: stopped at the file's teardown. */
+export async function useNbHosts(t: { teardown(fn: () => Promise<void>): void }, chassis: string[]): Promise<NbHost[]> {
+  const fixture = await startNbHosts(chassis);
+  t.teardown(() => fixture.stop());
+  return fixture.hosts;
+}

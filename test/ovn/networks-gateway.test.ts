@@ -6,22 +6,14 @@
  * daemons are needed.
  */
 import t, { type Test } from 'tap';
-import { startNbHosts, type NbHost, type NbHosts } from '../harness/nb-hosts.js';
+import { useNbHosts, type NbHost } from '../harness/nb-hosts.js';
 import { Keys } from '../../src/ovn/keys.js';
 import { type NetworkRecord, type NetworkSpec } from '../../src/ovn/networks.js';
 import { HostGateways } from '../../src/driver/host-gateways.js';
 
 type Host = NbHost;
 
-let fixture: NbHosts | undefined;
-let a: Host;
-let b: Host;
-
-t.before(async () => {
-  fixture = await startNbHosts(['host-a', 'host-b']);
-  [a, b] = fixture.hosts as [Host, Host];
-});
-t.teardown(() => fixture?.stop());
+const [a, b] = (await useNbHosts(t, ['host-a', 'host-b'])) as [Host, Host];
 
 type Choice = 'host' | 'docker' | 'internal';
 

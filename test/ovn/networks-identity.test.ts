@@ -5,22 +5,14 @@
  * pool's switch; no OVN daemons are needed.
  */
 import t, { type Test } from 'tap';
-import { startNbHosts, type NbHost, type NbHosts } from '../harness/nb-hosts.js';
+import { useNbHosts, type NbHost } from '../harness/nb-hosts.js';
 import { NetworkError, type EndpointRecord, type NetworkSpec } from '../../src/ovn/networks.js';
 import { portSetName } from '../../src/ovn/port-sets.js';
 import { macFromIPv4 } from '../../src/ovn/mac.js';
 
 type Host = NbHost;
 
-let fixture: NbHosts | undefined;
-let a: Host;
-let b: Host;
-
-t.before(async () => {
-  fixture = await startNbHosts(['host-a', 'host-b']);
-  [a, b] = fixture.hosts as [Host, Host];
-});
-t.teardown(() => fixture?.stop());
+const [a, b] = (await useNbHosts(t, ['host-a', 'host-b'])) as [Host, Host];
 
 /** 10.<n>.0.0/24 with gateway 10.<n>.0.1; on a pool when `pool`, so that every host's network shares one switch. */
 function networkSpec(h: Host, n: number, networkId: string, pool: boolean): NetworkSpec {
