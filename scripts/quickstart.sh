@@ -8,8 +8,10 @@
 #   5. starts ovn-controller and dockerd if they are not running;
 #   6. starts the driver (systemd unit when systemd runs, else in the background).
 # Running it again is safe: every step checks before it acts.
+# --stop stops what it started, in reverse, and removes the driver's host state.
 #
 # Usage: sudo scripts/quickstart.sh [--ovn-nb REMOTE --ovn-sb REMOTE] [--encap-ip IP] [-- DRIVER OPTIONS...]
+#        sudo scripts/quickstart.sh --stop
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -17,25 +19,105 @@ REPO=$(pwd)
 NB=""
 SB=""
 ENCAP_IP=""
+STOP=""
 DRIVER_ARGS=()
 LOG=/var/log/ovn-docker-driver.log
 PIDFILE=/run/ovn-docker-driver.pid
+# What this script started, one word a line, so that --stop stops that and nothing else.
+# /run is emptied at boot, as are the processes it lists.
+STATE=/run/ovn-docker-driver.quickstart
+ARGS_FILE=$STATE.args
+OVS_CTL=/usr/share/openvswitch/scripts/ovs-ctl
+OVN_CTL=/usr/share/ovn/scripts/ovn-ctl
+UNIT=/etc/systemd/system/ovn-docker-driver.service
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 die() { printf 'quickstart: %s\n' "$*" >&2; exit 1; }
+with_systemd() { command -v systemctl >/dev/null && systemctl is-system-running >/dev/null 2>&1; }
+record() { grep -qx "$1" "$STATE" 2>/dev/null || echo "$1" >>"$STATE"; }
+recorded() { grep -qx "$1" "$STATE" 2>/dev/null; }
 
 while [ $# -gt 0 ]; do
   case "$1" in
     --ovn-nb) NB=${2:?--ovn-nb needs a remote}; shift 2 ;;
     --ovn-sb) SB=${2:?--ovn-sb needs a remote}; shift 2 ;;
     --encap-ip) ENCAP_IP=${2:?--encap-ip needs an address}; shift 2 ;;
+    --stop) STOP=1; shift ;;
     --) shift; DRIVER_ARGS=("$@"); break ;;
     -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
 done
 [ "$(id -u)" = 0 ] || die "run as root (sudo $0)"
+
+# Waits up to 60 s for process $1 to end.
+wait_gone() {
+  for _ in $(seq 600); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
+  return 1
+}
+
+stop_all() {
+  [ -s "$STATE" ] || { say "Nothing to stop: this script started nothing since boot ($STATE is absent)"; return 0; }
+  # dockerd first: stopping its containers makes it call the driver's Leave and DeleteEndpoint.
+  if recorded dockerd; then
+    say "Stopping dockerd"
+    if recorded docker.service; then
+      systemctl stop docker.service
+    elif [ -s /run/docker.pid ]; then
+      pid=$(cat /run/docker.pid)
+      kill "$pid" 2>/dev/null || true
+      wait_gone "$pid" || die "dockerd ($pid) did not stop within 60 s"
+    fi
+    # dockerd leaves its default bridge behind; it was not there before it started.
+    if recorded docker0; then ip link delete docker0 2>/dev/null || true; fi
+  fi
+  if recorded driver; then
+    say "Stopping ovn-docker-driver"
+    if recorded driver.service; then
+      systemctl disable --now ovn-docker-driver >/dev/null 2>&1 || true
+    elif [ -s "$PIDFILE" ]; then
+      pid=$(cat "$PIDFILE")
+      kill "$pid" 2>/dev/null || true
+      wait_gone "$pid" || die "the driver ($pid) did not stop within 60 s"
+      rm -f "$PIDFILE"
+    fi
+    say "Removing the driver's state on this host (ovn-docker-driver cleanup)"
+    args=()
+    [ -s "$ARGS_FILE" ] && eval "args=($(cat "$ARGS_FILE"))"
+    # The unit reads its options from this environment file; cleanup needs the same ones.
+    (if recorded driver.service && [ -r /etc/default/ovn-docker-driver ]; then set -a; . /etc/default/ovn-docker-driver; set +a; fi
+     node "$REPO/dist/src/cli/main.js" cleanup "${args[@]}") \
+      || die "cleanup failed (see above); run it again: node $REPO/dist/src/cli/main.js cleanup, then $0 --stop"
+  fi
+  if recorded ovn-controller; then
+    say "Stopping ovn-controller"
+    "$OVN_CTL" stop_controller
+  fi
+  if recorded br-int; then ovs-vsctl --timeout=5 --if-exists del-br br-int; fi
+  if recorded ovn-central; then
+    say "Stopping the single-node OVN (ovn-northd, NB and SB ovsdb-servers)"
+    "$OVN_CTL" stop_northd
+  fi
+  if recorded ovs-vswitchd; then
+    say "Stopping ovs-vswitchd"
+    "$OVS_CTL" stop --no-ovsdb-server
+  fi
+  if recorded ovsdb-server; then
+    say "Stopping Open vSwitch's ovsdb-server"
+    "$OVS_CTL" stop --no-ovs-vswitchd
+  fi
+  rm -f "$STATE" "$ARGS_FILE"
+  say "Stopped. Left as they were: Docker's networks and images, OVS's and OVN's databases."
+}
+
+if [ -n "$STOP" ]; then stop_all; exit 0; fi
 if [ -n "$NB" ] && [ -z "$SB" ]; then die "--ovn-nb needs --ovn-sb too (ovn-controller talks to the southbound DB)"; fi
+
+# Checked first, so a machine with an old Node is not half set up. Debian 12's nodejs is 18.
+NODE_HELP="Node.js >= 20 is needed. Debian 12 ships 18: install 20 or 22 from NodeSource's apt repository (https://github.com/nodesource/distributions) or the official binaries (https://nodejs.org/en/download); Debian 13's nodejs is 20.19"
+command -v node >/dev/null || die "no node found. $NODE_HELP"
+node_major=$(node --version | sed 's/^v\([0-9]*\).*/\1/')
+[ "${node_major:-0}" -ge 20 ] || die "found node $(node --version). $NODE_HELP"
 
 say "Checking Debian packages"
 packages=(openvswitch-switch ovn-host docker.io iproute2 ethtool iptables)
@@ -50,10 +132,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-command -v node >/dev/null || die "Node.js >= 20 is needed (https://nodejs.org); Debian 12's nodejs package is too old"
-node_major=$(node -p 'process.versions.node.split(".")[0]')
-[ "$node_major" -ge 20 ] || die "Node.js >= 20 is needed, found $(node -v)"
-
 say "Building the driver"
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ]; then npm ci --no-audit --no-fund; fi
 npm run --silent build
@@ -61,15 +139,18 @@ npm run --silent build
 say "Starting Open vSwitch"
 if [ -d /sys/module/openvswitch ] || modprobe -q openvswitch 2>/dev/null; then DATAPATH=system; else DATAPATH=netdev; fi
 if ! ovs-vsctl --timeout=2 show >/dev/null 2>&1; then
-  /usr/share/openvswitch/scripts/ovs-ctl start --system-id=random --no-ovs-vswitchd
+  "$OVS_CTL" start --system-id=random --no-ovs-vswitchd
+  record ovsdb-server
 fi
 if ! ovs-appctl -t ovs-vswitchd version >/dev/null 2>&1; then
   if [ "$DATAPATH" = system ]; then
-    /usr/share/openvswitch/scripts/ovs-ctl start --no-ovsdb-server
+    "$OVS_CTL" start --no-ovsdb-server
   else
     # No kernel module: the userspace datapath needs no kernel support.
+    # Its pid file is the one ovs-ctl stops it by (/var/run/openvswitch/ovs-vswitchd.pid).
     ovs-vswitchd --pidfile --detach --log-file unix:/var/run/openvswitch/db.sock
   fi
+  record ovs-vswitchd
 fi
 ovs-vsctl get Open_vSwitch . external_ids:system-id >/dev/null 2>&1 \
   || ovs-vsctl set Open_vSwitch . external_ids:system-id="$(cat /proc/sys/kernel/random/uuid)"
@@ -77,7 +158,8 @@ ovs-vsctl get Open_vSwitch . external_ids:system-id >/dev/null 2>&1 \
 if [ -z "$NB" ]; then
   say "Starting a single-node OVN here (NB, SB, ovn-northd)"
   if ! ovn-nbctl --timeout=2 show >/dev/null 2>&1; then
-    /usr/share/ovn/scripts/ovn-ctl start_northd
+    "$OVN_CTL" start_northd
+    record ovn-central
   fi
   NB=unix:/var/run/ovn/ovnnb_db.sock
   SB=unix:/var/run/ovn/ovnsb_db.sock
@@ -93,45 +175,57 @@ ovs-vsctl set Open_vSwitch . \
   external_ids:ovn-nb="$NB" external_ids:ovn-remote="$SB" \
   external_ids:ovn-encap-type=geneve external_ids:ovn-encap-ip="$ENCAP_IP" \
   external_ids:ovn-bridge-datapath-type="$DATAPATH"
-ovs-vsctl --may-exist add-br br-int -- set Bridge br-int datapath_type="$DATAPATH" fail-mode=secure \
-  other-config:disable-in-band=true
+if ! ovs-vsctl br-exists br-int; then
+  ovs-vsctl add-br br-int -- set Bridge br-int datapath_type="$DATAPATH" fail-mode=secure \
+    other-config:disable-in-band=true
+  record br-int
+fi
 if ! ovn-appctl -t ovn-controller version >/dev/null 2>&1; then
-  /usr/share/ovn/scripts/ovn-ctl start_controller
+  "$OVN_CTL" start_controller
+  record ovn-controller
 fi
 
 say "Starting dockerd"
 if ! docker info >/dev/null 2>&1; then
-  if command -v systemctl >/dev/null && systemctl is-system-running >/dev/null 2>&1; then
+  ip link show docker0 >/dev/null 2>&1 || record docker0
+  if with_systemd; then
     systemctl start docker
+    record docker.service
   else
     nohup dockerd >>/var/log/dockerd.log 2>&1 &
   fi
+  record dockerd
   for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
   docker info >/dev/null 2>&1 || die "dockerd did not start; see /var/log/dockerd.log"
 fi
 
 say "Starting ovn-docker-driver"
 SOCKET=/run/docker/plugins/openvswitch.sock
-if command -v systemctl >/dev/null && systemctl is-system-running >/dev/null 2>&1; then
-  sed "s#/opt/ovn-docker-driver#$REPO#g" systemd/ovn-docker-driver.service >/etc/systemd/system/ovn-docker-driver.service
+# Kept for --stop, whose cleanup needs the same options (--bridge, --name, ...).
+: >"$ARGS_FILE"
+[ ${#DRIVER_ARGS[@]} -eq 0 ] || printf '%q ' "${DRIVER_ARGS[@]}" >"$ARGS_FILE"
+if with_systemd; then
+  sed "s#/opt/ovn-docker-driver#$REPO#g" systemd/ovn-docker-driver.service >"$UNIT"
   [ -e /etc/default/ovn-docker-driver ] || cp systemd/ovn-docker-driver.default /etc/default/ovn-docker-driver
   systemctl daemon-reload
   systemctl enable ovn-docker-driver >/dev/null
   systemctl restart ovn-docker-driver
+  record driver.service
   LOGHINT="journalctl -u ovn-docker-driver"
 else
   if [ -s "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
     kill "$(cat "$PIDFILE")"
-    for _ in $(seq 50); do kill -0 "$(cat "$PIDFILE")" 2>/dev/null || break; sleep 0.1; done
+    wait_gone "$(cat "$PIDFILE")" || die "the running driver ($(cat "$PIDFILE")) did not stop"
   fi
   nohup node "$REPO/dist/src/cli/main.js" "${DRIVER_ARGS[@]}" >>"$LOG" 2>&1 &
   echo $! >"$PIDFILE"
   LOGHINT="$LOG"
 fi
+record driver
 for _ in $(seq 100); do [ -S "$SOCKET" ] && break; sleep 0.2; done
 [ -S "$SOCKET" ] || die "the driver did not come up; see $LOGHINT"
 
 say "Ready. Try:"
 echo "  docker network create -d openvswitch --subnet 10.1.0.0/24 foo"
 echo "  docker run --rm --net foo busybox ip addr"
-echo "Logs: $LOGHINT"
+echo "Logs: $LOGHINT. Stop it all: $0 --stop"
