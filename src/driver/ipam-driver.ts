@@ -63,7 +63,7 @@ export class IpamDriver {
     // The PoolID must name our pool and hold the address: a forged or stale one is refused or changes nothing.
     const held = await this.run(async () => this.pools.releasable(req.PoolID, req.Address));
     if (!held) {
-      this.log.debug({ poolId: req.PoolID, address: req.Address }, 'ReleaseAddress: not held by this pool user; nothing to free');
+      this.log.debug({ poolId: req.PoolID, address: req.Address }, 'ReleaseAddress: not held by this pool user, or its endpoint still has a port; nothing freed');
       return {};
     }
     // A port DeleteEndpoint kept for the next container keeps the address, as a warm port (warm-pool.ts).

@@ -321,6 +321,10 @@ export class OvnPools {
     const key = reservationKey(ip);
     const holder = ids.get(key);
     if (holder === undefined || !heldByUser(replica, holder, token, user)) return undefined;
+    // An adopted warm port records its endpoint only here: freed while the port exists (a DeleteEndpoint that
+    // failed), the port would hold the address for no one. DeleteEndpoint, or the orphan sweep, removes it first.
+    const adopted = parseWarmHolder(holder);
+    if (adopted?.state === 'adopted' && replica.findOne('Logical_Switch_Port', 'name', adopted.port)) return undefined;
     return { pool: name, ip, key, holder };
   }
 

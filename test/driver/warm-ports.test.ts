@@ -215,6 +215,35 @@ t.test('a warm address taken over, released unused, or given a MAC of its own', 
   await call('IpamDriver.ReleasePool', { PoolID: net.poolId });
 });
 
+t.test("an adopted port keeps its address until the port goes, even when DeleteEndpoint failed", async (t) => {
+  const net = await ipamNetwork('10.156.0.0/24');
+  await readyWarmPorts(net.pool, 2);
+  const { address } = await requestAddress(net.poolId);
+  const ip = address.split('/')[0]!;
+  const ep = await createEndpoint(net.networkId, address);
+  t.equal(ep.status, 200, JSON.stringify(ep.body));
+  const port = await portOf(ep.id);
+  t.not(port, ep.id, 'the endpoint adopted a warm port');
+
+  // The engine releases the address even when its DeleteEndpoint failed (NB unreachable, say).
+  t.equal((await call('IpamDriver.ReleaseAddress', { PoolID: net.poolId, Address: ip })).status, 200);
+  t.equal(await reservation(net.pool, ip), `ep ${port} ${ep.id} ${net.networkId}`, "the address stays the endpoint's while its port exists");
+  t.equal((await requestAddress(net.poolId, ip)).status, 409, 'and is not handed out again');
+  const info = await call('NetworkDriver.EndpointOperInfo', { NetworkID: net.networkId, EndpointID: ep.id });
+  t.equal((info.body.Value as Record<string, unknown>)['ovn.logical_switch_port'], port, 'the endpoint is still found, for the orphan sweep to remove');
+
+  // Removed as the engine (or the orphan sweep) does: then the address is free, or warm on the recycled port.
+  t.equal((await call('NetworkDriver.DeleteEndpoint', { NetworkID: net.networkId, EndpointID: ep.id })).status, 200);
+  t.equal((await call('IpamDriver.ReleaseAddress', { PoolID: net.poolId, Address: ip })).status, 200);
+  const after = await reservation(net.pool, ip);
+  t.ok(after === '' || after === `warm ${port}`, `the address is freed, or warm again on the kept port (${after})`);
+  const rows = await fx.stack.nbctl('--format=csv', '--data=bare', '--no-headings', '--columns=name,addresses', 'list', 'Logical_Switch_Port');
+  const holders = rows.split('\n').filter((line) => line.endsWith(` ${ip}`)).map((line) => line.split(',')[0]);
+  t.same(holders, after === '' ? [] : [port], 'no port holds a free address');
+  await call('NetworkDriver.DeleteNetwork', { NetworkID: net.networkId });
+  await call('IpamDriver.ReleasePool', { PoolID: net.poolId });
+});
+
 t.test("a full pool: another host's request takes the last addresses over from warm ports", async (t) => {
   // Host B, without warm ports, on the same pool. (Started first: the harness has one chassis, and a
   // driver without warm ports removes those of its chassis when it starts.)
