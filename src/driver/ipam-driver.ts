@@ -12,7 +12,7 @@ import type {
   ReleasePoolRequest,
   RequestAddressRequest,
   RequestPoolRequest,
-} from '../server/schemas.js';
+} from '../protocol/ipam-driver.js';
 import { DriverError } from './errors.js';
 import type { WarmPool } from './warm-pool.js';
 

@@ -17,7 +17,7 @@ import type {
   EndpointRequest,
   JoinRequest,
   NetworkRequest,
-} from '../server/schemas.js';
+} from '../protocol/network-driver.js';
 import { DriverError } from './errors.js';
 import type { HostPorts } from './host-ports.js';
 import { HostGateways } from './host-gateways.js';

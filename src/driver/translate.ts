@@ -6,7 +6,7 @@
  */
 import { AddressError, contains, networkOf, parseCidr } from '../ovn/addressing.js';
 import type { EndpointSpec, NetworkRecord, NetworkSpec, SubnetSpec } from '../ovn/networks.js';
-import type { CreateEndpointRequest, CreateNetworkRequest, DockerOptions, IpamData } from '../server/schemas.js';
+import type { CreateEndpointRequest, CreateNetworkRequest, DockerOptions, IpamData } from '../protocol/network-driver.js';
 import { invalid } from './errors.js';
 import { GATEWAY_OPTION } from '../ovn/keys.js';
 

@@ -1,5 +1,6 @@
 /**
- * The Docker plugin HTTP API: /Plugin.Activate and /NetworkDriver.*.
+ * The Docker plugin HTTP API: /Plugin.Activate, and the routes of the
+ * network and IPAM drivers (network-routes.ts, ipam-routes.ts).
  *
  * The engine sends JSON without a Content-Type and expects HTTP 200 with a
  * JSON body on success; on failure we answer a non-200 status with
@@ -8,31 +9,8 @@
  */
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
 import { DriverError } from '../driver/errors.js';
-import type { IpamDriver } from '../driver/ipam-driver.js';
-import type { NetworkDriver } from '../driver/network-driver.js';
-import {
-  allocateNetworkSchema,
-  createEndpointSchema,
-  createNetworkSchema,
-  discoverySchema,
-  endpointSchema,
-  joinSchema,
-  networkSchema,
-  releaseAddressSchema,
-  releasePoolSchema,
-  requestAddressSchema,
-  requestPoolSchema,
-  type AllocateNetworkRequest,
-  type ReleaseAddressRequest,
-  type ReleasePoolRequest,
-  type RequestAddressRequest,
-  type RequestPoolRequest,
-  type CreateEndpointRequest,
-  type CreateNetworkRequest,
-  type EndpointRequest,
-  type JoinRequest,
-  type NetworkRequest,
-} from './schemas.js';
+import { ipamRoutes, type IpamDriverMethods } from './ipam-routes.js';
+import { networkRoutes, type NetworkDriverMethods } from './network-routes.js';
 
 export interface AppOptions {
   logger: FastifyBaseLogger;
@@ -40,7 +18,7 @@ export interface AppOptions {
   bodyLimit?: number;
 }
 
-export function buildApp(driver: NetworkDriver, ipam: IpamDriver, options: AppOptions): FastifyInstance {
+export function buildApp(driver: NetworkDriverMethods, ipam: IpamDriverMethods, options: AppOptions): FastifyInstance {
   const bodyLimit = options.bodyLimit ?? 1024 * 1024;
   const app = Fastify({
     loggerInstance: options.logger,
@@ -81,40 +59,11 @@ export function buildApp(driver: NetworkDriver, ipam: IpamDriver, options: AppOp
     void reply.status(404).send({ Err: `${request.method} ${request.url} is not a method of this plugin` });
   });
 
-  // Requests that the engine sends with an empty body: any body is ignored.
+  // The engine sends it with an empty body: any body is ignored.
   app.post('/Plugin.Activate', async () => ({ Implements: ['NetworkDriver', 'IpamDriver'] }));
-  app.post('/NetworkDriver.GetCapabilities', async () => driver.getCapabilities());
-  app.post('/IpamDriver.GetCapabilities', async () => ipam.getCapabilities());
-  app.post('/IpamDriver.GetDefaultAddressSpaces', async () => ipam.getDefaultAddressSpaces());
-
-  const route = <B>(path: string, schema: object, handler: (body: B) => Promise<object> | object) => {
-    app.post<{ Body: B }>(path, { schema: { body: schema } }, async (request) => {
-      if (request.body === undefined) throw new DriverError(`${path.slice(1)} needs a JSON body`, 400);
-      // The schema has checked the body's shape; this is where it becomes the typed request.
-      return handler(request.body as B);
-    });
-  };
-
-  route<CreateNetworkRequest>('/NetworkDriver.CreateNetwork', createNetworkSchema, (b) => driver.createNetwork(b));
-  route<NetworkRequest>('/NetworkDriver.DeleteNetwork', networkSchema, (b) => driver.deleteNetwork(b));
-  route<CreateEndpointRequest>('/NetworkDriver.CreateEndpoint', createEndpointSchema, (b) => driver.createEndpoint(b));
-  route<EndpointRequest>('/NetworkDriver.EndpointOperInfo', endpointSchema, (b) => driver.endpointOperInfo(b));
-  route<EndpointRequest>('/NetworkDriver.DeleteEndpoint', endpointSchema, (b) => driver.deleteEndpoint(b));
-  route<JoinRequest>('/NetworkDriver.Join', joinSchema, (b) => driver.join(b));
-  route<EndpointRequest>('/NetworkDriver.Leave', endpointSchema, (b) => driver.leave(b));
-  // External connectivity is the engine's job (docker_gwbridge), as with Docker's overlay.
-  route<EndpointRequest>('/NetworkDriver.ProgramExternalConnectivity', endpointSchema, () => ({}));
-  route<EndpointRequest>('/NetworkDriver.RevokeExternalConnectivity', endpointSchema, () => ({}));
-  // Node discovery carries nothing OVN needs: the southbound database knows the chassis.
-  route<object>('/NetworkDriver.DiscoverNew', discoverySchema, () => ({}));
-  route<object>('/NetworkDriver.DiscoverDelete', discoverySchema, () => ({}));
-  route<AllocateNetworkRequest>('/NetworkDriver.AllocateNetwork', allocateNetworkSchema, (b) => driver.allocateNetwork(b));
-  route<NetworkRequest>('/NetworkDriver.FreeNetwork', networkSchema, () => ({}));
-
-  route<RequestPoolRequest>('/IpamDriver.RequestPool', requestPoolSchema, (b) => ipam.requestPool(b));
-  route<ReleasePoolRequest>('/IpamDriver.ReleasePool', releasePoolSchema, (b) => ipam.releasePool(b));
-  route<RequestAddressRequest>('/IpamDriver.RequestAddress', requestAddressSchema, (b) => ipam.requestAddress(b));
-  route<ReleaseAddressRequest>('/IpamDriver.ReleaseAddress', releaseAddressSchema, (b) => ipam.releaseAddress(b));
+  // Each in its own context: they share only what is set above (parser, error and not-found handlers, hook).
+  void app.register(networkRoutes, { driver });
+  void app.register(ipamRoutes, { ipam });
 
   return app;
 }
