@@ -9,7 +9,7 @@ import { rm } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import type { DriverConfig } from './cli/options.js';
+import type { DriverConfig } from './config.js';
 import { GATEWAY_PREFIX, HostGateways } from './driver/host-gateways.js';
 import { HostPorts } from './driver/host-ports.js';
 import { createRunner } from './host/exec.js';

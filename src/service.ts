@@ -5,7 +5,7 @@
 import type { FastifyInstance } from 'fastify';
 import path from 'node:path';
 import { pino, type Logger } from 'pino';
-import type { DriverConfig } from './cli/options.js';
+import { DEFAULT_CONFIG, type DriverConfig } from './config.js';
 import { HostPorts } from './driver/host-ports.js';
 import { GATEWAY_PREFIX, HostGateways } from './driver/host-gateways.js';
 import { HostFirewall } from './host/firewall.js';
@@ -73,7 +73,7 @@ export async function startDriver(config: DriverConfig, log: Logger = pino({ lev
       chassis: hostId,
       perSwitch: config.warmPorts,
       reserveFree: WARM_RESERVE_FREE,
-      readyTimeoutMs: config.portUpTimeoutMs || 15_000,
+      readyTimeoutMs: config.portUpTimeoutMs || DEFAULT_CONFIG.portUpTimeoutMs,
       refillDelayMs: WARM_REFILL_DELAY_MS,
       retryDelayMs: WARM_RETRY_DELAY_MS,
       maxRetryDelayMs: WARM_MAX_RETRY_DELAY_MS,

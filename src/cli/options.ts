@@ -5,34 +5,10 @@
 import { statSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import net from 'node:net';
+import { DEFAULT_CONFIG as D, type DriverConfig } from '../config.js';
 
-export interface DriverConfig {
-  pluginName: string;
-  pluginDir: string;
-  /** TCP listener on loopback instead of the unix socket (for a spec-file setup). */
-  listenTcp: { host: string; port: number } | undefined;
-  bridge: string;
-  /** OVN NB remote; undefined = read external_ids:ovn-nb of the local Open_vSwitch row. */
-  nbRemote: string | undefined;
-  /** serverName: the name NB's certificate must carry; default each remote's own host. */
-  nbTls: { privateKey: string; certificate: string; caCert: string; serverName?: string } | undefined;
-  /** Local OVS database for ovs-vsctl; undefined = its default socket. */
-  ovsDb: string | undefined;
-  mtu: number;
-  scope: 'local' | 'global';
-  portUpTimeoutMs: number;
-  logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error';
-  /** Unix socket of the local Docker engine's API, for container names (OVN DNS); undefined disables. */
-  dockerSocket: string | undefined;
-  /** Egress of networks that do not set -o ovn.gateway: this host through OVN, or Docker's docker_gwbridge. */
-  gateway: 'host' | 'docker';
-  /** For networks whose gateway is this host: masquerade their traffic leaving this host (iptables). */
-  masquerade: boolean;
-  /** Ports kept plugged and bound per IPv4 switch on this host; 0 disables. */
-  warmPorts: number;
-  /** How long an endpoint of this host may be unknown to the engine before it is removed as a leftover. */
-  orphanGraceMs: number;
-}
+// The test harness imports the type from here.
+export type { DriverConfig } from '../config.js';
 
 interface OptionDoc {
   flag: string;
@@ -43,25 +19,25 @@ interface OptionDoc {
 }
 
 const DOCS: OptionDoc[] = [
-  { flag: 'name', env: 'OVN_DOCKER_PLUGIN_NAME', value: 'NAME', default: 'openvswitch', help: 'Plugin name: the driver name in `docker network create -d NAME`; the socket is PLUGIN_DIR/NAME.sock.' },
-  { flag: 'plugin-dir', env: 'OVN_DOCKER_PLUGIN_DIR', value: 'DIR', default: '/run/docker/plugins', help: 'Directory of the plugin socket, where dockerd looks for plugins.' },
+  { flag: 'name', env: 'OVN_DOCKER_PLUGIN_NAME', value: 'NAME', default: D.pluginName, help: 'Plugin name: the driver name in `docker network create -d NAME`; the socket is PLUGIN_DIR/NAME.sock.' },
+  { flag: 'plugin-dir', env: 'OVN_DOCKER_PLUGIN_DIR', value: 'DIR', default: D.pluginDir, help: 'Directory of the plugin socket, where dockerd looks for plugins.' },
   { flag: 'listen', env: 'OVN_DOCKER_LISTEN', value: 'tcp:127.0.0.1:PORT', help: 'Listen on TCP on a loopback address instead of the unix socket (pair with plugins/openvswitch.spec). Prefer the unix socket: it is mode 0600, so only root (dockerd) can use it, while any local user can connect to a TCP port, and the plugin API has no authentication, so that user gets root-level control of container networking. The driver logs a warning at startup when this is set. Non-loopback addresses are refused.' },
-  { flag: 'bridge', env: 'OVN_DOCKER_BRIDGE', value: 'BRIDGE', default: 'br-int', help: 'OVS integration bridge that ovn-controller manages; container veths are plugged into it.' },
+  { flag: 'bridge', env: 'OVN_DOCKER_BRIDGE', value: 'BRIDGE', default: D.bridge, help: 'OVS integration bridge that ovn-controller manages; container veths are plugged into it.' },
   { flag: 'ovn-nb', env: 'OVN_NB_DB', value: 'REMOTE', help: 'OVN Northbound database: unix:PATH, tcp:HOST:PORT, ssl:HOST:PORT, or a comma-separated list for a RAFT cluster. Default: external_ids:ovn-nb of the local Open_vSwitch row (as the original OVN driver does).' },
   { flag: 'ovn-nb-private-key', env: 'OVN_NB_PRIVATE_KEY', value: 'FILE', help: 'Client private key for an ssl: NB remote (like ovn-nbctl -p).' },
   { flag: 'ovn-nb-certificate', env: 'OVN_NB_CERTIFICATE', value: 'FILE', help: 'Client certificate for an ssl: NB remote (like ovn-nbctl -c).' },
   { flag: 'ovn-nb-ca-cert', env: 'OVN_NB_CA_CERT', value: 'FILE', help: 'CA certificate that signed the NB server certificate (like ovn-nbctl -C).' },
   { flag: 'ovn-nb-server-name', env: 'OVN_NB_SERVER_NAME', value: 'NAME', help: 'Name (DNS name or IP address) the NB server certificate must carry in its subjectAltName, for every member of a cluster; it is also sent as SNI. Default: the host of each ssl: remote, checked member by member. This is stricter than ovn-nbctl: OVS\'s stream-ssl only verifies that the chain leads to the CA and never checks the host name (it sends the host as SNI, and its --ssl-server-name, OVS 3.7 and later, changes only that SNI name).' },
   { flag: 'ovs-db', env: 'OVS_DB', value: 'REMOTE', help: 'Local Open vSwitch database used by ovs-vsctl. Default: ovs-vsctl\'s own (unix:/var/run/openvswitch/db.sock).' },
-  { flag: 'mtu', env: 'OVN_DOCKER_MTU', value: 'BYTES', default: '1442', help: 'MTU of container interfaces unless a network sets -o com.docker.network.driver.mtu=N. 1442 = 1500 minus geneve overhead (58).' },
-  { flag: 'scope', env: 'OVN_DOCKER_SCOPE', value: 'local|global', default: 'local', help: 'Scope reported to Docker. A standalone engine refuses global-scope networks ("This node is not a swarm manager"), so local is the default.' },
-  { flag: 'port-up-timeout', env: 'OVN_DOCKER_PORT_UP_TIMEOUT', value: 'MS', default: '15000', help: 'How long Join waits for OVN to report the port up before failing the container start; 0 disables the wait.' },
-  { flag: 'docker-host', env: 'OVN_DOCKER_ENGINE', value: 'unix:///PATH', default: 'unix:///var/run/docker.sock', help: 'API socket of the local Docker engine. The driver reads container names from it and publishes them in OVN DNS, so containers on other hosts resolve them. "none" disables.' },
-  { flag: 'gateway', env: 'OVN_DOCKER_GATEWAY', value: 'host|docker', default: 'host', help: 'Egress of networks created without -o ovn.gateway=host|docker. host: each host is the gateway of its own containers through OVN (the gateway address is bound on this host), so a container has one interface; a container that publishes ports (-p, -P) still gets Docker\'s docker_gwbridge, which publishes them. docker: every container gets a second interface on docker_gwbridge for egress, as with Docker\'s overlay driver. Recorded per network when it is created.' },
-  { flag: 'masquerade', env: 'OVN_DOCKER_MASQUERADE', value: 'true|false', default: 'true', help: 'For networks whose gateway is this host (see --gateway): turn on IP forwarding and masquerade the network\'s subnet with iptables, isolating such networks from each other.' },
-  { flag: 'warm-ports', env: 'OVN_DOCKER_WARM_PORTS', value: 'N', default: '2', help: 'Keep N ports per IPv4 network ready on this host (logical port, veth, OVS binding), each at an address the next container will get: the lowest free ones on networks of Docker\'s IPAM (which gives those first), addresses of the pool on networks of this plugin\'s IPAM. A container start on one need not wait for ovn-northd and ovn-controller. An endpoint that gets a warm port\'s address but cannot use the port takes the address over. 0 disables.' },
-  { flag: 'orphan-grace', env: 'OVN_DOCKER_ORPHAN_GRACE', value: 'MS', default: '60000', help: "An endpoint of this host that the engine (--docker-host) has not known for this long is removed with its port, veth and address: what a driver killed during a container start leaves, since the engine never calls DeleteEndpoint for a start it saw fail. Networks the engine does not answer for are left alone." },
-  { flag: 'log-level', env: 'LOG_LEVEL', value: 'LEVEL', default: 'info', help: 'trace, debug, info, warn or error. Logs are JSON lines on stdout.' },
+  { flag: 'mtu', env: 'OVN_DOCKER_MTU', value: 'BYTES', default: String(D.mtu), help: 'MTU of container interfaces unless a network sets -o com.docker.network.driver.mtu=N. 1442 = 1500 minus geneve overhead (58).' },
+  { flag: 'scope', env: 'OVN_DOCKER_SCOPE', value: 'local|global', default: D.scope, help: 'Scope reported to Docker. A standalone engine refuses global-scope networks ("This node is not a swarm manager"), so local is the default.' },
+  { flag: 'port-up-timeout', env: 'OVN_DOCKER_PORT_UP_TIMEOUT', value: 'MS', default: String(D.portUpTimeoutMs), help: 'How long Join waits for OVN to report the port up before failing the container start; 0 disables the wait.' },
+  { flag: 'docker-host', env: 'OVN_DOCKER_ENGINE', value: 'unix:///PATH', default: `unix://${D.dockerSocket}`, help: 'API socket of the local Docker engine. The driver reads container names from it and publishes them in OVN DNS, so containers on other hosts resolve them. "none" disables.' },
+  { flag: 'gateway', env: 'OVN_DOCKER_GATEWAY', value: 'host|docker', default: D.gateway, help: 'Egress of networks created without -o ovn.gateway=host|docker. host: each host is the gateway of its own containers through OVN (the gateway address is bound on this host), so a container has one interface; a container that publishes ports (-p, -P) still gets Docker\'s docker_gwbridge, which publishes them. docker: every container gets a second interface on docker_gwbridge for egress, as with Docker\'s overlay driver. Recorded per network when it is created.' },
+  { flag: 'masquerade', env: 'OVN_DOCKER_MASQUERADE', value: 'true|false', default: String(D.masquerade), help: 'For networks whose gateway is this host (see --gateway): turn on IP forwarding and masquerade the network\'s subnet with iptables, isolating such networks from each other.' },
+  { flag: 'warm-ports', env: 'OVN_DOCKER_WARM_PORTS', value: 'N', default: String(D.warmPorts), help: 'Keep N ports per IPv4 network ready on this host (logical port, veth, OVS binding), each at an address the next container will get: the lowest free ones on networks of Docker\'s IPAM (which gives those first), addresses of the pool on networks of this plugin\'s IPAM. A container start on one need not wait for ovn-northd and ovn-controller. An endpoint that gets a warm port\'s address but cannot use the port takes the address over. 0 disables.' },
+  { flag: 'orphan-grace', env: 'OVN_DOCKER_ORPHAN_GRACE', value: 'MS', default: String(D.orphanGraceMs), help: "An endpoint of this host that the engine (--docker-host) has not known for this long is removed with its port, veth and address: what a driver killed during a container start leaves, since the engine never calls DeleteEndpoint for a start it saw fail. Networks the engine does not answer for are left alone." },
+  { flag: 'log-level', env: 'LOG_LEVEL', value: 'LEVEL', default: D.logLevel, help: 'trace, debug, info, warn or error. Logs are JSON lines on stdout.' },
 ];
 
 export class UsageError extends Error {}

@@ -1,0 +1,49 @@
+/** The driver's settings, and what each one is when nobody sets it. */
+export interface DriverConfig {
+  pluginName: string;
+  pluginDir: string;
+  /** TCP listener on loopback instead of the unix socket (for a spec-file setup). */
+  listenTcp: { host: string; port: number } | undefined;
+  bridge: string;
+  /** OVN NB remote; undefined = read external_ids:ovn-nb of the local Open_vSwitch row. */
+  nbRemote: string | undefined;
+  /** serverName: the name NB's certificate must carry; default each remote's own host. */
+  nbTls: { privateKey: string; certificate: string; caCert: string; serverName?: string } | undefined;
+  /** Local OVS database for ovs-vsctl; undefined = its default socket. */
+  ovsDb: string | undefined;
+  mtu: number;
+  scope: 'local' | 'global';
+  portUpTimeoutMs: number;
+  logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error';
+  /** Unix socket of the local Docker engine's API, for container names (OVN DNS); undefined disables. */
+  dockerSocket: string | undefined;
+  /** Egress of networks that do not set -o ovn.gateway: this host through OVN, or Docker's docker_gwbridge. */
+  gateway: 'host' | 'docker';
+  /** For networks whose gateway is this host: masquerade their traffic leaving this host (iptables). */
+  masquerade: boolean;
+  /** Ports kept plugged and bound per IPv4 switch on this host; 0 disables. */
+  warmPorts: number;
+  /** How long an endpoint of this host may be unknown to the engine before it is removed as a leftover. */
+  orphanGraceMs: number;
+}
+
+export const DEFAULT_CONFIG = {
+  pluginName: 'openvswitch',
+  pluginDir: '/run/docker/plugins',
+  listenTcp: undefined,
+  bridge: 'br-int',
+  nbRemote: undefined,
+  nbTls: undefined,
+  ovsDb: undefined,
+  // 1500 minus geneve overhead (58).
+  mtu: 1442,
+  // A standalone engine refuses global-scope networks.
+  scope: 'local',
+  portUpTimeoutMs: 15_000,
+  logLevel: 'info',
+  dockerSocket: '/var/run/docker.sock',
+  gateway: 'host',
+  masquerade: true,
+  warmPorts: 2,
+  orphanGraceMs: 60_000,
+} as const satisfies DriverConfig;
