@@ -5,7 +5,7 @@
  */
 import type { Logger } from 'pino';
 import type { Links } from '../host/links.js';
-import { hostIfName, isOurHostIf, peerIfName } from '../host/names.js';
+import { hostIfName, isOurHostIf, peerIfName, peerOfHostIf } from '../host/names.js';
 import type { Ovs, OvsPort } from '../host/ovs.js';
 import { Keys, OWNER } from '../ovn/keys.js';
 
@@ -118,11 +118,45 @@ export class HostPorts {
           'stop the driver and run `ovn-docker-driver cleanup`.',
       );
     }
-    const onBridge = new Set(ours.map((p) => p.port));
+    const removed = await this.remove(gone, links);
+    const unplugged = await this.removeUnplugged(links, new Set(ours.map((p) => p.port)), live, hostKnown);
+    return { ...removed, links: removed.links + unplugged.links, failed: removed.failed + unplugged.failed, kept: unproven.length + unplugged.kept };
+  }
+
+  /**
+   * Veth pairs of ours that never reached the bridge (a crash between
+   * creating the pair and plugging it), or came back out of a container after
+   * their port was unplugged: both ends in this namespace, named for one id,
+   * and no port in NB by that name. Removed under the same evidence rule as
+   * bridge ports; a pair whose container end is elsewhere is left alone.
+   */
+  private async removeUnplugged(
+    links: { name: string; kind?: string }[],
+    onBridge: ReadonlySet<string>,
+    live: ReadonlySet<string>,
+    hostKnown: boolean,
+  ): Promise<{ links: number; failed: number; kept: number }> {
+    const names = new Set(links.map((l) => l.name));
     const liveHostIfs = new Set([...live].map((name) => hostIfName(name)));
-    const nameOnly = links.filter((l) => isOurHostIf(l.name) && !onBridge.has(l.name) && !liveHostIfs.has(l.name)).map((l) => l.name);
-    if (nameOnly.length) this.log.info({ links: nameOnly }, `links named like ours but not ports of ours on ${this.bridge}: left alone`);
-    return { ...(await this.remove(gone, links)), kept: unproven.length };
+    const pairs = links.filter(
+      (l) => l.kind === 'veth' && isOurHostIf(l.name) && !onBridge.has(l.name) && !liveHostIfs.has(l.name) && names.has(peerOfHostIf(l.name)),
+    );
+    const result = { links: 0, failed: 0, kept: 0 };
+    if (!hostKnown) {
+      result.kept = pairs.length;
+      if (pairs.length) this.log.warn({ links: pairs.map((l) => l.name) }, 'veth pairs of ours off the bridge, kept: NB shows nothing of this host (see the warning on ports)');
+      return result;
+    }
+    for (const { name } of pairs) {
+      this.log.info({ link: name, peer: peerOfHostIf(name) }, `removing a veth pair of ours that is not on ${this.bridge} and has no port in OVN (left by a crash)`);
+      try {
+        if (await this.links.deleteLink(name)) result.links++;
+      } catch (err) {
+        result.failed++;
+        this.log.warn({ link: name, err: (err as Error).message }, 'cannot delete the link; the next sweep tries again');
+      }
+    }
+    return result;
   }
 
   /**

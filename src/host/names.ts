@@ -74,3 +74,8 @@ export function peerIfName(endpointId: string): string {
 export function isOurHostIf(name: string): boolean {
   return OUR_HOST_IF.test(name);
 }
+
+/** The container end paired with one of our host ends (isOurHostIf). */
+export function peerOfHostIf(name: string): string {
+  return PEER_PREFIX + name.slice(HOST_PREFIX.length);
+}

@@ -19,7 +19,7 @@ import { Ovs } from '../../src/host/ovs.js';
 import { startDriver, type RunningDriver } from '../../src/service.js';
 import { testDriverConfig } from '../harness/driver-config.js';
 import { captureLog, LEVEL } from '../harness/driver-log.js';
-import { linkExists } from '../harness/netns.js';
+import { createNetns, deleteNetns, linkExists } from '../harness/netns.js';
 import { startOvnStack, type OvnStack } from '../harness/ovn-stack.js';
 import { startOvsdbServer } from '../harness/ovsdb-server.js';
 import { callPlugin } from '../harness/plugin-client.js';
@@ -150,7 +150,7 @@ t.test('a link that cannot be deleted fails neither the sweep nor start-up; the 
   t.equal((await callPlugin(second.address, 'Plugin.Activate')).status, 200, 'the driver serves');
 });
 
-t.test('HostPorts.reconcile: a port is gone when NB shows its switch without it; a veth only named like ours is left alone', async (t) => {
+t.test('HostPorts.reconcile: a port is gone when NB shows its switch without it; a veth pair off the bridge goes only when NB knows this host', async (t) => {
   const runner = createRunner();
   const { log, entries } = captureLog();
   const host = new HostPorts(new Links(runner), new Ovs({ runner, db: stack.ovsRemote }), 'br-int', log);
@@ -167,16 +167,32 @@ t.test('HostPorts.reconcile: a port is gone when NB shows its switch without it;
   t.match(await host.reconcile(nothingLive, () => ({ hostKnown: false, hasNetwork: (id) => id !== networkId })), { kept: 1 }, 'another switch alive: kept');
   t.ok(await onBridge(port), 'still plugged');
 
-  // A veth pair carrying our names, not on the bridge: nothing says it is ours.
+  // A veth pair of ours that never reached the bridge (a crash between creating and plugging it).
   const stray = hex(32);
   portsMade.push(stray);
   await run('ip', ['link', 'add', hostIfName(stray), 'type', 'veth', 'peer', 'name', peerIfName(stray)]);
 
-  t.match(await host.reconcile(nothingLive, () => ({ hostKnown: false, hasNetwork: (id) => id === networkId })), { ports: 1, links: 1, failed: 0, kept: 0 }, "its switch alive without it: removed");
+  t.match(await host.reconcile(nothingLive, () => ({ hostKnown: false, hasNetwork: (id) => id === networkId })), { ports: 1, links: 1, failed: 0, kept: 1 }, "its switch alive without it: removed");
   t.notOk(await onBridge(port), 'off br-int');
   t.notOk(await linkExists(hostIfName(port)), 'veth deleted');
-  t.ok(await linkExists(hostIfName(stray)), 'the veth only named like ours is left alone');
-  t.ok(entries.some((e) => Array.isArray(e.links) && e.links.includes(hostIfName(stray))), 'and logged');
+  t.ok(await linkExists(hostIfName(stray)), 'the pair off the bridge stays while NB shows nothing of this host');
+  t.ok(entries.some((e) => Array.isArray(e.links) && e.links.includes(hostIfName(stray))), 'and is logged');
+
+  // One whose container end is in a container, and one whose port NB has: not leftovers.
+  const inContainer = hex(32);
+  const pending = hex(32);
+  portsMade.push(inContainer, pending);
+  const ns = await createNetns();
+  t.teardown(() => deleteNetns(ns));
+  await run('ip', ['link', 'add', hostIfName(inContainer), 'type', 'veth', 'peer', 'name', peerIfName(inContainer)]);
+  await run('ip', ['link', 'set', peerIfName(inContainer), 'netns', ns]);
+  await run('ip', ['link', 'add', hostIfName(pending), 'type', 'veth', 'peer', 'name', peerIfName(pending)]);
+
+  t.match(await host.reconcile(() => new Set([pending]), () => ({ hostKnown: true, hasNetwork: () => true })), { ports: 0, links: 1, failed: 0, kept: 0 }, 'NB knows this host: the pair is removed');
+  t.notOk(await linkExists(hostIfName(stray)), 'both ends of it');
+  t.notOk(await linkExists(peerIfName(stray)), 'gone');
+  t.ok(await linkExists(hostIfName(inContainer)), 'a pair whose other end is in a container stays');
+  t.ok(await linkExists(hostIfName(pending)), 'so does the pair of a port NB has (being plugged)');
 });
 
 t.test("HostPorts.removeAll (cleanup): a link it cannot delete does not keep the others; then the call fails, saying so", async (t) => {
