@@ -9,6 +9,7 @@ import type { Mutation, Replica, Row, Transaction } from '../ovsdb/index.js';
 import { stripPrefix } from './addressing.js';
 import { externalIds } from './external-ids.js';
 import { Keys, OWNER } from './keys.js';
+import { words } from './records.js';
 
 /** What OVN's DNS answers for: host names, letters, digits, '-', '_' and '.'. */
 export const DNS_NAME = /^[a-z0-9_]([a-z0-9_.-]{0,251}[a-z0-9_])?$/;
@@ -23,7 +24,7 @@ export function ownedDnsRow(replica: Replica, ls: Row): Row | undefined {
 
 /** The names a port published. */
 export function publishedNames(port: Row): string[] {
-  return (externalIds(port).get(Keys.dnsNames) ?? '').split(' ').filter(Boolean);
+  return words(externalIds(port).get(Keys.dnsNames));
 }
 
 /** Drop the names a port published from its switch's DNS row (in the transaction that removes the port or its names). */

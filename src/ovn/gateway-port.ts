@@ -2,7 +2,7 @@
 import type { EncodableDatum } from '../ovsdb/index.js';
 import { Keys, OWNER } from './keys.js';
 import { macFromIPv4 } from './mac.js';
-import type { NetworkSpec } from './networks.js';
+import { addressEntry, type NetworkSpec } from './records.js';
 
 /**
  * The network's gateway address as a localport: traffic to it stays on each
@@ -14,7 +14,7 @@ export function gatewayPort(switchName: string, spec: NetworkSpec): { name: stri
   const v4 = spec.ipv4.find((s) => s.gateway)?.gateway;
   if (!v4) return undefined;
   const v6 = spec.ipv6.find((s) => s.gateway)?.gateway;
-  const address = [macFromIPv4(v4), v4, v6].filter(Boolean).join(' ');
+  const address = addressEntry(macFromIPv4(v4), v4, v6);
   const name = `${switchName}-gw`;
   return {
     name,

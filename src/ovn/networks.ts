@@ -6,73 +6,34 @@
  * concurrent writers.
  */
 import { OvsdbClient, type Replica, type Row, type RowChange, type Transaction } from '../ovsdb/index.js';
-import { contains, stripPrefix } from './addressing.js';
+import { stripPrefix } from './addressing.js';
 import { DNS_NAME, ownedDnsRow, publishedNames, removeDnsNames, writeDnsRecords } from './dns-rows.js';
 import { gatewayPort } from './gateway-port.js';
 import { externalIds } from './external-ids.js';
-import { GATEWAY_OPTION, Keys, OWNER } from './keys.js';
+import { Keys, OWNER } from './keys.js';
 import { adoptedHolder, parseWarmHolder, reservationKey, warmHolder } from './pools.js';
 import { isPortSet, portSetName } from './port-sets.js';
 import { isUnicastMac, macFromIPv4, macFromId } from './mac.js';
+import {
+  attachedNetworks,
+  attachmentIds,
+  attachmentKeys,
+  endpointPortRow,
+  networkExternalIds,
+  onPool,
+  portAddressEntries,
+  portIps,
+  toEndpoint,
+  toNetwork,
+  words,
+  type EndpointRecord,
+  type EndpointSpec,
+  type NetworkRecord,
+  type NetworkSpec,
+  type SubnetSpec,
+} from './records.js';
 
-export interface SubnetSpec {
-  /** Canonical network, e.g. "10.1.0.0/24". */
-  subnet: string;
-  /** Gateway address without prefix, if Docker's IPAM reserved one. */
-  gateway?: string;
-  /** --aux-address addresses (without prefix) Docker's IPAM keeps from endpoints. */
-  aux?: string[];
-}
-
-export interface NetworkSpec {
-  networkId: string;
-  ipv4: SubnetSpec[];
-  ipv6: SubnetSpec[];
-  mtu: number;
-  internal: boolean;
-  /** The `-o` driver options, kept so that a restarted driver knows them. */
-  options: Record<string, string>;
-  /**
-   * Pools (Address_Set names, see pools.ts) of our cluster-wide IPAM: a
-   * network on a pool shares the pool's logical switch with every other
-   * host's network on it.
-   */
-  pools?: { v4?: string; v6?: string };
-  /** OVS system-id of the host creating it. */
-  chassis?: string;
-}
-
-export interface NetworkRecord extends NetworkSpec {
-  uuid: string;
-  name: string;
-  /** Docker networks (of any host) attached to this switch. */
-  attached: string[];
-}
-
-export interface EndpointSpec {
-  networkId: string;
-  endpointId: string;
-  /** MAC from Docker; when absent one is derived. */
-  mac?: string;
-  /** "10.1.0.2/24" */
-  ipv4?: string;
-  ipv6?: string;
-  /** OVS system-id of this host: pins the port to this chassis (options:requested-chassis). */
-  chassis?: string;
-}
-
-export interface EndpointRecord {
-  uuid: string;
-  name: string;
-  networkId: string;
-  endpointId: string;
-  mac: string;
-  ipv4?: string;
-  ipv6?: string;
-  /** OVS system-id of the host the endpoint was created on. */
-  chassis?: string;
-  up: boolean;
-}
+export type { EndpointRecord, EndpointSpec, NetworkRecord, NetworkSpec, SubnetSpec } from './records.js';
 
 export class NetworkError extends Error {
   constructor(
@@ -134,11 +95,7 @@ export class OvnNetworks {
    * host made it already.
    */
   async ensureNetwork(spec: NetworkSpec): Promise<NetworkRecord> {
-    // The network's own keys on the switch: its attachment (by chassis) and its gateway choice.
-    const attachment = new Map([
-      [`${Keys.networkPrefix}${spec.networkId}`, spec.chassis ?? ''],
-      [`${Keys.gatewayPrefix}${spec.networkId}`, ownGateway(spec)],
-    ]);
+    const attachment = attachmentIds(spec);
     await this.nb.transaction(
       (tx, replica) => {
         if (this.switchRow(replica, spec.networkId)) return;
@@ -183,7 +140,7 @@ export class OvnNetworks {
         const others = attachedNetworks(row).filter((id) => id !== networkId);
         if (others.length > 0) {
           tx.mutate('Logical_Switch', [['_uuid', '==', row._uuid]], [
-            ['external_ids', 'delete', [`${Keys.networkPrefix}${networkId}`, `${Keys.gatewayPrefix}${networkId}`]],
+            ['external_ids', 'delete', attachmentKeys(networkId)],
           ]);
         } else {
           // Guard: a host attaching right now must not lose its switch.
@@ -261,7 +218,7 @@ export class OvnNetworks {
     const replaced: string[] = [];
     for (const uuid of Array.isArray(ls.ports) ? ls.ports : []) {
       const port = skip.has(String(uuid)) ? undefined : replica.get('Logical_Switch_Port', String(uuid));
-      const held = port ? portAddresses(port).filter((ip) => wanted.includes(ip)) : [];
+      const held = port ? portIps(port).filter((ip) => wanted.includes(ip)) : [];
       if (!port || held.length === 0) continue;
       const ids = externalIds(port);
       const holder = this.holderOf(replica, port);
@@ -384,29 +341,10 @@ export class OvnNetworks {
   }
 
   private insertPort(tx: Transaction, ls: Row, spec: EndpointSpec, mac: string): void {
-    const address = [mac, spec.ipv4 && stripPrefix(spec.ipv4), spec.ipv6 && stripPrefix(spec.ipv6)]
-      .filter(Boolean)
-      .join(' ');
-    const ids = new Map<string, string>([
-      [Keys.owner, OWNER],
-      [Keys.networkId, spec.networkId],
-      [Keys.endpointId, spec.endpointId],
-    ]);
-    if (spec.ipv4) ids.set(Keys.ipv4, spec.ipv4);
-    if (spec.ipv6) ids.set(Keys.ipv6, spec.ipv6);
-    if (spec.chassis) ids.set(Keys.chassis, spec.chassis);
-    const options = new Map<string, string>();
-    if (spec.chassis) options.set('requested-chassis', spec.chassis);
     // Guards: the name must still be free, and the switch must still exist, or the port would be garbage-collected.
     tx.guardAbsent('Logical_Switch_Port', 'name', spec.endpointId);
     tx.verify('Logical_Switch', ls, ['name']);
-    const port = tx.insert('Logical_Switch_Port', {
-      name: spec.endpointId,
-      addresses: [address],
-      port_security: [address],
-      external_ids: ids,
-      options,
-    });
+    const port = tx.insert('Logical_Switch_Port', endpointPortRow(spec, mac));
     tx.mutate('Logical_Switch', [['_uuid', '==', ls._uuid]], [['ports', 'insert', [port]]]);
   }
 
@@ -545,21 +483,8 @@ function guardStillEndpoints(tx: Transaction, port: Row, endpointId: string, net
 function* portMacs(replica: Replica, ls: Row): Generator<[mac: string, port: Row]> {
   for (const uuid of Array.isArray(ls.ports) ? ls.ports : []) {
     const port = replica.get('Logical_Switch_Port', String(uuid));
-    for (const addr of Array.isArray(port?.addresses) ? port.addresses : []) {
-      yield [String(addr).split(' ')[0]!.toLowerCase(), port!];
-    }
+    for (const { mac } of port ? portAddressEntries(port) : []) yield [mac.toLowerCase(), port!];
   }
-}
-
-/** Whether the switch is a pool's of our IPAM: its addresses are reserved there, not by Docker. */
-function onPool(ls: Row): boolean {
-  const ids = externalIds(ls);
-  return ids.has(Keys.poolV4) || ids.has(Keys.poolV6);
-}
-
-/** The IP addresses (lower case) a port's `addresses` carry: "MAC IP [IP ...]" entries. */
-function portAddresses(port: Row): string[] {
-  return (Array.isArray(port.addresses) ? port.addresses : []).flatMap((entry) => String(entry).toLowerCase().split(' ').slice(1));
 }
 
 /**
@@ -595,7 +520,7 @@ export function macsOnSwitch(replica: Replica, ls: Row): Set<string> {
  */
 function macHolders(replica: Replica, ls: Row, except: ReadonlySet<string>): Map<string, string> {
   const holders = new Map<string, string>();
-  for (const gateway of (externalIds(ls).get(Keys.ipv4Gateways) ?? '').split(' ').filter(Boolean)) {
+  for (const gateway of words(externalIds(ls).get(Keys.ipv4Gateways))) {
     holders.set(macFromIPv4(gateway), "the gateway's");
   }
   for (const [mac, port] of portMacs(replica, ls)) {
@@ -625,45 +550,6 @@ function chooseMac(spec: EndpointSpec, holders: ReadonlyMap<string, string>): st
   throw new NetworkError(`could not find a free MAC address for endpoint ${spec.endpointId}`, 'conflict');
 }
 
-/**
- * The gateway this network has on its own host: its -o ovn.gateway (after
- * the driver's route check), or none when --internal. Recorded per network,
- * since a host attaching to a pool's switch must not inherit the creator's.
- */
-function ownGateway(spec: NetworkSpec): 'host' | 'docker' | 'none' {
-  if (spec.internal) return 'none';
-  return spec.options[GATEWAY_OPTION] === 'host' ? 'host' : 'docker';
-}
-
-function networkExternalIds(spec: NetworkSpec): Map<string, string> {
-  const ids = new Map<string, string>([
-    [Keys.owner, OWNER],
-    [Keys.mtu, String(spec.mtu)],
-    [Keys.internal, String(spec.internal)],
-    [Keys.options, JSON.stringify(spec.options)],
-  ]);
-  const put = (key: string, values: (string | undefined)[]) => {
-    const present = values.filter((v): v is string => Boolean(v));
-    if (present.length) ids.set(key, present.join(' '));
-  };
-  put(Keys.ipv4Subnets, spec.ipv4.map((s) => s.subnet));
-  put(Keys.ipv4Gateways, spec.ipv4.map((s) => s.gateway));
-  put(Keys.ipv4Aux, spec.ipv4.flatMap((s) => s.aux ?? []));
-  put(Keys.ipv6Subnets, spec.ipv6.map((s) => s.subnet));
-  put(Keys.ipv6Gateways, spec.ipv6.map((s) => s.gateway));
-  if (spec.pools?.v4) ids.set(Keys.poolV4, spec.pools.v4);
-  if (spec.pools?.v6) ids.set(Keys.poolV6, spec.pools.v6);
-  return ids;
-}
-
-function attachedNetworks(row: Row): string[] {
-  const out: string[] = [];
-  for (const key of externalIds(row).keys()) {
-    if (key.startsWith(Keys.networkPrefix)) out.push(key.slice(Keys.networkPrefix.length));
-  }
-  return out;
-}
-
 /** A host attaching to a pool's switch must mean the same network: same subnets. */
 function checkSameSubnets(existing: NetworkRecord, spec: NetworkSpec): void {
   const same = (a: SubnetSpec[], b: SubnetSpec[]) =>
@@ -676,62 +562,4 @@ function checkSameSubnets(existing: NetworkRecord, spec: NetworkSpec): void {
       'conflict',
     );
   }
-}
-
-function subnets(ids: Map<string, string>, subnetKey: string, gatewayKey: string, auxKey?: string): SubnetSpec[] {
-  const list = (key: string | undefined) => (key === undefined ? [] : (ids.get(key) ?? '').split(' ').filter(Boolean));
-  const gateways = list(gatewayKey);
-  const aux = list(auxKey);
-  return list(subnetKey).map((subnet) => {
-    const gateway = gateways.find((g) => contains(subnet, g));
-    const reserved = aux.filter((a) => contains(subnet, a));
-    return { subnet, ...(gateway ? { gateway } : {}), ...(reserved.length ? { aux: reserved } : {}) };
-  });
-}
-
-function toNetwork(row: Row, networkId: string): NetworkRecord {
-  const ids = externalIds(row);
-  let options: Record<string, string> = {};
-  try {
-    const parsed: unknown = JSON.parse(ids.get(Keys.options) ?? '{}');
-    if (parsed && typeof parsed === 'object') options = parsed as Record<string, string>;
-  } catch {
-    options = {};
-  }
-  const poolV4 = ids.get(Keys.poolV4);
-  const poolV6 = ids.get(Keys.poolV6);
-  // Attachments made before per-network gateway keys follow the stored (creator's) options.
-  const own = ids.get(`${Keys.gatewayPrefix}${networkId}`);
-  if (own === 'host' || own === 'docker') options = { ...options, [GATEWAY_OPTION]: own };
-  return {
-    uuid: row._uuid,
-    name: String(row.name),
-    networkId,
-    attached: attachedNetworks(row),
-    ...(poolV4 || poolV6 ? { pools: { ...(poolV4 ? { v4: poolV4 } : {}), ...(poolV6 ? { v6: poolV6 } : {}) } } : {}),
-    ipv4: subnets(ids, Keys.ipv4Subnets, Keys.ipv4Gateways, Keys.ipv4Aux),
-    ipv6: subnets(ids, Keys.ipv6Subnets, Keys.ipv6Gateways),
-    mtu: Number(ids.get(Keys.mtu) ?? '1442'),
-    internal: own === undefined ? ids.get(Keys.internal) === 'true' : own === 'none',
-    options,
-  };
-}
-
-export function toEndpoint(row: Row): EndpointRecord {
-  const ids = externalIds(row);
-  const first = Array.isArray(row.addresses) ? String(row.addresses[0] ?? '') : '';
-  const ipv4 = ids.get(Keys.ipv4);
-  const ipv6 = ids.get(Keys.ipv6);
-  const chassis = ids.get(Keys.chassis);
-  return {
-    uuid: row._uuid,
-    name: String(row.name),
-    networkId: ids.get(Keys.networkId) ?? '',
-    endpointId: ids.get(Keys.endpointId) ?? String(row.name),
-    mac: first.split(' ')[0] ?? '',
-    ...(ipv4 ? { ipv4 } : {}),
-    ...(ipv6 ? { ipv6 } : {}),
-    ...(chassis ? { chassis } : {}),
-    up: row.up === true,
-  };
 }

@@ -41,8 +41,8 @@ import { externalIds } from './external-ids.js';
 import { removeDnsNames } from './dns-rows.js';
 import { Keys, OWNER } from './keys.js';
 import { macFromIPv4 } from './mac.js';
-import type { EndpointRecord } from './networks.js';
-import { macsOnSwitch, NetworkError, toEndpoint } from './networks.js';
+import { macsOnSwitch, NetworkError } from './networks.js';
+import { addressEntry, DEFAULT_MTU, portIps, portMac, switchMtu, toEndpoint, words, type EndpointRecord } from './records.js';
 import { adoptedHolder, type OvnPools, parseWarmHolder, recycledHolder, reservationKey, swapHolder, warmHolder, warmPortOf } from './pools.js';
 import { isPortSet, portSetName, switchOfWarmSet } from './port-sets.js';
 
@@ -233,7 +233,7 @@ export class OvnWarmPorts {
   }
 
   private insertWarmPort(tx: Transaction, ls: Row, port: { name: string; ip: string; prefix: string; chassis: string; setName: string }): void {
-    const address = `${macFromIPv4(port.ip)} ${port.ip}`;
+    const address = addressEntry(macFromIPv4(port.ip), port.ip);
     const row = tx.insert('Logical_Switch_Port', {
       name: port.name,
       addresses: [address],
@@ -441,7 +441,6 @@ export class OvnWarmPorts {
     if (!pool || !ipv4) return undefined;
     const set = replica.findOne('Address_Set', 'name', pool);
     const ls = switchOfWarmSet(replica, pool);
-    const first = Array.isArray(row.addresses) ? String(row.addresses[0] ?? '') : '';
     const name = String(row.name);
     const holder = parseWarmHolder(set && externalIds(set).get(reservationKey(ipv4)));
     // Another port's holder, Docker's, or none at all (released): not this port's any more, as claimed.
@@ -451,8 +450,8 @@ export class OvnWarmPorts {
       name,
       pool,
       ipv4,
-      mac: first.split(' ')[0] ?? '',
-      mtu: Number((ls && externalIds(ls).get(Keys.mtu)) ?? '1442'),
+      mac: portMac(row),
+      mtu: ls ? switchMtu(ls) : DEFAULT_MTU,
       state,
       ...(holder?.state === 'adopted' && holder.port === name ? { endpointId: holder.endpointId } : {}),
     };
@@ -482,14 +481,10 @@ function endpointPort(replica: Replica, pool: string, endpointId: string): { row
  */
 function addressesOnSwitch(replica: Replica, ls: Row, set: Row | undefined): Set<string> {
   const ids = externalIds(ls);
-  const taken = new Set<string>(
-    [Keys.ipv4Gateways, Keys.ipv4Aux].flatMap((key) => (ids.get(key) ?? '').split(' ').filter(Boolean)),
-  );
+  const taken = new Set<string>([Keys.ipv4Gateways, Keys.ipv4Aux].flatMap((key) => words(ids.get(key))));
   for (const uuid of Array.isArray(ls.ports) ? ls.ports : []) {
     const port = replica.get('Logical_Switch_Port', String(uuid));
-    for (const entry of Array.isArray(port?.addresses) ? port.addresses : []) {
-      for (const word of String(entry).split(' ').slice(1)) taken.add(word);
-    }
+    for (const ip of port ? portIps(port) : []) taken.add(ip);
   }
   for (const key of set ? externalIds(set).keys() : []) {
     if (key.startsWith(Keys.poolIp)) taken.add(key.slice(Keys.poolIp.length));
@@ -510,7 +505,7 @@ function warmSetOfSwitch(ls: Row, chassis: string): string | undefined {
 
 /** The switch's one IPv4 subnet ("10.1.0.0/24"); undefined when it has none or several. */
 function onlyIPv4Subnet(ls: Row): string | undefined {
-  const subnets = (externalIds(ls).get(Keys.ipv4Subnets) ?? '').split(' ').filter(Boolean);
+  const subnets = words(externalIds(ls).get(Keys.ipv4Subnets));
   return subnets.length === 1 ? subnets[0] : undefined;
 }
 

@@ -1,0 +1,242 @@
+/**
+ * The driver's NB rows as typed records, and back: a network's switch and
+ * an endpoint's port. Every reading or writing of their external_ids
+ * formats is here, so that a restarted driver (or another host's) reads
+ * what this one wrote.
+ */
+import type { EncodableDatum, Row } from '../ovsdb/index.js';
+import { contains, stripPrefix } from './addressing.js';
+import { externalIds } from './external-ids.js';
+import { GATEWAY_OPTION, Keys, OWNER } from './keys.js';
+
+/** MTU of a switch that records none: 1500 minus Geneve's overhead. */
+export const DEFAULT_MTU = 1442;
+
+export interface SubnetSpec {
+  /** Canonical network, e.g. "10.1.0.0/24". */
+  subnet: string;
+  /** Gateway address without prefix, if Docker's IPAM reserved one. */
+  gateway?: string;
+  /** --aux-address addresses (without prefix) Docker's IPAM keeps from endpoints. */
+  aux?: string[];
+}
+
+export interface NetworkSpec {
+  networkId: string;
+  ipv4: SubnetSpec[];
+  ipv6: SubnetSpec[];
+  mtu: number;
+  internal: boolean;
+  /** The `-o` driver options, kept so that a restarted driver knows them. */
+  options: Record<string, string>;
+  /**
+   * Pools (Address_Set names, see pools.ts) of our cluster-wide IPAM: a
+   * network on a pool shares the pool's logical switch with every other
+   * host's network on it.
+   */
+  pools?: { v4?: string; v6?: string };
+  /** OVS system-id of the host creating it. */
+  chassis?: string;
+}
+
+export interface NetworkRecord extends NetworkSpec {
+  uuid: string;
+  name: string;
+  /** Docker networks (of any host) attached to this switch. */
+  attached: string[];
+}
+
+export interface EndpointSpec {
+  networkId: string;
+  endpointId: string;
+  /** MAC from Docker; when absent one is derived. */
+  mac?: string;
+  /** "10.1.0.2/24" */
+  ipv4?: string;
+  ipv6?: string;
+  /** OVS system-id of this host: pins the port to this chassis (options:requested-chassis). */
+  chassis?: string;
+}
+
+export interface EndpointRecord {
+  uuid: string;
+  name: string;
+  networkId: string;
+  endpointId: string;
+  mac: string;
+  ipv4?: string;
+  ipv6?: string;
+  /** OVS system-id of the host the endpoint was created on. */
+  chassis?: string;
+  up: boolean;
+}
+
+/** The space-separated words of an external_ids value ("" when absent). */
+export function words(value: string | undefined): string[] {
+  return (value ?? '').split(' ').filter(Boolean);
+}
+
+/* ---- Networks: a Logical_Switch ---- */
+
+/** The switch's external_ids of a network it is created for. */
+export function networkExternalIds(spec: NetworkSpec): Map<string, string> {
+  const ids = new Map<string, string>([
+    [Keys.owner, OWNER],
+    [Keys.mtu, String(spec.mtu)],
+    [Keys.internal, String(spec.internal)],
+    [Keys.options, JSON.stringify(spec.options)],
+  ]);
+  const put = (key: string, values: (string | undefined)[]) => {
+    const present = values.filter((v): v is string => Boolean(v));
+    if (present.length) ids.set(key, present.join(' '));
+  };
+  put(Keys.ipv4Subnets, spec.ipv4.map((s) => s.subnet));
+  put(Keys.ipv4Gateways, spec.ipv4.map((s) => s.gateway));
+  put(Keys.ipv4Aux, spec.ipv4.flatMap((s) => s.aux ?? []));
+  put(Keys.ipv6Subnets, spec.ipv6.map((s) => s.subnet));
+  put(Keys.ipv6Gateways, spec.ipv6.map((s) => s.gateway));
+  if (spec.pools?.v4) ids.set(Keys.poolV4, spec.pools.v4);
+  if (spec.pools?.v6) ids.set(Keys.poolV6, spec.pools.v6);
+  return ids;
+}
+
+/** The network's own keys on the switch: its attachment (by chassis) and its gateway choice. */
+export function attachmentIds(spec: NetworkSpec): Map<string, string> {
+  return new Map([
+    [`${Keys.networkPrefix}${spec.networkId}`, spec.chassis ?? ''],
+    [`${Keys.gatewayPrefix}${spec.networkId}`, ownGateway(spec)],
+  ]);
+}
+
+/** The keys attachmentIds() wrote for a network. */
+export function attachmentKeys(networkId: string): string[] {
+  return [`${Keys.networkPrefix}${networkId}`, `${Keys.gatewayPrefix}${networkId}`];
+}
+
+/**
+ * The gateway this network has on its own host: its -o ovn.gateway (after
+ * the driver's route check), or none when --internal. Recorded per network,
+ * since a host attaching to a pool's switch must not inherit the creator's.
+ */
+function ownGateway(spec: NetworkSpec): 'host' | 'docker' | 'none' {
+  if (spec.internal) return 'none';
+  return spec.options[GATEWAY_OPTION] === 'host' ? 'host' : 'docker';
+}
+
+/** Docker networks (of any host) attached to a switch. */
+export function attachedNetworks(row: Row): string[] {
+  const out: string[] = [];
+  for (const key of externalIds(row).keys()) {
+    if (key.startsWith(Keys.networkPrefix)) out.push(key.slice(Keys.networkPrefix.length));
+  }
+  return out;
+}
+
+/** Whether the switch is a pool's of our IPAM: its addresses are reserved there, not by Docker. */
+export function onPool(ls: Row): boolean {
+  const ids = externalIds(ls);
+  return ids.has(Keys.poolV4) || ids.has(Keys.poolV6);
+}
+
+export function switchMtu(ls: Row): number {
+  return Number(externalIds(ls).get(Keys.mtu) ?? DEFAULT_MTU);
+}
+
+/** The network `networkId` as its switch records it. */
+export function toNetwork(row: Row, networkId: string): NetworkRecord {
+  const ids = externalIds(row);
+  let options: Record<string, string> = {};
+  try {
+    const parsed: unknown = JSON.parse(ids.get(Keys.options) ?? '{}');
+    if (parsed && typeof parsed === 'object') options = parsed as Record<string, string>;
+  } catch {
+    options = {};
+  }
+  const poolV4 = ids.get(Keys.poolV4);
+  const poolV6 = ids.get(Keys.poolV6);
+  // Attachments made before per-network gateway keys follow the stored (creator's) options.
+  const own = ids.get(`${Keys.gatewayPrefix}${networkId}`);
+  if (own === 'host' || own === 'docker') options = { ...options, [GATEWAY_OPTION]: own };
+  return {
+    uuid: row._uuid,
+    name: String(row.name),
+    networkId,
+    attached: attachedNetworks(row),
+    ...(poolV4 || poolV6 ? { pools: { ...(poolV4 ? { v4: poolV4 } : {}), ...(poolV6 ? { v6: poolV6 } : {}) } } : {}),
+    ipv4: subnets(ids, Keys.ipv4Subnets, Keys.ipv4Gateways, Keys.ipv4Aux),
+    ipv6: subnets(ids, Keys.ipv6Subnets, Keys.ipv6Gateways),
+    mtu: switchMtu(row),
+    internal: own === undefined ? ids.get(Keys.internal) === 'true' : own === 'none',
+    options,
+  };
+}
+
+function subnets(ids: Map<string, string>, subnetKey: string, gatewayKey: string, auxKey?: string): SubnetSpec[] {
+  const gateways = words(ids.get(gatewayKey));
+  const aux = auxKey === undefined ? [] : words(ids.get(auxKey));
+  return words(ids.get(subnetKey)).map((subnet) => {
+    const gateway = gateways.find((g) => contains(subnet, g));
+    const reserved = aux.filter((a) => contains(subnet, a));
+    return { subnet, ...(gateway ? { gateway } : {}), ...(reserved.length ? { aux: reserved } : {}) };
+  });
+}
+
+/* ---- Endpoints: a Logical_Switch_Port ---- */
+
+/** A port's `addresses` entries ("MAC IP [IP ...]") as written, split into the MAC and the IP addresses. */
+export function portAddressEntries(port: Row): { mac: string; ips: string[] }[] {
+  return (Array.isArray(port.addresses) ? port.addresses : []).map((entry) => {
+    const [mac = '', ...ips] = String(entry).split(' ');
+    return { mac, ips };
+  });
+}
+
+/** The MAC of a port's first `addresses` entry, as written ("" when it has none). */
+export function portMac(port: Row): string {
+  return portAddressEntries(port)[0]?.mac ?? '';
+}
+
+/** The IP addresses (lower case) of every `addresses` entry of a port. */
+export function portIps(port: Row): string[] {
+  return portAddressEntries(port).flatMap((entry) => entry.ips.map((ip) => ip.toLowerCase()));
+}
+
+/** The `addresses` (and port_security) entry of a port: "MAC IP [IP ...]", from addresses with or without prefix. */
+export function addressEntry(mac: string, ...ips: (string | undefined)[]): string {
+  return [mac, ...ips.filter((ip): ip is string => Boolean(ip)).map(stripPrefix)].join(' ');
+}
+
+/** The columns of an endpoint's own port, named after the endpoint. */
+export function endpointPortRow(spec: EndpointSpec, mac: string): Record<string, EncodableDatum> {
+  const address = addressEntry(mac, spec.ipv4, spec.ipv6);
+  const ids = new Map<string, string>([
+    [Keys.owner, OWNER],
+    [Keys.networkId, spec.networkId],
+    [Keys.endpointId, spec.endpointId],
+  ]);
+  if (spec.ipv4) ids.set(Keys.ipv4, spec.ipv4);
+  if (spec.ipv6) ids.set(Keys.ipv6, spec.ipv6);
+  if (spec.chassis) ids.set(Keys.chassis, spec.chassis);
+  const options = new Map<string, string>();
+  if (spec.chassis) options.set('requested-chassis', spec.chassis);
+  return { name: spec.endpointId, addresses: [address], port_security: [address], external_ids: ids, options };
+}
+
+/** The endpoint a port records (a warm port an endpoint adopted records it in its pool instead: see adoptedHolder). */
+export function toEndpoint(row: Row): EndpointRecord {
+  const ids = externalIds(row);
+  const ipv4 = ids.get(Keys.ipv4);
+  const ipv6 = ids.get(Keys.ipv6);
+  const chassis = ids.get(Keys.chassis);
+  return {
+    uuid: row._uuid,
+    name: String(row.name),
+    networkId: ids.get(Keys.networkId) ?? '',
+    endpointId: ids.get(Keys.endpointId) ?? String(row.name),
+    mac: portMac(row),
+    ...(ipv4 ? { ipv4 } : {}),
+    ...(ipv6 ? { ipv6 } : {}),
+    ...(chassis ? { chassis } : {}),
+    up: row.up === true,
+  };
+}
