@@ -11,7 +11,6 @@ import { DNS_NAME, ownedDnsRow, publishedNames, removeDnsNames, writeDnsRecords 
 import { gatewayPort } from './gateway-port.js';
 import { externalIds } from './external-ids.js';
 import { Keys, OWNER } from './keys.js';
-import { adoptedHolder, parseWarmHolder, reservationKey, warmHolder } from './pools.js';
 import { isPortSet, portSetName } from './port-sets.js';
 import { isUnicastMac, macFromIPv4, macFromId } from './mac.js';
 import {
@@ -19,12 +18,16 @@ import {
   attachmentIds,
   attachmentKeys,
   endpointPortRow,
+  adoptedHolder,
   networkExternalIds,
   onPool,
+  parseWarmHolder,
   portAddressEntries,
   portIps,
+  reservationKey,
   toEndpoint,
   toNetwork,
+  warmHolder,
   words,
   type EndpointRecord,
   type EndpointSpec,

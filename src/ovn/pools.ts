@@ -12,6 +12,7 @@
  *                        (warm-ports.ts) add "warm <port>" (any request may take it
  *                        over when nothing else is left or it asks for that one),
  *                        "ep <port> <endpoint> <network>" and "recycled <port>"
+ *                        (records.ts reads and writes these)
  *
  * Reserving an address is a map `insert` mutation, which the server applies
  * only when the key is absent; the replica then tells whether our value won.
@@ -23,64 +24,13 @@ import type { OvsdbClient, Replica, Row, Transaction } from '../ovsdb/index.js';
 import { addressBounds, bigToIPv4, bigToIPv6, contains, freeAddresses, networkOf, parseCidr, stripPrefix } from './addressing.js';
 import { externalIds } from './external-ids.js';
 import { OWNER, Keys } from './keys.js';
+import { parseWarmHolder, reservationKey, warmPortOf } from './records.js';
 
 export const ADDRESS_SPACE = 'ovn';
 const GATEWAY = 'gateway';
 const AUX = 'aux';
 /** Pool users whose network does not exist yet: explicit addresses they reserve are --aux-address ones. */
 const PENDING = 'pending';
-
-const WARM = 'warm ';
-const ADOPTED = 'ep ';
-const RECYCLED = 'recycled ';
-
-/** The holder value of a warm port's address. */
-export function warmHolder(portName: string): string {
-  return `${WARM}${portName}`;
-}
-
-/** The warm port holding an address as warm (free for any request), if one does. */
-export function warmPortOf(holder: string | undefined): string | undefined {
-  const parsed = parseWarmHolder(holder);
-  return parsed?.state === 'warm' ? parsed.port : undefined;
-}
-
-/**
- * The holder of an endpoint's address when the endpoint adopted a warm port.
- * The endpoint is recorded here rather than on the port: a write to a
- * Logical_Switch_Port costs ovn-northd (before 23.09) a full recompute,
- * hundreds of milliseconds of CPU on a large NB, while Address_Set changes
- * are incremental.
- */
-export function adoptedHolder(portName: string, endpointId: string, networkId: string): string {
-  return `${ADOPTED}${portName} ${endpointId} ${networkId}`;
-}
-
-/** The holder while a recycled port waits for ReleaseAddress (warm-ports.ts). */
-export function recycledHolder(portName: string): string {
-  return `${RECYCLED}${portName}`;
-}
-
-export type WarmHolder =
-  | { state: 'warm' | 'recycled'; port: string }
-  | { state: 'adopted'; port: string; endpointId: string; networkId: string };
-
-/** What a holder value says about a warm port; undefined for other holders (Docker's, gateway, aux). */
-export function parseWarmHolder(holder: string | undefined): WarmHolder | undefined {
-  if (holder === undefined) return undefined;
-  if (holder.startsWith(WARM)) return { state: 'warm', port: holder.slice(WARM.length) };
-  if (holder.startsWith(RECYCLED)) return { state: 'recycled', port: holder.slice(RECYCLED.length) };
-  if (holder.startsWith(ADOPTED)) {
-    const [port, endpointId, networkId] = holder.slice(ADOPTED.length).split(' ');
-    if (port && endpointId && networkId) return { state: 'adopted', port, endpointId, networkId };
-  }
-  return undefined;
-}
-
-/** The pool's external_ids key of an address, given with or without its prefix. */
-export function reservationKey(address: string): string {
-  return `${Keys.poolIp}${stripPrefix(address)}`;
-}
 
 /**
  * In `tx`, hand an address of the pool `set` from holder `from` to holder

@@ -1,6 +1,7 @@
 /**
- * The driver's NB rows as typed records, and back: a network's switch and
- * an endpoint's port. Every reading or writing of their external_ids
+ * The driver's NB rows as typed records, and back: a network's switch, an
+ * endpoint's port, and who holds an address in a pool or port set (warm
+ * ports' states among them). Every reading or writing of those external_ids
  * formats is here, so that a restarted driver (or another host's) reads
  * what this one wrote.
  */
@@ -239,4 +240,58 @@ export function toEndpoint(row: Row): EndpointRecord {
     ...(chassis ? { chassis } : {}),
     up: row.up === true,
   };
+}
+
+/* ---- Holders of addresses in a pool or port set (pools.ts, port-sets.ts, warm-ports.ts) ---- */
+
+const WARM = 'warm ';
+const ADOPTED = 'ep ';
+const RECYCLED = 'recycled ';
+
+/** The pool's external_ids key of an address, given with or without its prefix. */
+export function reservationKey(address: string): string {
+  return `${Keys.poolIp}${stripPrefix(address)}`;
+}
+
+/** The holder value of a warm port's address. */
+export function warmHolder(portName: string): string {
+  return `${WARM}${portName}`;
+}
+
+/**
+ * The holder of an endpoint's address when the endpoint adopted a warm port.
+ * The endpoint is recorded here rather than on the port: a write to a
+ * Logical_Switch_Port costs ovn-northd (before 23.09) a full recompute,
+ * hundreds of milliseconds of CPU on a large NB, while Address_Set changes
+ * are incremental.
+ */
+export function adoptedHolder(portName: string, endpointId: string, networkId: string): string {
+  return `${ADOPTED}${portName} ${endpointId} ${networkId}`;
+}
+
+/** The holder while a recycled port waits for ReleaseAddress (warm-ports.ts). */
+export function recycledHolder(portName: string): string {
+  return `${RECYCLED}${portName}`;
+}
+
+export type WarmHolder =
+  | { state: 'warm' | 'recycled'; port: string }
+  | { state: 'adopted'; port: string; endpointId: string; networkId: string };
+
+/** What a holder value says about a warm port; undefined for other holders (Docker's, gateway, aux). */
+export function parseWarmHolder(holder: string | undefined): WarmHolder | undefined {
+  if (holder === undefined) return undefined;
+  if (holder.startsWith(WARM)) return { state: 'warm', port: holder.slice(WARM.length) };
+  if (holder.startsWith(RECYCLED)) return { state: 'recycled', port: holder.slice(RECYCLED.length) };
+  if (holder.startsWith(ADOPTED)) {
+    const [port, endpointId, networkId] = holder.slice(ADOPTED.length).split(' ');
+    if (port && endpointId && networkId) return { state: 'adopted', port, endpointId, networkId };
+  }
+  return undefined;
+}
+
+/** The warm port holding an address as warm (free for any request), if one does. */
+export function warmPortOf(holder: string | undefined): string | undefined {
+  const parsed = parseWarmHolder(holder);
+  return parsed?.state === 'warm' ? parsed.port : undefined;
 }

@@ -42,8 +42,23 @@ import { removeDnsNames } from './dns-rows.js';
 import { Keys, OWNER } from './keys.js';
 import { macFromIPv4 } from './mac.js';
 import { macsOnSwitch, NetworkError } from './networks.js';
-import { addressEntry, DEFAULT_MTU, portIps, portMac, switchMtu, toEndpoint, words, type EndpointRecord } from './records.js';
-import { adoptedHolder, type OvnPools, parseWarmHolder, recycledHolder, reservationKey, swapHolder, warmHolder, warmPortOf } from './pools.js';
+import {
+  addressEntry,
+  adoptedHolder,
+  DEFAULT_MTU,
+  parseWarmHolder,
+  portIps,
+  portMac,
+  recycledHolder,
+  reservationKey,
+  switchMtu,
+  toEndpoint,
+  warmHolder,
+  warmPortOf,
+  words,
+  type EndpointRecord,
+} from './records.js';
+import { type OvnPools, swapHolder } from './pools.js';
 import { isPortSet, portSetName, switchOfWarmSet } from './port-sets.js';
 
 export type WarmState = 'warm' | 'claimed' | 'adopted' | 'recycled';

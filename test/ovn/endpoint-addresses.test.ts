@@ -16,7 +16,7 @@ import type { OvsdbClient } from '../../src/ovsdb/index.js';
 import { Keys, OWNER } from '../../src/ovn/keys.js';
 import { NetworkError, OvnNetworks, type NetworkSpec } from '../../src/ovn/networks.js';
 import { portSetName } from '../../src/ovn/port-sets.js';
-import { reservationKey, warmHolder } from '../../src/ovn/pools.js';
+import { reservationKey, warmHolder } from '../../src/ovn/records.js';
 
 let server: OvsdbServer;
 let proxy: HoldProxy;

@@ -14,7 +14,8 @@ import { OvsdbClient } from '../../src/ovsdb/index.js';
 import { stripPrefix } from '../../src/ovn/addressing.js';
 import { Keys, NB_INDEXES, NB_TABLES } from '../../src/ovn/keys.js';
 import { OvnNetworks } from '../../src/ovn/networks.js';
-import { OvnPools, poolName, reservationKey, warmHolder, warmPortOf, type PoolLease } from '../../src/ovn/pools.js';
+import { OvnPools, poolName, type PoolLease } from '../../src/ovn/pools.js';
+import { reservationKey, warmHolder, warmPortOf } from '../../src/ovn/records.js';
 import { portSetName } from '../../src/ovn/port-sets.js';
 import { OvnWarmPorts } from '../../src/ovn/warm-ports.js';
 
