@@ -13,9 +13,9 @@ import type { Links } from '../host/links.js';
 import type { GatewayRule, HostFirewall } from '../host/firewall.js';
 import type { Ovs } from '../host/ovs.js';
 import { Keys, OWNER } from '../ovn/keys.js';
-import { macFromIPv4 } from '../ovn/mac.js';
+import { macFromIPv4 } from '../net/mac.js';
 import type { NetworkRecord, NetworkSpec } from '../ovn/networks.js';
-import { addressBounds } from '../ovn/addressing.js';
+import { addressBounds } from '../net/addressing.js';
 
 export const GATEWAY_PREFIX = 'ovg';
 

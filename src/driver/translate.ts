@@ -4,7 +4,7 @@
  * address families, addresses inside the network, option types and MTU
  * bounds. Every failure is a 400 naming the offending field.
  */
-import { AddressError, contains, networkOf, parseCidr } from '../ovn/addressing.js';
+import { AddressError, contains, networkOf, parseCidr } from '../net/addressing.js';
 import type { EndpointSpec, NetworkRecord, NetworkSpec, SubnetSpec } from '../ovn/networks.js';
 import type { CreateEndpointRequest, CreateNetworkRequest, DockerOptions, IpamData } from '../protocol/network-driver.js';
 import { invalid } from './errors.js';

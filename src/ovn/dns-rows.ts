@@ -6,7 +6,7 @@
  * answer, and one leaving keeps the other's.
  */
 import type { Mutation, Replica, Row, Transaction } from '../ovsdb/index.js';
-import { stripPrefix } from './addressing.js';
+import { stripPrefix } from '../net/addressing.js';
 import { externalIds } from './external-ids.js';
 import { Keys, OWNER } from './keys.js';
 import { words } from './records.js';

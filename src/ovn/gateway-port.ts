@@ -1,7 +1,7 @@
 /** The gateway localport of a network's switch (see gatewayPort). */
 import type { EncodableDatum } from '../ovsdb/index.js';
 import { Keys, OWNER } from './keys.js';
-import { macFromIPv4 } from './mac.js';
+import { macFromIPv4 } from '../net/mac.js';
 import { addressEntry, type NetworkSpec } from './records.js';
 
 /**

@@ -6,13 +6,13 @@
  * concurrent writers.
  */
 import { OvsdbClient, type Replica, type Row, type RowChange, type Transaction } from '../ovsdb/index.js';
-import { stripPrefix } from './addressing.js';
+import { stripPrefix } from '../net/addressing.js';
 import { DNS_NAME, ownedDnsRow, publishedNames, removeDnsNames, writeDnsRecords } from './dns-rows.js';
 import { gatewayPort } from './gateway-port.js';
 import { externalIds } from './external-ids.js';
 import { Keys, OWNER } from './keys.js';
 import { isPortSet, portSetName } from './port-sets.js';
-import { isUnicastMac, macFromIPv4, macFromId } from './mac.js';
+import { isUnicastMac, macFromIPv4, macFromId } from '../net/mac.js';
 import {
   attachedNetworks,
   attachmentIds,

@@ -6,7 +6,7 @@
  * what this one wrote.
  */
 import type { EncodableDatum, Row } from '../ovsdb/index.js';
-import { contains, stripPrefix } from './addressing.js';
+import { contains, stripPrefix } from '../net/addressing.js';
 import { externalIds } from './external-ids.js';
 import { GATEWAY_OPTION, Keys, OWNER } from './keys.js';
 

@@ -36,11 +36,11 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { OvsdbClient, Replica, Row, RowChange, Transaction } from '../ovsdb/index.js';
-import { freeAddresses, lowestFree, stripPrefix } from './addressing.js';
+import { freeAddresses, lowestFree, stripPrefix } from '../net/addressing.js';
 import { externalIds } from './external-ids.js';
 import { removeDnsNames } from './dns-rows.js';
 import { Keys, OWNER } from './keys.js';
-import { macFromIPv4 } from './mac.js';
+import { macFromIPv4 } from '../net/mac.js';
 import { macsOnSwitch, NetworkError } from './networks.js';
 import {
   addressEntry,

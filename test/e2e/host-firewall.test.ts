@@ -21,7 +21,7 @@ import { makePluginDirs, type PluginDirs } from '../harness/plugin-dirs.js';
 import { createNetns, deleteNetns, tcpEcho } from '../harness/netns.js';
 import { run, waitFor } from '../harness/process.js';
 import { startTwoHosts, type Host, type TwoHosts } from '../harness/two-hosts.js';
-import { macFromIPv4 } from '../../src/ovn/mac.js';
+import { macFromIPv4 } from '../../src/net/mac.js';
 
 const NAME = 'openvswitch';
 const OUTSIDE = '198.51.100.2';

@@ -8,7 +8,7 @@ import t, { type Test } from 'tap';
 import { useNbHosts, type NbHost } from '../harness/nb-hosts.js';
 import { NetworkError, type EndpointRecord, type NetworkSpec } from '../../src/ovn/networks.js';
 import { portSetName } from '../../src/ovn/port-sets.js';
-import { macFromIPv4 } from '../../src/ovn/mac.js';
+import { macFromIPv4 } from '../../src/net/mac.js';
 
 type Host = NbHost;
 

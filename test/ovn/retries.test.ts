@@ -11,7 +11,7 @@ import t, { type Test } from 'tap';
 import { commentMatches, startCutProxy, type Cut, type CutProxy } from '../harness/cut-proxy.js';
 import { startOvsdbServer, type OvsdbServer } from '../harness/ovsdb-server.js';
 import { OvsdbClient } from '../../src/ovsdb/index.js';
-import { stripPrefix } from '../../src/ovn/addressing.js';
+import { stripPrefix } from '../../src/net/addressing.js';
 import { Keys, NB_INDEXES, NB_TABLES } from '../../src/ovn/keys.js';
 import { OvnNetworks } from '../../src/ovn/networks.js';
 import { OvnPools, poolName, type PoolLease } from '../../src/ovn/pools.js';

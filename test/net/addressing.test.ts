@@ -1,0 +1,32 @@
+/** Address arithmetic: CIDR parsing, canonical networks, free address scans. */
+import t from 'tap';
+import { AddressError, contains, freeAddresses, networkOf, parseCidr } from '../../src/net/addressing.js';
+
+t.test('parseCidr and networkOf', async (t) => {
+  t.same(parseCidr('10.1.0.2/24'), { ip: '10.1.0.2', prefix: 24, family: 4 });
+  t.equal(networkOf(parseCidr('10.1.0.2/24')), '10.1.0.0/24');
+  t.equal(networkOf(parseCidr('FD78::5/64')), 'fd78::/64', 'IPv6 in compressed lower-case form');
+  t.equal(networkOf(parseCidr('2001:db8:0:0:1::1/48')), '2001:db8::/48');
+  for (const bad of ['10.1.0.0', '10.1.0.0/33', '10.1.0/24', 'fd00::/129', 'x/24', '10.1.0.0/2x', '']) {
+    t.throws(() => parseCidr(bad), AddressError, `refuses "${bad}"`);
+  }
+  t.throws(() => parseCidr('fd00::1/64', 4), /not an IPv4/);
+  t.ok(contains('10.1.0.0/24', '10.1.0.200'));
+  t.notOk(contains('10.1.0.0/24', '10.1.1.1'));
+});
+
+t.test('free address scans: network and broadcast addresses, range edges, a starting point', async (t) => {
+  const none = new Set<string>();
+  t.same(freeAddresses('10.1.0.0/24', none, 2), { first: '10.1.0.1', count: 2 }, 'the network address is skipped');
+  t.same(freeAddresses('10.1.0.0/24', new Set(['10.1.0.1', '10.1.0.2']), 1), { first: '10.1.0.3', count: 1 }, 'taken ones are skipped');
+  t.same(freeAddresses('10.1.0.0/30', new Set(['10.1.0.1']), 5), { first: '10.1.0.2', count: 1 }, 'so is the broadcast address');
+  t.same(freeAddresses('10.1.0.0/30', new Set(['10.1.0.1', '10.1.0.2']), 5), { count: 0 }, 'a full subnet has none');
+  t.same(
+    freeAddresses('10.1.0.0/24', none, 1, { range: '10.1.0.128/25', skipRangeEdges: true }),
+    { first: '10.1.0.129', count: 1 },
+    "an --ip-range's own first address is skipped where asked",
+  );
+  t.same(freeAddresses('10.1.0.0/24', none, 1, { from: '10.1.0.200' }), { first: '10.1.0.200', count: 1 }, 'the scan starts at `from`');
+  t.same(freeAddresses('10.1.0.0/24', none, 1, { from: '9.0.0.0' }), { first: '10.1.0.1', count: 1 }, 'a `from` below the subnet is the subnet start');
+  t.same(freeAddresses('fd00::/64', new Set(['fd00::1']), 1), { first: 'fd00::2', count: 1 }, 'IPv6 in canonical form');
+});
