@@ -1,17 +1,16 @@
 import type { FastifyInstance } from 'fastify';
-import { DriverError } from '../driver/errors.js';
 import type { FromSchema } from '../protocol/from-schema.js';
 
-/** POST `path`: the body, checked against `schema`, goes to `handler` as the schema's type. */
-export function jsonRoute<const S extends object>(
+/**
+ * POST `path`: the body, checked against `schema`, goes to `handler` as the
+ * schema's type. The schema is an object's, so a missing body is refused
+ * (400, "body must be object") before the handler.
+ */
+export function jsonRoute<const S extends { type: 'object' }>(
   app: FastifyInstance,
   path: string,
   schema: S,
   handler: (body: FromSchema<S>) => Promise<object> | object,
 ): void {
-  app.post(path, { schema: { body: schema } }, async (request) => {
-    if (request.body === undefined) throw new DriverError(`${path.slice(1)} needs a JSON body`, 400);
-    // The schema has checked the body's shape; this is where it becomes the typed request.
-    return handler(request.body as FromSchema<S>);
-  });
+  app.post(path, { schema: { body: schema } }, async (request) => handler(request.body as FromSchema<S>));
 }

@@ -1,0 +1,67 @@
+/**
+ * Every /NetworkDriver.* route with fake drivers: a valid body reaches its
+ * driver method as sent and the method's answer is the response; a body
+ * its schema refuses is a 400 and reaches nothing.
+ */
+import t from 'tap';
+import { ENDPOINT, fakeApp, NETWORK } from './fake-drivers.js';
+
+const endpoint = { NetworkID: NETWORK, EndpointID: ENDPOINT };
+
+// Method name, driver method (none: the route answers {} itself), a valid body, bodies the schema refuses.
+const ROUTES: [string, string | undefined, object, object[]][] = [
+  [
+    'CreateNetwork',
+    'createNetwork',
+    { NetworkID: NETWORK, Options: { 'com.docker.network.generic': { 'ovn.gateway': 'docker' } }, IPv4Data: [{ AddressSpace: 'x', Pool: '10.0.0.0/24', Gateway: '10.0.0.1/24', AuxAddresses: null }], IPv6Data: null },
+    [{}, { NetworkID: 'not/an/id' }, { NetworkID: NETWORK, IPv4Data: [{ Gateway: '10.0.0.1' }] }, { NetworkID: NETWORK, IPv4Data: [{ Pool: 'ten' }] }],
+  ],
+  ['DeleteNetwork', 'deleteNetwork', { NetworkID: NETWORK }, [{ NetworkID: 7 }, { NetworkID: 'x'.repeat(65) }]],
+  [
+    'CreateEndpoint',
+    'createEndpoint',
+    { ...endpoint, Interface: { Address: '10.0.0.5/24', AddressIPv6: '', MacAddress: '02:42:0a:00:00:05' }, Options: null },
+    [{ NetworkID: NETWORK }, { NetworkID: NETWORK, EndpointID: 'not-hex' }, { ...endpoint, Interface: { MacAddress: '02:42' } }, { ...endpoint, Options: 'x' }],
+  ],
+  ['EndpointOperInfo', 'endpointOperInfo', endpoint, [{ EndpointID: ENDPOINT }]],
+  ['DeleteEndpoint', 'deleteEndpoint', endpoint, [{ NetworkID: NETWORK }]],
+  ['Join', 'join', { ...endpoint, SandboxKey: '/var/run/docker/netns/abc', Options: {} }, [{ ...endpoint, SandboxKey: 5 }, { ...endpoint, SandboxKey: 'x'.repeat(4097) }]],
+  ['Leave', 'leave', endpoint, [{ EndpointID: ENDPOINT }]],
+  ['ProgramExternalConnectivity', undefined, { ...endpoint, Options: { 'com.docker.network.portmap': [] } }, [{ NetworkID: NETWORK }]],
+  ['RevokeExternalConnectivity', undefined, endpoint, [{ NetworkID: NETWORK }]],
+  ['DiscoverNew', undefined, { DiscoveryType: 1, DiscoveryData: { Address: '10.0.0.1' } }, [{}, { DiscoveryType: 'node' }]],
+  ['DiscoverDelete', undefined, { DiscoveryType: 1 }, [{ DiscoveryData: null }]],
+  ['AllocateNetwork', 'allocateNetwork', { NetworkID: NETWORK, Options: { a: 'b' }, IPv4Data: [], IPv6Data: null }, [{ NetworkID: NETWORK, Options: { a: 1 } }]],
+  ['FreeNetwork', undefined, { NetworkID: NETWORK }, [{}]],
+];
+
+t.test('GetCapabilities answers with any body or none', async (t) => {
+  const { app, post } = fakeApp();
+  t.teardown(() => app.close());
+  t.same(await post('/NetworkDriver.GetCapabilities'), { status: 200, body: { Scope: 'local', ConnectivityScope: 'global' } });
+  t.same((await post('/NetworkDriver.GetCapabilities', { anything: true })).status, 200);
+});
+
+for (const [name, method, body, refused] of ROUTES) {
+  t.test(`/NetworkDriver.${name}`, async (t) => {
+    const { app, post, calls } = fakeApp((m) => ({ answeredBy: m }));
+    t.teardown(() => app.close());
+    const res = await post(`/NetworkDriver.${name}`, body);
+    t.same(res, { status: 200, body: method ? { answeredBy: method } : {} }, 'a valid body is answered');
+    t.same(calls, method ? [{ method, body }] : [], method ? `${method} gets the body as sent` : 'no driver method is called');
+
+    calls.length = 0;
+    for (const bad of refused) {
+      const res = await post(`/NetworkDriver.${name}`, bad);
+      t.equal(res.status, 400, JSON.stringify(bad));
+      t.match(res.body, { Err: new RegExp(`^invalid NetworkDriver\\.${name} request: body`) });
+    }
+    t.same(calls, [], 'no refused body reaches the driver');
+  });
+}
+
+t.test('ids may be upper case, as swarm ids may be', async (t) => {
+  const { app, post } = fakeApp();
+  t.teardown(() => app.close());
+  t.equal((await post('/NetworkDriver.DeleteEndpoint', { NetworkID: 'Q1w2E3r4T5y6U7i8O9p0A1s2D', EndpointID: ENDPOINT.toUpperCase() })).status, 200);
+});
