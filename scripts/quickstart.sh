@@ -57,7 +57,7 @@ wait_gone() {
 }
 
 stop_all() {
-  [ -s "$STATE" ] || { say "Nothing to stop: this script started nothing since boot ($STATE is absent)"; return 0; }
+  [ -s "$STATE" ] || { say "Nothing to stop: no record of anything this script started ($STATE is absent)"; return 0; }
   # dockerd first: stopping its containers makes it call the driver's Leave and DeleteEndpoint.
   if recorded dockerd; then
     say "Stopping dockerd"
