@@ -5,6 +5,7 @@
 import IPCIDR from 'ip-cidr';
 import type { Address4, Address6 } from 'ip-address';
 import { isIP } from 'node:net';
+import { DomainError } from '../errors.js';
 
 export interface Cidr {
   /** The address part, e.g. "10.1.0.2". */
@@ -13,8 +14,13 @@ export interface Cidr {
   family: 4 | 6;
 }
 
-export class AddressError extends Error {
+/** An address that does not parse: the request's fault. */
+export class AddressError extends DomainError {
   override name = 'AddressError';
+
+  constructor(message: string) {
+    super(message, 'invalid');
+  }
 }
 
 /** Parse "ADDR/LEN"; `family` restricts the address family. */

@@ -5,6 +5,7 @@
  * retry or a lost reply converges on the same rows) and guarded against
  * concurrent writers.
  */
+import { DomainError } from '../errors.js';
 import { OvsdbClient, type Replica, type Row, type RowChange, type Transaction } from '../ovsdb/index.js';
 import { stripPrefix } from '../net/addressing.js';
 import { DNS_NAME, ownedDnsRow, publishedNames, removeDnsNames, writeDnsRecords } from './dns-rows.js';
@@ -38,15 +39,8 @@ import {
 
 export type { EndpointRecord, EndpointSpec, NetworkRecord, NetworkSpec, SubnetSpec } from './records.js';
 
-export class NetworkError extends Error {
-  constructor(
-    message: string,
-    readonly code: 'not-found' | 'conflict' | 'invalid',
-  ) {
-    super(message);
-    this.name = 'NetworkError';
-  }
-}
+/** The model's refusals are DomainErrors; this name stays until the driver maps DomainError itself. */
+export { DomainError as NetworkError } from '../errors.js';
 
 export class OvnNetworks {
   /** Docker network id -> switch uuid, rebuilt when the replica moved on. */
@@ -176,15 +170,16 @@ export class OvnNetworks {
         if (existing) {
           const record = found?.record ?? toEndpoint(existing);
           if (record.networkId !== spec.networkId) {
-            throw new NetworkError(
+            throw new DomainError(
               `endpoint ${spec.endpointId} already exists on network ${record.networkId}, not ${spec.networkId}`,
               'conflict',
+              { endpointId: spec.endpointId, networkId: record.networkId },
             );
           }
           return record;
         }
         const ls = this.switchRow(replica, spec.networkId);
-        if (!ls) throw new NetworkError(`network ${spec.networkId} does not exist in OVN`, 'not-found');
+        if (!ls) throw new DomainError(`network ${spec.networkId} does not exist in OVN`, 'not-found', { networkId: spec.networkId });
         // Docker's MAC (--mac-address) is checked against these ports: one inserted meanwhile makes this re-run.
         // (Before the takeover below, whose mutation of `ports` a later wait would see.)
         if (spec.mac) tx.verify('Logical_Switch', ls, ['ports']);
@@ -229,9 +224,10 @@ export class OvnNetworks {
       const leftover = holder.chassis !== undefined && holder.chassis === spec.chassis && (holder.anyNetwork || holder.networkId === spec.networkId);
       if (!ours || ids.get(Keys.role) === 'gateway' || !(pooled || leftover)) {
         const who = holder.endpointId ? `endpoint ${holder.endpointId}` : `port ${String(port.name)}`;
-        throw new NetworkError(
+        throw new DomainError(
           `address ${held[0]} is already in use on network ${spec.networkId} by ${who}${holder.chassis ? ` of host ${holder.chassis}` : ''}`,
           'conflict',
+          { networkId: spec.networkId, address: held[0]!, port: String(port.name) },
         );
       }
       if (holder.set && holder.key && holder.value) {
@@ -336,7 +332,7 @@ export class OvnNetworks {
     await this.replica.waitFor(
       () => {
         const port = this.replica.findOne('Logical_Switch_Port', 'name', portName);
-        if (!port) throw new NetworkError(`logical switch port ${portName} was deleted while waiting for it to come up`, 'not-found');
+        if (!port) throw new DomainError(`logical switch port ${portName} was deleted while waiting for it to come up`, 'not-found', { port: portName });
         return port.up === true ? true : undefined;
       },
       { timeoutMs, what: `logical switch port ${portName} to come up`, ...(signal ? { signal } : {}) },
@@ -536,7 +532,7 @@ function macHolders(replica: Replica, ls: Row, except: ReadonlySet<string>): Map
 /** Docker's MAC for the endpoint, unless another port of the switch (or its gateway) holds it. */
 function checkMacFree(mac: string, networkId: string, holders: ReadonlyMap<string, string>): string {
   const holder = holders.get(mac.toLowerCase());
-  if (holder) throw new NetworkError(`MAC address ${mac} is ${holder} on network ${networkId}; choose another --mac-address`, 'conflict');
+  if (holder) throw new DomainError(`MAC address ${mac} is ${holder} on network ${networkId}; choose another --mac-address`, 'conflict', { networkId, mac });
   return mac;
 }
 
@@ -550,7 +546,7 @@ function chooseMac(spec: EndpointSpec, holders: ReadonlyMap<string, string>): st
     const mac = macFromId(spec.endpointId, attempt);
     if (!holders.has(mac) && isUnicastMac(mac)) return mac;
   }
-  throw new NetworkError(`could not find a free MAC address for endpoint ${spec.endpointId}`, 'conflict');
+  throw new DomainError(`could not find a free MAC address for endpoint ${spec.endpointId}`, 'conflict', { endpointId: spec.endpointId });
 }
 
 /** A host attaching to a pool's switch must mean the same network: same subnets. */
@@ -559,10 +555,11 @@ function checkSameSubnets(existing: NetworkRecord, spec: NetworkSpec): void {
     a.map((x) => x.subnet).sort().join(' ') === b.map((x) => x.subnet).sort().join(' ');
   if (!same(existing.ipv4, spec.ipv4) || !same(existing.ipv6, spec.ipv6)) {
     const show = (n: { ipv4: SubnetSpec[]; ipv6: SubnetSpec[] }) => [...n.ipv4, ...n.ipv6].map((x) => x.subnet).join(', ');
-    throw new NetworkError(
+    throw new DomainError(
       `the pool's logical switch ${existing.name} carries subnets ${show(existing)}, not ${show(spec)}; ` +
         'create the network with the same --subnet options on every host',
       'conflict',
+      { networkId: spec.networkId, switch: existing.name },
     );
   }
 }

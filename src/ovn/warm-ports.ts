@@ -41,7 +41,8 @@ import { externalIds } from './external-ids.js';
 import { removeDnsNames } from './dns-rows.js';
 import { Keys, OWNER } from './keys.js';
 import { macFromIPv4 } from '../net/mac.js';
-import { macsOnSwitch, NetworkError } from './networks.js';
+import { DomainError } from '../errors.js';
+import { macsOnSwitch } from './networks.js';
 import {
   addressEntry,
   adoptedHolder,
@@ -296,13 +297,16 @@ export class OvnWarmPorts {
         const set = replica.findOne('Address_Set', 'name', port.pool);
         const holder = set && externalIds(set).get(key);
         if (!set || !replica.findOne('Logical_Switch_Port', 'name', port.name)) {
-          throw new NetworkError(`warm port ${port.name} vanished before endpoint ${endpointId} could adopt it`, 'not-found');
+          throw new DomainError(`warm port ${port.name} vanished before endpoint ${endpointId} could adopt it`, 'not-found', { port: port.name, endpointId });
         }
         if (holder === mine) return;
         // Docker's IPAM gives addresses without asking us: CreateEndpoint adopts a port straight from warm.
         const fromWarm = isPortSet(port.pool) && holder === warmHolder(port.name);
         if (!fromWarm && (holder === undefined || parseWarmHolder(holder))) {
-          throw new NetworkError(`address ${port.ipv4} of port ${port.name} is not claimed for an endpoint (${holder ?? 'free'})`, 'conflict');
+          throw new DomainError(`address ${port.ipv4} of port ${port.name} is not claimed for an endpoint (${holder ?? 'free'})`, 'conflict', {
+            port: port.name,
+            endpointId,
+          });
         }
         tx.guardMatches('Logical_Switch_Port', 'name', port.name, []);
         swapHolder(tx, set, key, holder, mine);

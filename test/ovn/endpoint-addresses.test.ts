@@ -13,8 +13,9 @@ import { startOvsdbServer, type OvsdbServer } from '../harness/ovsdb-server.js';
 import { startHoldProxy, type HoldProxy } from '../harness/hold-proxy.js';
 import { connectNb } from '../harness/nb-hosts.js';
 import type { OvsdbClient } from '../../src/ovsdb/index.js';
+import { DomainError } from '../../src/errors.js';
 import { Keys, OWNER } from '../../src/ovn/keys.js';
-import { NetworkError, OvnNetworks, type NetworkSpec } from '../../src/ovn/networks.js';
+import { OvnNetworks, type NetworkSpec } from '../../src/ovn/networks.js';
 import { portSetName } from '../../src/ovn/port-sets.js';
 import { reservationKey, warmHolder } from '../../src/ovn/records.js';
 
@@ -116,8 +117,8 @@ t.test("another host's endpoint at the address is refused on a network of Docker
     () => undefined,
     (e: unknown) => e,
   );
-  t.type(err, NetworkError);
-  t.equal((err as NetworkError).code, 'conflict');
+  t.type(err, DomainError);
+  t.equal((err as DomainError).code, 'conflict');
   t.match((err as Error).message, /address 10\.63\.0\.6 is already in use on network n63 by endpoint 3{64} of host host-b/);
   t.same(await holdersOf('10.63.0.6'), [theirs.endpoint.name], "the other host's port stays, alone");
 });

@@ -6,7 +6,8 @@
  */
 import t, { type Test } from 'tap';
 import { useNbHosts, type NbHost } from '../harness/nb-hosts.js';
-import { NetworkError, type EndpointRecord, type NetworkSpec } from '../../src/ovn/networks.js';
+import { DomainError } from '../../src/errors.js';
+import { type EndpointRecord, type NetworkSpec } from '../../src/ovn/networks.js';
 import { portSetName } from '../../src/ovn/port-sets.js';
 import { macFromIPv4 } from '../../src/net/mac.js';
 
@@ -105,8 +106,8 @@ async function conflict(t: Test, p: Promise<unknown>, message: RegExp): Promise<
     () => undefined,
     (e: unknown) => e,
   );
-  t.type(err, NetworkError, 'refused with a NetworkError');
-  t.equal((err as NetworkError | undefined)?.code, 'conflict');
+  t.type(err, DomainError, 'refused with a DomainError');
+  t.equal((err as DomainError | undefined)?.code, 'conflict');
   t.match((err as Error | undefined)?.message, message);
 }
 
@@ -150,7 +151,7 @@ t.test('two hosts asking for one MAC at once: one gets it, the other is refused 
   t.equal(won.length, 1, 'one endpoint gets the MAC');
   t.equal(lost.length, 1, 'the other is refused');
   const winner = (won[0] as PromiseFulfilledResult<EndpointRecord> | undefined)?.value.name;
-  t.type(lost[0]?.reason, NetworkError);
+  t.type(lost[0]?.reason, DomainError);
   t.match((lost[0]?.reason as Error | undefined)?.message, new RegExp(`MAC address ${mac} is already used by port ${winner}`));
   const ports = [await portNamed('race-a'), await portNamed('race-b')].filter(Boolean);
   t.equal(ports.length, 1, 'one port in NB');
