@@ -11,7 +11,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import type { DriverConfig } from './config.js';
 import { GATEWAY_PREFIX, HostGateways } from './driver/host-gateways.js';
-import { HostPorts } from './driver/host-ports.js';
+import { HostPorts } from './host/host-ports.js';
 import { createRunner } from './host/exec.js';
 import { HostFirewall } from './host/firewall.js';
 import { Links } from './host/links.js';

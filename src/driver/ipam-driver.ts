@@ -14,7 +14,7 @@ import type {
   RequestPoolRequest,
 } from '../protocol/ipam-driver.js';
 import { DriverError } from './errors.js';
-import type { WarmPool } from './warm-pool.js';
+import type { WarmPorts } from '../warm/index.js';
 
 const GATEWAY_REQUEST = 'com.docker.network.gateway';
 
@@ -23,8 +23,8 @@ export class IpamDriver {
     private readonly pools: OvnPools,
     private readonly chassis: string,
     private readonly log: Logger,
-    /** Addresses of ports already plugged on this host, handed out first (warm-pool.ts). */
-    private readonly warm?: WarmPool,
+    /** Addresses of ports already plugged on this host, handed out first. */
+    private readonly warm: WarmPorts,
   ) {}
 
   getCapabilities() {
@@ -54,7 +54,11 @@ export class IpamDriver {
 
   async requestAddress(req: RequestAddressRequest): Promise<object> {
     const kind = req.Options?.RequestAddressType === GATEWAY_REQUEST ? 'gateway' : 'endpoint';
-    const address = await this.run(() => this.pools.requestAddress(req.PoolID, req.Address ?? '', kind, this.warm));
+    const address = await this.run(async () =>
+      kind === 'endpoint' && !req.Address
+        ? ((await this.warmAddress(req.PoolID)) ?? (await this.pools.requestAddress(req.PoolID, '', kind)))
+        : this.pools.requestAddress(req.PoolID, req.Address ?? '', kind),
+    );
     this.log.debug({ poolId: req.PoolID, address, kind }, 'address reserved');
     return { Address: address, Data: {} };
   }
@@ -66,11 +70,18 @@ export class IpamDriver {
       this.log.debug({ poolId: req.PoolID, address: req.Address }, 'ReleaseAddress: not held by this pool user, or its endpoint still has a port; nothing freed');
       return {};
     }
-    // A port DeleteEndpoint kept for the next container keeps the address, as a warm port (warm-pool.ts).
+    // A port DeleteEndpoint kept for the next container keeps the address, as a warm port.
     // Any other port still holding it (a failed container start) goes first: a free address must have no port.
-    const kept = await this.run(async () => this.warm?.releaseClaimed(held.pool, held.ip));
+    const kept = await this.run(() => this.warm.released(held.pool, held.ip));
     if (!kept) await this.run(() => this.pools.releaseAddress(req.PoolID, req.Address));
     return {};
+  }
+
+  /** A ready warm port's address, taken before any other: its container starts without waiting for OVN. */
+  private async warmAddress(poolId: string): Promise<string | undefined> {
+    const { pool, holder, prefix } = this.pools.warmRequest(poolId);
+    const ip = await this.warm.claim(pool, holder);
+    return ip && `${ip}/${prefix}`;
   }
 
   private async run<T>(work: () => Promise<T>): Promise<T> {

@@ -19,13 +19,13 @@ import type {
   NetworkRequest,
 } from '../protocol/network-driver.js';
 import { DriverError } from './errors.js';
-import type { HostPorts } from './host-ports.js';
+import type { HostPorts } from '../host/host-ports.js';
 import { HostGateways } from './host-gateways.js';
 import { hostIfName, peerIfName } from '../host/names.js';
-import type { PortReadiness } from './port-readiness.js';
+import type { PortReadiness } from '../ovn/port-readiness.js';
 import { KeyedLock } from './keyed-lock.js';
 import { GATEWAY_OPTION, genericOptions, toEndpointSpec, toNetworkSpec } from './translate.js';
-import type { WarmPool } from './warm-pool.js';
+import type { WarmPorts } from '../warm/index.js';
 
 const PORT_MAP_OPTION = 'com.docker.network.portmap';
 
@@ -70,8 +70,8 @@ export class NetworkDriver {
     private readonly readiness: PortReadiness,
     private readonly settings: DriverSettings,
     private readonly log: Logger,
-    /** Ports kept ready ahead of containers (warm-pool.ts); undefined turns them off. */
-    private readonly warm?: WarmPool,
+    /** Ports kept ready ahead of containers (src/warm). */
+    private readonly warm: WarmPorts,
   ) {}
 
   getCapabilities() {
@@ -98,7 +98,7 @@ export class NetworkDriver {
       if (HostGateways.wanted(record)) {
         await this.hostStep(() => this.gateways.ensure(record), `set up this host as the gateway of network ${spec.networkId}`);
       }
-      this.warm?.fillAll();
+      this.warm.networkCreated();
       this.log.info(
         { networkId: spec.networkId, switch: record.uuid, ipv4: spec.ipv4, ipv6: spec.ipv6, mtu: spec.mtu },
         'network created',
@@ -136,10 +136,7 @@ export class NetworkDriver {
       if (record && HostGateways.wanted(record)) {
         await this.hostStep(() => this.gateways.remove(record), `remove this host's gateway of network ${req.NetworkID}`);
       }
-      const pool = record && this.warm?.targetOf(record);
-      if (record && pool && this.warm && !this.otherLocalNetworkOn(record.uuid, req.NetworkID)) {
-        await this.warm.dropPool(pool);
-      }
+      if (record && !this.otherLocalNetworkOn(record.uuid, req.NetworkID)) await this.warm.lastNetworkLeaving(record);
       const deleted = await this.ovn(() => this.networks.deleteNetwork(req.NetworkID), `delete network ${req.NetworkID}`);
       this.log.info({ networkId: req.NetworkID, deleted }, deleted ? 'network deleted' : 'network was already gone');
       // The switch took its ports with it: any veth of one that the steps above missed goes now, not at the next start.
@@ -153,13 +150,11 @@ export class NetworkDriver {
     if (!network) throw new DriverError(`network ${req.NetworkID} does not exist in OVN (was it removed behind Docker's back?)`, 404);
     const spec = toEndpointSpec(req, network, this.settings.chassis);
     return this.locks.run(`ep:${spec.endpointId}`, async () => {
-      const adopted = await this.adoptWarmPort(network, spec);
-      const endpoint = adopted ?? (await this.createPort(network, spec));
-      if (spec.ipv4) this.warm?.noteAllocation(network, spec.ipv4, Boolean(adopted));
-      this.log.info(
-        { endpointId: spec.endpointId, port: endpoint.name, mac: endpoint.mac, ipv4: spec.ipv4, ipv6: spec.ipv6, warm: Boolean(adopted) },
-        'endpoint created',
-      );
+      // A retried CreateEndpoint finds the port it made (ensureEndpoint is idempotent); a new one may get a warm port.
+      const { endpoint, warm } = this.networks.findEndpoint(spec.endpointId)
+        ? { endpoint: await this.createPort(spec), warm: false }
+        : await this.warm.endpointPort(network, spec, () => this.createPort(spec));
+      this.log.info({ endpointId: spec.endpointId, port: endpoint.name, mac: endpoint.mac, ipv4: spec.ipv4, ipv6: spec.ipv6, warm }, 'endpoint created');
       // Only fields Docker left empty may be returned, or the engine rolls the endpoint back.
       return req.Interface?.MacAddress ? {} : { Interface: { MacAddress: endpoint.mac } };
     });
@@ -177,12 +172,8 @@ export class NetworkDriver {
     return this.locks.run(`ep:${endpointId}`, async () => {
       const endpoint = this.networks.findEndpoint(endpointId);
       const network = endpoint && this.networks.findNetwork(endpoint.networkId);
-      if (endpoint && network && this.warm?.recyclable(endpoint, network)) {
-        const kept = await this.warm.recycle(endpoint, network).catch((err: unknown) => {
-          this.log.warn({ endpointId, port: endpoint.name, err: (err as Error).message }, 'cannot keep the port for the next container; removing it');
-          return false;
-        });
-        if (kept) {
+      if (endpoint && network && this.warm.mayRecycle(endpoint, network)) {
+        if (await this.warm.recycle(endpoint, network)) {
           this.log.info({ endpointId, port: endpoint.name }, 'endpoint deleted; its port is kept warm for the next container');
           return {};
         }
@@ -218,8 +209,8 @@ export class NetworkDriver {
       const started = Date.now();
       // The lock orders this after any teardown a Leave started; a re-plugged endpoint needs a full teardown again.
       this.unplugs.delete(endpointId);
-      if (this.warm?.takeReady(endpoint.name)) {
-        // A warm port: plugged and bound before Docker asked (warm-pool.ts).
+      if (this.warm.takeReady(endpoint.name)) {
+        // A warm port: plugged and bound before Docker asked.
         const response = await this.joinResponse(network, peerIfName(endpoint.name), req.Options);
         this.log.info({ endpointId, srcName: response.InterfaceName.SrcName, gateway: response.Gateway ?? 'docker', ready: 'warm' }, 'endpoint joined');
         return response;
@@ -276,44 +267,15 @@ export class NetworkDriver {
     return response;
   }
 
-  /**
-   * CreateEndpoint for an address RequestAddress gave out from a warm port
-   * of this host: the port becomes the endpoint's. Undefined when there is
-   * no such port, or when Docker asks for a MAC the port does not have (the
-   * port goes, and the endpoint gets a port of its own).
-   */
-  private async adoptWarmPort(network: NetworkRecord, spec: EndpointSpec): Promise<EndpointRecord | undefined> {
-    if (!this.warm || !spec.ipv4 || spec.ipv6 || this.networks.findEndpoint(spec.endpointId)) return undefined;
-    const port = this.warm.portFor(network, spec.ipv4);
-    if (!port) return undefined;
-    if (spec.mac && spec.mac !== port.mac) {
-      await this.warm.discard([port]);
-      return undefined;
+  /** CreateEndpoint's own port, when no warm port serves it. */
+  private async createPort(spec: EndpointSpec): Promise<EndpointRecord> {
+    const { endpoint, replaced } = await this.ovn(() => this.networks.ensureEndpoint(spec), `create endpoint ${spec.endpointId}`);
+    for (const port of replaced) {
+      // A leftover holding this endpoint's address went with its port; its veth goes now, not at the next sweep.
+      this.log.warn({ endpointId: spec.endpointId, port, ipv4: spec.ipv4 }, 'replaced a leftover port at the address Docker gave this endpoint');
+      void this.host.unplug(port).catch((err: unknown) => this.log.warn({ port, err }, 'cannot remove the veth of a replaced port; the next sweep will'));
     }
-    try {
-      return await this.warm.adopt(port, spec.networkId, spec.endpointId);
-    } catch (err) {
-      // Taken over or removed meanwhile: the endpoint gets a port of its own.
-      this.log.warn({ endpointId: spec.endpointId, port: port.name, err: (err as Error).message }, 'cannot adopt a warm port; making a port for the endpoint');
-      await this.warm.discard([port]);
-      return undefined;
-    }
-  }
-
-  /** CreateEndpoint's own port, made while no warm port may be made at its address (warm-pool.ts). */
-  private async createPort(network: NetworkRecord, spec: EndpointSpec): Promise<EndpointRecord> {
-    const done = spec.ipv4 && this.warm ? await this.warm.beforeEndpoint(network, spec.ipv4) : undefined;
-    try {
-      const { endpoint, replaced } = await this.ovn(() => this.networks.ensureEndpoint(spec), `create endpoint ${spec.endpointId}`);
-      for (const port of replaced) {
-        // A leftover holding this endpoint's address went with its port; its veth goes now, not at the next sweep.
-        this.log.warn({ endpointId: spec.endpointId, port, ipv4: spec.ipv4 }, 'replaced a leftover port at the address Docker gave this endpoint');
-        void this.host.unplug(port).catch((err: unknown) => this.log.warn({ port, err }, 'cannot remove the veth of a replaced port; the next sweep will'));
-      }
-      return endpoint;
-    } finally {
-      done?.();
-    }
+    return endpoint;
   }
 
   /** The OVN port (and so veth) name of an endpoint: its id, or a warm port's name it adopted. */
@@ -332,7 +294,7 @@ export class NetworkDriver {
     const endpointId = req.EndpointID.toLowerCase();
     const endpoint = this.networks.findEndpoint(endpointId);
     const network = endpoint && this.networks.findNetwork(endpoint.networkId);
-    if (endpoint && network && this.warm?.recyclable(endpoint, network)) {
+    if (endpoint && network && this.warm.mayRecycle(endpoint, network)) {
       // The engine moves the veth back out after Leave; DeleteEndpoint may then keep it for the next container.
       return {};
     }
@@ -387,7 +349,7 @@ export class NetworkDriver {
           .listEndpoints()
           .filter((e) => !this.settings.chassis || e.chassis === undefined || e.chassis === this.settings.chassis)
           .map((e) => e.name),
-        ...(this.warm?.portNames() ?? []),
+        ...this.warm.portNames(),
       ]);
     const local = this.networks
       .localNetworkIds(this.settings.chassis ?? '')

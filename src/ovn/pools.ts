@@ -45,15 +45,6 @@ export function swapHolder(tx: Transaction, set: Row, key: string, from: string,
   ]);
 }
 
-/**
- * Where a dynamic address request may get the address of a port that is
- * already plugged and bound on this host (warm-ports.ts).
- */
-export interface WarmSource {
-  /** Hand a ready warm port's address in pool `pool` over to `holder`; undefined when there is none. */
-  claim(pool: string, holder: string): Promise<string | undefined>;
-}
-
 export class PoolError extends Error {
   constructor(
     message: string,
@@ -194,10 +185,21 @@ export class OvnPools {
   }
 
   /**
+   * What a dynamic endpoint request needs to take a warm port's address
+   * instead (src/warm): the pool's Address_Set, a new holder of this pool
+   * user, and the prefix to answer with. The PoolID is checked as for
+   * requestAddress.
+   */
+  warmRequest(poolId: string): { pool: string; holder: string; prefix: string } {
+    const { name, token, subnet } = this.lease(poolId);
+    return { pool: name, holder: endpointHolder(token), prefix: subnet.split('/')[1]! };
+  }
+
+  /**
    * Reserve an address: the gateway (shared by every host using the pool),
    * a given one (--ip, --aux-address), or the lowest free one.
    */
-  async requestAddress(poolId: string, address: string, kind: 'gateway' | 'endpoint', warm?: WarmSource): Promise<string> {
+  async requestAddress(poolId: string, address: string, kind: 'gateway' | 'endpoint'): Promise<string> {
     const { name, token, ids, subnet, user } = this.lease(poolId);
     const prefix = subnet.split('/')[1]!;
 
@@ -220,8 +222,6 @@ export class OvnPools {
       return `${ip}/${prefix}`;
     }
     const range = ids.get(Keys.poolRange) || subnet;
-    const warmIp = await warm?.claim(name, endpointHolder(token));
-    if (warmIp) return `${warmIp}/${prefix}`;
     for (let attempt = 0; attempt < 64; attempt++) {
       const mine = endpointHolder(token);
       const ip = this.freeAddress(name);

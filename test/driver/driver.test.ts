@@ -22,7 +22,7 @@ import { hostIfName, peerIfName } from '../../src/host/names.js';
 import { OvsdbClient } from '../../src/ovsdb/index.js';
 import { NB_INDEXES, NB_TABLES } from '../../src/ovn/keys.js';
 import { OvnNetworks } from '../../src/ovn/networks.js';
-import { PortReadiness } from '../../src/driver/port-readiness.js';
+import { PortReadiness } from '../../src/ovn/port-readiness.js';
 
 let stack: OvnStack;
 let dir: string;

@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
 import type { DriverConfig } from '../../src/cli/options.js';
-import { HostPorts } from '../../src/driver/host-ports.js';
+import { HostPorts } from '../../src/host/host-ports.js';
 import { createRunner, type Runner } from '../../src/host/exec.js';
 import { Links } from '../../src/host/links.js';
 import { hostIfName, peerIfName } from '../../src/host/names.js';

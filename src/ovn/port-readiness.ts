@@ -8,7 +8,7 @@
  * waits for whichever comes first.
  */
 import type { OvsdbClient } from '../ovsdb/index.js';
-import { NetworkError, type OvnNetworks } from '../ovn/networks.js';
+import { NetworkError, type OvnNetworks } from './networks.js';
 
 export type ReadySignal = 'ovn-installed' | 'up';
 

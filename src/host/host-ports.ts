@@ -4,9 +4,9 @@
  * and whose container end Docker moves into the container.
  */
 import type { Logger } from 'pino';
-import type { Links } from '../host/links.js';
-import { hostIfName, isOurHostIf, peerIfName, peerOfHostIf } from '../host/names.js';
-import type { Ovs, OvsPort } from '../host/ovs.js';
+import type { Links } from './links.js';
+import { hostIfName, isOurHostIf, peerIfName, peerOfHostIf } from './names.js';
+import type { Ovs, OvsPort } from './ovs.js';
 import { Keys, OWNER } from '../ovn/keys.js';
 
 export interface PlugRequest {

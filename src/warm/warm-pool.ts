@@ -1,0 +1,355 @@
+import type { Logger } from 'pino';
+import type { HostPorts } from '../host/host-ports.js';
+import { hostIfName } from '../host/names.js';
+import type { PortReadiness } from '../ovn/port-readiness.js';
+import { stripPrefix } from '../net/addressing.js';
+import { macFromIPv4 } from '../net/mac.js';
+import { isPortSet, portSetName } from '../ovn/port-sets.js';
+import type { EndpointRecord, EndpointSpec, NetworkRecord } from '../ovn/records.js';
+import type { OvnWarmPorts, WarmPort } from '../ovn/warm-ports.js';
+import { AddressPredictor, below } from './address-predictor.js';
+import type { WarmPorts } from './index.js';
+import { Inventory } from './inventory.js';
+import { RefillScheduler, type RefillTiming } from './refill-scheduler.js';
+
+export interface WarmPoolSettings extends RefillTiming {
+  /** OVS system-id of this host. */
+  chassis: string;
+  /** Ready ports to keep per switch; 0 turns warm ports off. */
+  perSwitch: number;
+  /** A warm port is made only while more than this many addresses of the pool stay free for endpoints. */
+  reserveFree: number;
+  /** How long a new warm port may take to be bound before it is given up. */
+  readyTimeoutMs: number;
+  /** Wait this long after a hand-out before refilling, so the refill does not compete with the container start. */
+  refillDelayMs: number;
+}
+
+/**
+ * Keeps a few warm ports ready on this host for each IPv4 switch a local
+ * network uses: the logical port made (ovn/warm-ports.ts holds its rows),
+ * its veth plugged into the bridge, and ovn-controller's flows installed.
+ * Each switch's ports are keyed by the Address_Set holding their addresses:
+ * the pool of our IPAM, or the switch's port set for Docker's IPAM.
+ *
+ * What is ready lives in memory only as a cache (inventory.ts): the ports
+ * are in NB (docker:warm=<chassis>) and OVS, and start() rebuilds the cache
+ * after a restart, re-plugging or removing what a crash left half done.
+ */
+export class WarmPool implements WarmPorts {
+  private readonly inventory = new Inventory();
+  private readonly predictor = new AddressPredictor();
+  private readonly refills: RefillScheduler;
+  private closed = false;
+  private unsubscribe: (() => void) | undefined;
+
+  constructor(
+    private readonly ovn: OvnWarmPorts,
+    private readonly host: HostPorts,
+    private readonly readiness: PortReadiness,
+    private readonly settings: WarmPoolSettings,
+    private readonly log: Logger,
+  ) {
+    this.refills = new RefillScheduler((pool) => this.fill(pool), settings, log);
+  }
+
+  private get enabled(): boolean {
+    return this.settings.perSwitch > 0;
+  }
+
+  portNames(): string[] {
+    return this.ovn.list(this.settings.chassis).map((p) => p.name);
+  }
+
+  /**
+   * Claimed or recycled ports are requests the restart cut short: they go
+   * (the address stays Docker's; its CreateEndpoint, if it still comes, makes
+   * a port of its own), as do addresses of vanished warm ports. Adopted ones
+   * are endpoints, and stay. Warm ones go back into service.
+   */
+  async start(): Promise<void> {
+    this.unsubscribe = this.ovn.onRemoved(this.settings.chassis, (name) => this.forgetRemoved(name));
+    const mine = this.ovn.list(this.settings.chassis);
+    const stale = mine.filter((p) => p.state === 'claimed' || p.state === 'recycled' || (p.state === 'warm' && !this.enabled));
+    await this.discard(stale);
+    const released = await this.ovn.releaseOrphanedAddresses();
+    this.log.info({ removed: stale.length, released }, 'warm ports: leftovers of the previous run cleaned');
+    // The rest waits for ovn-controller: in the background, while the driver serves.
+    void this.revive(mine.filter((p) => p.state === 'warm' && this.enabled));
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.unsubscribe?.();
+    await this.refills.close();
+  }
+
+  networkCreated(): void {
+    this.fillAll();
+  }
+
+  async lastNetworkLeaving(network: NetworkRecord): Promise<void> {
+    const pool = this.targetOf(network);
+    if (!pool) return;
+    this.predictor.forget(pool);
+    await this.refills.cancel(pool);
+    // Docker deletes no network with endpoints: an adopted port left is one whose DeleteEndpoint failed. It goes
+    // from NB with the switch; its veth goes here (remove() keeps adopted ports in NB). Ports gone from NB
+    // already (taken over) may still be known here, with a veth.
+    const byName = new Map(this.ovn.list(this.settings.chassis, pool).map((p) => [p.name, p]));
+    for (const p of this.inventory.known(pool)) if (!byName.has(p.name)) byName.set(p.name, p);
+    const ports = [...byName.values()];
+    await this.discard(ports);
+    if (ports.length) this.log.info({ pool, ports: ports.length }, 'warm ports removed with the last local network of their switch');
+  }
+
+  async endpointPort(
+    network: NetworkRecord,
+    spec: EndpointSpec,
+    makeOwn: () => Promise<EndpointRecord>,
+  ): Promise<{ endpoint: EndpointRecord; warm: boolean }> {
+    const target = this.targetOf(network);
+    if (!target || !spec.ipv4) return { endpoint: await makeOwn(), warm: false };
+    const adopted = spec.ipv6 ? undefined : await this.adopt(target, spec, spec.ipv4);
+    const endpoint = adopted ?? (await this.withAddressHeld(target, spec.ipv4, makeOwn));
+    if (isPortSet(target)) {
+      this.predictor.noteAllocation(target, spec.ipv4, adopted !== undefined, this.inventory.readyIn(target).map((p) => p.ipv4));
+      this.schedule(target, this.settings.refillDelayMs);
+    }
+    return { endpoint, warm: adopted !== undefined };
+  }
+
+  takeReady(portName: string): boolean {
+    if (!this.inventory.takeHandedOut(portName)) return false;
+    return this.readiness.installed(hostIfName(portName));
+  }
+
+  /**
+   * A port of this host with only an IPv4 address of a switch this host
+   * keeps warm ports on, and the MAC derived from it, as a warm port has.
+   */
+  mayRecycle(endpoint: EndpointRecord, network: NetworkRecord): boolean {
+    const ip = endpoint.ipv4 === undefined ? undefined : stripPrefix(endpoint.ipv4);
+    return (
+      this.targetOf(network) !== undefined &&
+      ip !== undefined &&
+      endpoint.ipv6 === undefined &&
+      endpoint.chassis === this.settings.chassis &&
+      endpoint.mac === macFromIPv4(ip)
+    );
+  }
+
+  /**
+   * Kept when the pool is short of warm ports and the engine has moved the
+   * veth back out of the container intact. Saves the deletion now and a
+   * creation later: OVS, ovn-controller and ovn-northd see no change to the
+   * port at all.
+   */
+  async recycle(endpoint: EndpointRecord, network: NetworkRecord): Promise<boolean> {
+    const pool = this.targetOf(network);
+    // Docker's IPAM gives the address it gets back first: a port set keeps the port even when it has enough (see trim()).
+    const full = pool !== undefined && !isPortSet(pool) && this.inventory.count(pool) >= this.settings.perSwitch;
+    if (!pool || full || !this.mayRecycle(endpoint, network)) return false;
+    try {
+      if (!(await this.host.isReusable(endpoint.name, network.mtu, endpoint.mac))) return false;
+      const port = await this.ovn.recycle(endpoint.endpointId, this.settings.chassis, pool);
+      if (!port) return false;
+      // A port set's port is warm at once (Docker's IPAM releases the address itself); a pool's waits for ReleaseAddress.
+      if (port.state === 'warm') {
+        this.inventory.addReady(port);
+        this.trim(pool);
+      } else {
+        this.inventory.addRecycling(port);
+      }
+      this.log.debug({ port: port.name, endpointId: endpoint.endpointId }, 'endpoint deleted; its port is kept for the next container');
+      return true;
+    } catch (err) {
+      this.log.warn({ endpointId: endpoint.endpointId, port: endpoint.name, err: (err as Error).message }, 'cannot keep the port for the next container; removing it');
+      return false;
+    }
+  }
+
+  async claim(pool: string, holder: string): Promise<string | undefined> {
+    if (!this.enabled) return undefined;
+    for (;;) {
+      // Synchronous from the lookup to the removal: two concurrent requests never take the same port.
+      const port = this.inventory.take(pool);
+      if (!port) break;
+      if (await this.ovn.claim(port, holder)) {
+        this.inventory.markHandedOut(port.name);
+        this.schedule(pool, this.settings.refillDelayMs);
+        this.log.debug({ port: port.name, ipv4: port.ipv4 }, 'warm port handed out');
+        return stripPrefix(port.ipv4);
+      }
+      // Taken over by another request, or removed: its host side is garbage now.
+      await this.discard([port]);
+    }
+    this.schedule(pool, 0);
+    return undefined;
+  }
+
+  /** A port recycle() kept becomes warm again; a claimed port no endpoint adopted (a failed container start) goes. */
+  async released(pool: string, ip: string): Promise<boolean> {
+    const port = this.ovn.findByAddress(this.settings.chassis, pool, ip, ['claimed', 'recycled']);
+    if (!port) return false;
+    if (this.inventory.takeRecycling(port.name) && port.state === 'recycled' && (await this.ovn.rewarm(port))) {
+      this.inventory.addReady({ ...port, state: 'warm' });
+      return true;
+    }
+    await this.discard([port]);
+    return false;
+  }
+
+  /**
+   * The warm port an endpoint with this address takes: on our IPAM the one
+   * RequestAddress claimed it from; on Docker's a ready one at the address.
+   * One whose MAC is not the one Docker asks for goes instead, as does one
+   * taken over or removed meanwhile: then the endpoint gets its own port.
+   */
+  private async adopt(target: string, spec: EndpointSpec, ipv4: string): Promise<EndpointRecord | undefined> {
+    const port = isPortSet(target)
+      ? this.inventory.take(target, stripPrefix(ipv4))
+      : this.ovn.findByAddress(this.settings.chassis, target, ipv4, ['claimed']);
+    if (!port) return undefined;
+    if (spec.mac && spec.mac !== port.mac) {
+      await this.discard([port]);
+      return undefined;
+    }
+    try {
+      const endpoint = await this.ovn.adopt(port, spec.networkId, spec.endpointId);
+      if (isPortSet(port.pool)) this.inventory.markHandedOut(port.name);
+      return endpoint;
+    } catch (err) {
+      this.log.warn({ endpointId: spec.endpointId, port: port.name, err: (err as Error).message }, 'cannot adopt a warm port; making a port for the endpoint');
+      await this.discard([port]);
+      return undefined;
+    }
+  }
+
+  /** On Docker's IPAM, no warm port is made at the endpoint's address while it gets its own port. */
+  private async withAddressHeld(target: string, ipv4: string, makeOwn: () => Promise<EndpointRecord>): Promise<EndpointRecord> {
+    const release = isPortSet(target) ? await this.predictor.hold(target, ipv4) : undefined;
+    try {
+      return await makeOwn();
+    } finally {
+      release?.();
+    }
+  }
+
+  private async revive(survivors: WarmPort[]): Promise<void> {
+    // Side by side: one port that never comes up must not hold the others back.
+    await Promise.all(
+      survivors.map(async (port) => {
+        try {
+          await this.plugAndWait(port);
+          // Taken over while it was being plugged (an endpoint got its address): its host side is garbage.
+          if (!this.stillWarm(port)) throw new Error('taken over while it was being plugged');
+          this.inventory.addReady(port);
+        } catch (err) {
+          this.log.warn({ port: port.name, err: (err as Error).message }, 'cannot bring a warm port back into service; removing it');
+          await this.discard([port]);
+        }
+      }),
+    );
+    this.log.info({ ready: this.inventory.readyCount }, 'warm ports recovered');
+    this.fillAll();
+  }
+
+  /** Queue a refill of every switch this host may keep warm ports on. */
+  private fillAll(): void {
+    for (const pool of this.ovn.eligiblePools(this.settings.chassis)) this.schedule(pool, 0);
+  }
+
+  /**
+   * A port set with more ready ports than it keeps: the ones at the highest
+   * addresses go (in the background), since Docker's IPAM gives the lowest
+   * free address first.
+   */
+  private trim(pool: string): void {
+    const ports = this.inventory.readyIn(pool);
+    const extra = ports.length - this.settings.perSwitch;
+    if (extra <= 0) return;
+    const highest = ports.sort((a, b) => (below(stripPrefix(a.ipv4), stripPrefix(b.ipv4)) ? 1 : -1)).slice(0, extra);
+    // discard() takes them out of the inventory before its first await: no one is handed them meanwhile.
+    void this.discard(highest);
+  }
+
+  /** Whether NB still has the port as warm: not taken over, claimed, adopted or removed since this host last looked. */
+  private stillWarm(port: WarmPort): boolean {
+    return this.ovn.find(port.name)?.state === 'warm';
+  }
+
+  /** The Address_Set recording the warm ports of a network's switch on this host, if it may have any. */
+  private targetOf(network: NetworkRecord): string | undefined {
+    if (!this.enabled) return undefined;
+    const target = network.pools?.v4 ?? portSetName(network.name);
+    return this.ovn.isEligible(target, this.settings.chassis) ? target : undefined;
+  }
+
+  /** Remove ports from NB and their host side; errors are logged, and reconcile catches what is left. */
+  private async discard(ports: WarmPort[]): Promise<void> {
+    if (ports.length === 0) return;
+    for (const port of ports) this.inventory.forget(port.name);
+    await this.ovn.remove(ports).catch((err: unknown) =>
+      this.log.warn({ err: (err as Error).message, ports: ports.map((p) => p.name) }, 'cannot remove warm ports from OVN'),
+    );
+    for (const port of ports) {
+      await this.host.unplug(port.name).catch((err: unknown) =>
+        this.log.warn({ port: port.name, err: (err as Error).message }, 'cannot remove the veth of a warm port; reconcile will'),
+      );
+    }
+  }
+
+  /** A ready port vanished from NB (taken over by another host): its veth is garbage, and the pool one short. */
+  private forgetRemoved(name: string): void {
+    const port = this.inventory.takeByName(name);
+    if (!port) return;
+    this.log.debug({ port: name, pool: port.pool }, 'a warm port was taken over; removing its veth');
+    void this.host
+      .unplug(name)
+      .catch((err: unknown) => this.log.warn({ port: name, err: (err as Error).message }, 'cannot remove the veth of a warm port; reconcile will'));
+    this.schedule(port.pool, this.settings.refillDelayMs);
+  }
+
+  private schedule(pool: string, delayMs: number): void {
+    if (this.enabled) this.refills.schedule(pool, delayMs);
+  }
+
+  /** Make ports until the pool has its share; a failure throws, and the scheduler retries later. */
+  private async fill(pool: string): Promise<void> {
+    const started = Date.now();
+    let made = 0;
+    while (!this.closed) {
+      // Ports another host's request took over are gone from NB: drop their host side.
+      // So are ports of a port set away from the lowest addresses Docker gives next (a floor moved, an address came free).
+      const preferred = isPortSet(pool)
+        ? this.ovn.preferredAddresses(pool, this.settings.chassis, this.settings.perSwitch, this.predictor.floor(pool))
+        : undefined;
+      const vanished = this.inventory.readyIn(pool).filter((p) => !this.stillWarm(p) || (preferred !== undefined && !preferred.has(stripPrefix(p.ipv4))));
+      await this.discard(vanished);
+      if (this.inventory.count(pool) >= this.settings.perSwitch || !this.ovn.isEligible(pool, this.settings.chassis)) break;
+      const port = await this.predictor.create(pool, (hint) => this.ovn.create(pool, this.settings.chassis, this.settings.reserveFree, hint));
+      if (!port) break;
+      try {
+        await this.plugAndWait(port);
+      } catch (err) {
+        await this.discard([port]);
+        throw err;
+      }
+      if (this.closed) break;
+      // Taken over while it was being plugged (an endpoint got its address): its host side is garbage.
+      if (!this.stillWarm(port)) {
+        await this.discard([port]);
+        continue;
+      }
+      this.inventory.addReady(port);
+      made++;
+    }
+    if (made) this.log.debug({ pool, made, ms: Date.now() - started }, 'warm ports ready');
+  }
+
+  private async plugAndWait(port: WarmPort): Promise<void> {
+    await this.host.plug({ portName: port.name, mac: port.mac, mtu: port.mtu });
+    await this.readiness.wait(port.name, hostIfName(port.name), this.settings.readyTimeoutMs);
+  }
+}
