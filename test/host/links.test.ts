@@ -53,11 +53,6 @@ function countingRunner(): Runner & { calls: string[] } {
   };
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] ?? NaN;
-}
-
 t.test('createVeth makes the pair with MTU and peer MAC, host side up', async (t) => {
   const host = randomName();
   const peer = randomName();
@@ -199,35 +194,4 @@ t.test('invalid names, MACs and MTUs are rejected before anything runs', async (
   await t.rejects(l.createVeth(ok, ok, { mtu: 1500, peerMac: mac }), InvalidArgumentError, 'peer named like the host side');
   t.same(counting.calls, [], 'no command was run');
   t.equal(await ipShow(ok), undefined);
-});
-
-t.test('timings', async (t) => {
-  const rounds = 10;
-  const add: number[] = [];
-  const create: number[] = [];
-  const ethtool: number[] = [];
-  const del: number[] = [];
-  for (let i = 0; i < rounds; i++) {
-    const [a, b, c, d] = [randomName(), randomName(), randomName(), randomName()];
-    removeInTeardown(t, a, b, c, d);
-    let s = performance.now();
-    await runner.run('ip', ['link', 'add', 'name', a, 'mtu', '1442', 'type', 'veth', 'peer', 'name', b, 'mtu', '1442', 'address', randomMac()]);
-    add.push(performance.now() - s);
-    s = performance.now();
-    await links.createVeth(c, d, { mtu: 1442, peerMac: randomMac() });
-    create.push(performance.now() - s);
-    s = performance.now();
-    await links.disableTxChecksumOffload(d);
-    ethtool.push(performance.now() - s);
-    s = performance.now();
-    await links.deleteLink(a);
-    del.push(performance.now() - s);
-    await links.deleteLink(c);
-  }
-  const fmt = (xs: number[]): string => `median ${median(xs).toFixed(1)} ms (min ${Math.min(...xs).toFixed(1)}, max ${Math.max(...xs).toFixed(1)})`;
-  t.comment(`ip link add (veth pair, one call): ${fmt(add)}`);
-  t.comment(`Links.createVeth (add + set up): ${fmt(create)}`);
-  t.comment(`ethtool -K tx off: ${fmt(ethtool)}`);
-  t.comment(`ip link del: ${fmt(del)}`);
-  t.pass(`${rounds} rounds`);
 });

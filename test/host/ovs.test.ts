@@ -22,11 +22,6 @@ const links = new Links(runner);
 const randomName = (prefix: string): string => `${prefix}${randomBytes(5).toString('hex')}`;
 const randomMac = (): string => `02:${[...randomBytes(5)].map((b) => b.toString(16).padStart(2, '0')).join(':')}`;
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] ?? NaN;
-}
-
 /** A host-side veth end for one test, deleted by its exact name in teardown. */
 async function makeVeth(t: { teardown(fn: () => Promise<void>): void }): Promise<{ host: string; peer: string }> {
   const host = randomName('to');
@@ -215,35 +210,6 @@ t.test('against a running OVN chassis', async (t) => {
     t.ok(ids.get('ovn-remote'), 'ovn-remote is set');
     // br-int's own internal interface is an interface on the bridge too.
     t.ok((await ovs.listPorts('br-int')).some((p) => p.port === 'br-int'));
-  });
-
-  t.test('timings', async (t) => {
-    const attach: number[] = [];
-    const reattach: number[] = [];
-    const list: number[] = [];
-    const detach: number[] = [];
-    for (let i = 0; i < 10; i++) {
-      const { host } = await makeVeth(t);
-      const a: PortAttachment = { bridge: 'br-int', port: host, ifaceId: `lsp-${host}`, attachedMac: randomMac(), externalIds: { 'ovn-docker:endpoint': host } };
-      let s = performance.now();
-      await ovs.attachPort(a);
-      attach.push(performance.now() - s);
-      s = performance.now();
-      await ovs.attachPort(a);
-      reattach.push(performance.now() - s);
-      s = performance.now();
-      await ovs.listPorts('br-int');
-      list.push(performance.now() - s);
-      s = performance.now();
-      await ovs.detachPort('br-int', host);
-      detach.push(performance.now() - s);
-    }
-    const fmt = (xs: number[]): string => `median ${median(xs).toFixed(1)} ms (min ${Math.min(...xs).toFixed(1)}, max ${Math.max(...xs).toFixed(1)})`;
-    t.comment(`attachPort (add-port + external_ids, waits for vswitchd): ${fmt(attach)}`);
-    t.comment(`attachPort again (no change): ${fmt(reattach)}`);
-    t.comment(`listPorts: ${fmt(list)}`);
-    t.comment(`detachPort: ${fmt(detach)}`);
-    t.pass('10 rounds');
   });
 });
 
