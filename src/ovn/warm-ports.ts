@@ -42,7 +42,7 @@ import { removeDnsNames } from './dns-rows.js';
 import { Keys, OWNER } from './keys.js';
 import { macFromIPv4 } from '../net/mac.js';
 import { DomainError } from '../errors.js';
-import { macsOnSwitch } from './networks.js';
+import { macsOnSwitch } from './switch-macs.js';
 import {
   addressEntry,
   adoptedHolder,
