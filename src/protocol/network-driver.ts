@@ -22,6 +22,7 @@ const ipamData = {
   },
 } as const;
 export type IpamData = FromSchema<typeof ipamData>;
+const ipamDataList = { type: ['array', 'null'], maxItems: 16, items: ipamData } as const;
 
 /** Options as the engine passes them: absent, null, or any JSON values by name. */
 export type DockerOptions = FromSchema<typeof optionsMap> | undefined;
@@ -29,12 +30,7 @@ export type DockerOptions = FromSchema<typeof optionsMap> | undefined;
 export const createNetworkSchema = {
   type: 'object',
   required: ['NetworkID'],
-  properties: {
-    NetworkID: networkId,
-    Options: optionsMap,
-    IPv4Data: { type: ['array', 'null'], maxItems: 16, items: ipamData },
-    IPv6Data: { type: ['array', 'null'], maxItems: 16, items: ipamData },
-  },
+  properties: { NetworkID: networkId, Options: optionsMap, IPv4Data: ipamDataList, IPv6Data: ipamDataList },
 } as const;
 export type CreateNetworkRequest = FromSchema<typeof createNetworkSchema>;
 
@@ -82,15 +78,10 @@ export const joinSchema = {
 } as const;
 export type JoinRequest = FromSchema<typeof joinSchema>;
 
+// Sent by a swarm manager when a network is created: CreateNetwork's body, but its options are all strings.
 export const allocateNetworkSchema = {
-  type: 'object',
-  required: ['NetworkID'],
-  properties: {
-    NetworkID: networkId,
-    Options: stringMap,
-    IPv4Data: { type: ['array', 'null'], maxItems: 16, items: ipamData },
-    IPv6Data: { type: ['array', 'null'], maxItems: 16, items: ipamData },
-  },
+  ...createNetworkSchema,
+  properties: { ...createNetworkSchema.properties, Options: stringMap },
 } as const;
 export type AllocateNetworkRequest = FromSchema<typeof allocateNetworkSchema>;
 

@@ -5,7 +5,7 @@
  */
 import t from 'tap';
 import { DriverError } from '../../src/driver/errors.js';
-import { ENDPOINT, fakeApp, NETWORK } from './fake-drivers.js';
+import { ENDPOINT, fakeApp, NETWORK } from './fake-app.js';
 
 const WARN = 40;
 const ERROR = 50;

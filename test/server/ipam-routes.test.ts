@@ -4,10 +4,9 @@
  * its schema refuses is a 400 and reaches nothing.
  */
 import t from 'tap';
-import { fakeApp } from './fake-drivers.js';
+import { fakeApp, testRoutes, type RouteCase } from './fake-app.js';
 
-// Method name, driver method, a valid body, bodies the schema refuses.
-const ROUTES: [string, string, object, object[]][] = [
+const ROUTES: RouteCase[] = [
   [
     'RequestPool',
     'requestPool',
@@ -26,22 +25,7 @@ t.test('GetCapabilities and GetDefaultAddressSpaces answer with no body', async 
   t.same(await post('/IpamDriver.GetDefaultAddressSpaces'), { status: 200, body: { LocalDefaultAddressSpace: 'ovn', GlobalDefaultAddressSpace: 'ovn' } });
 });
 
-for (const [name, method, body, refused] of ROUTES) {
-  t.test(`/IpamDriver.${name}`, async (t) => {
-    const { app, post, calls } = fakeApp((m) => ({ answeredBy: m }));
-    t.teardown(() => app.close());
-    t.same(await post(`/IpamDriver.${name}`, body), { status: 200, body: { answeredBy: method } }, 'a valid body is answered');
-    t.same(calls, [{ method, body }], `${method} gets the body as sent`);
-
-    calls.length = 0;
-    for (const bad of refused) {
-      const res = await post(`/IpamDriver.${name}`, bad);
-      t.equal(res.status, 400, JSON.stringify(bad));
-      t.match(res.body, { Err: new RegExp(`^invalid IpamDriver\\.${name} request: body`) });
-    }
-    t.same(calls, [], 'no refused body reaches the driver');
-  });
-}
+testRoutes(t, 'IpamDriver', ROUTES);
 
 t.test('RequestPool takes an empty body: every field is optional', async (t) => {
   const { app, post, calls } = fakeApp();

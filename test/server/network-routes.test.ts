@@ -4,12 +4,11 @@
  * its schema refuses is a 400 and reaches nothing.
  */
 import t from 'tap';
-import { ENDPOINT, fakeApp, NETWORK } from './fake-drivers.js';
+import { ENDPOINT, fakeApp, NETWORK, testRoutes, type RouteCase } from './fake-app.js';
 
 const endpoint = { NetworkID: NETWORK, EndpointID: ENDPOINT };
 
-// Method name, driver method (none: the route answers {} itself), a valid body, bodies the schema refuses.
-const ROUTES: [string, string | undefined, object, object[]][] = [
+const ROUTES: RouteCase[] = [
   [
     'CreateNetwork',
     'createNetwork',
@@ -42,23 +41,7 @@ t.test('GetCapabilities answers with any body or none', async (t) => {
   t.same((await post('/NetworkDriver.GetCapabilities', { anything: true })).status, 200);
 });
 
-for (const [name, method, body, refused] of ROUTES) {
-  t.test(`/NetworkDriver.${name}`, async (t) => {
-    const { app, post, calls } = fakeApp((m) => ({ answeredBy: m }));
-    t.teardown(() => app.close());
-    const res = await post(`/NetworkDriver.${name}`, body);
-    t.same(res, { status: 200, body: method ? { answeredBy: method } : {} }, 'a valid body is answered');
-    t.same(calls, method ? [{ method, body }] : [], method ? `${method} gets the body as sent` : 'no driver method is called');
-
-    calls.length = 0;
-    for (const bad of refused) {
-      const res = await post(`/NetworkDriver.${name}`, bad);
-      t.equal(res.status, 400, JSON.stringify(bad));
-      t.match(res.body, { Err: new RegExp(`^invalid NetworkDriver\\.${name} request: body`) });
-    }
-    t.same(calls, [], 'no refused body reaches the driver');
-  });
-}
+testRoutes(t, 'NetworkDriver', ROUTES);
 
 t.test('ids may be upper case, as swarm ids may be', async (t) => {
   const { app, post } = fakeApp();

@@ -1,8 +1,10 @@
 /**
  * The HTTP app over drivers that only record what they were called with
- * and answer what the test says, and a logger that keeps its lines.
+ * and answer what the test says, with a logger that keeps its lines; and
+ * the checks every body-taking route goes through.
  */
 import { pino } from 'pino';
+import type { Test } from 'tap';
 import { buildApp } from '../../src/server/app.js';
 import type { IpamDriverMethods } from '../../src/server/ipam-routes.js';
 import type { NetworkDriverMethods } from '../../src/server/network-routes.js';
@@ -54,3 +56,26 @@ export function fakeApp(answer: Answer = () => ({}), options: { bodyLimit?: numb
 
 export const NETWORK = 'a'.repeat(64);
 export const ENDPOINT = 'b'.repeat(64);
+
+/** A route, the driver method it calls (none: it answers {} itself), a body it takes, bodies its schema refuses. */
+export type RouteCase = [name: string, method: string | undefined, body: object, refused: object[]];
+
+/** A valid body reaches its method as sent and gets the method's answer; refused ones are 400s that reach nothing. */
+export function testRoutes(t: Test, api: 'NetworkDriver' | 'IpamDriver', routes: RouteCase[]): void {
+  for (const [name, method, body, refused] of routes) {
+    t.test(`/${api}.${name}`, async (t) => {
+      const { app, post, calls } = fakeApp((m) => ({ answeredBy: m }));
+      t.teardown(() => app.close());
+      t.same(await post(`/${api}.${name}`, body), { status: 200, body: method ? { answeredBy: method } : {} }, 'a valid body is answered');
+      t.same(calls, method ? [{ method, body }] : [], method ? `${method} gets the body as sent` : 'no driver method is called');
+
+      calls.length = 0;
+      for (const bad of refused) {
+        const res = await post(`/${api}.${name}`, bad);
+        t.equal(res.status, 400, JSON.stringify(bad));
+        t.match(res.body, { Err: new RegExp(`^invalid ${api}\\.${name} request: body`) });
+      }
+      t.same(calls, [], 'no refused body reaches the driver');
+    });
+  }
+}
