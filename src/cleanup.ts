@@ -10,7 +10,7 @@ import net from 'node:net';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { DriverConfig } from './config.js';
-import { GATEWAY_PREFIX, HostGateways } from './driver/host-gateways.js';
+import { GATEWAY_PREFIX, HostGateways } from './host/host-gateways.js';
 import { HostPorts } from './host/host-ports.js';
 import { createRunner } from './host/exec.js';
 import { HostFirewall } from './host/firewall.js';

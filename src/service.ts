@@ -7,7 +7,7 @@ import path from 'node:path';
 import { pino, type Logger } from 'pino';
 import { DEFAULT_CONFIG, type DriverConfig } from './config.js';
 import { HostPorts } from './host/host-ports.js';
-import { GATEWAY_PREFIX, HostGateways } from './driver/host-gateways.js';
+import { GATEWAY_PREFIX, HostGateways } from './host/host-gateways.js';
 import { HostFirewall } from './host/firewall.js';
 import { PortReadiness } from './ovn/port-readiness.js';
 import { IpamDriver } from './driver/ipam-driver.js';

@@ -20,7 +20,7 @@ import type {
 } from '../protocol/network-driver.js';
 import { DriverError } from './errors.js';
 import type { HostPorts } from '../host/host-ports.js';
-import { HostGateways } from './host-gateways.js';
+import { HostGateways } from '../host/host-gateways.js';
 import { hostIfName, peerIfName } from '../host/names.js';
 import type { PortReadiness } from '../ovn/port-readiness.js';
 import { KeyedLock } from './keyed-lock.js';

@@ -8,7 +8,7 @@ import { isPortSet, portSetName } from '../ovn/port-sets.js';
 import type { EndpointRecord, EndpointSpec, NetworkRecord } from '../ovn/records.js';
 import type { OvnWarmPorts, WarmPort } from '../ovn/warm-ports.js';
 import { AddressPredictor, below } from './address-predictor.js';
-import type { WarmPorts } from './index.js';
+import type { WarmPorts } from './warm-ports.js';
 import { Inventory } from './inventory.js';
 import { RefillScheduler, type RefillTiming } from './refill-scheduler.js';
 

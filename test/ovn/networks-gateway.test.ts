@@ -9,7 +9,7 @@ import t, { type Test } from 'tap';
 import { useNbHosts, type NbHost } from '../harness/nb-hosts.js';
 import { Keys } from '../../src/ovn/keys.js';
 import { type NetworkRecord, type NetworkSpec } from '../../src/ovn/networks.js';
-import { HostGateways } from '../../src/driver/host-gateways.js';
+import { HostGateways } from '../../src/host/host-gateways.js';
 
 type Host = NbHost;
 

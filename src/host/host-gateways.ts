@@ -9,12 +9,12 @@
  */
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { Links } from '../host/links.js';
-import type { GatewayRule, HostFirewall } from '../host/firewall.js';
-import type { Ovs } from '../host/ovs.js';
+import type { Links } from './links.js';
+import type { GatewayRule, HostFirewall } from './firewall.js';
+import type { Ovs } from './ovs.js';
 import { Keys, OWNER } from '../ovn/keys.js';
 import { macFromIPv4 } from '../net/mac.js';
-import type { NetworkRecord, NetworkSpec } from '../ovn/networks.js';
+import type { NetworkRecord, NetworkSpec } from '../ovn/records.js';
 import { addressBounds } from '../net/addressing.js';
 
 export const GATEWAY_PREFIX = 'ovg';
