@@ -6,14 +6,14 @@
  *   docker network create -d openvswitch --ipam-driver openvswitch --subnet 10.1.0.0/24 foo
  */
 import type { Logger } from 'pino';
-import { ADDRESS_SPACE, PoolError, type OvnPools } from '../ovn/pools.js';
+import { ADDRESS_SPACE, type OvnPools } from '../ovn/pools.js';
 import type {
   ReleaseAddressRequest,
   ReleasePoolRequest,
   RequestAddressRequest,
   RequestPoolRequest,
 } from '../protocol/ipam-driver.js';
-import { DriverError } from './errors.js';
+import { DriverError, toDriverError } from './errors.js';
 import type { WarmPorts } from '../warm/index.js';
 
 const GATEWAY_REQUEST = 'com.docker.network.gateway';
@@ -88,12 +88,7 @@ export class IpamDriver {
     try {
       return await work();
     } catch (err) {
-      if (err instanceof PoolError) {
-        const status = err.code === 'invalid' ? 400 : err.code === 'not-found' ? 404 : 409;
-        throw new DriverError(err.message, status);
-      }
-      if (err instanceof DriverError) throw err;
-      throw new DriverError(`OVN Northbound database: ${(err as Error).message}`, 503, { cause: err });
+      throw toDriverError(err, (message) => `OVN Northbound database: ${message}`);
     }
   }
 }

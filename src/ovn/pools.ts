@@ -20,6 +20,7 @@
  * them sees its own value, the other tries the next address.
  */
 import { randomBytes } from 'node:crypto';
+import { DomainError } from '../errors.js';
 import type { OvsdbClient, Replica, Row, Transaction } from '../ovsdb/index.js';
 import { addressBounds, bigToIPv4, bigToIPv6, contains, freeAddresses, networkOf, parseCidr, stripPrefix } from '../net/addressing.js';
 import { externalIds } from './external-ids.js';
@@ -43,16 +44,6 @@ export function swapHolder(tx: Transaction, set: Row, key: string, from: string,
     ['external_ids', 'delete', [key]],
     ['external_ids', 'insert', new Map([[key, to]])],
   ]);
-}
-
-export class PoolError extends Error {
-  constructor(
-    message: string,
-    readonly code: 'invalid' | 'not-found' | 'conflict' | 'exhausted',
-  ) {
-    super(message);
-    this.name = 'PoolError';
-  }
 }
 
 /** An address a ReleaseAddress may free (OvnPools.releasable). */
@@ -116,7 +107,7 @@ export class OvnPools {
         }
         const subnet = explicit ?? this.chooseDefaultPool(replica);
         if (range && !contains(subnet, range.split('/')[0]!)) {
-          throw new PoolError(`--ip-range ${range} is not inside the pool ${subnet}`, 'invalid');
+          throw new DomainError(`--ip-range ${range} is not inside the pool ${subnet}`, 'invalid', { pool: subnet, range });
         }
         const name = poolName(subnet);
         const row = replica.findOne('Address_Set', 'name', name);
@@ -124,10 +115,11 @@ export class OvnPools {
         if (row) {
           const existingRange = externalIds(row).get(Keys.poolRange) ?? '';
           if (existingRange !== range) {
-            throw new PoolError(
+            throw new DomainError(
               `pool ${subnet} is already in use with ${existingRange ? `--ip-range ${existingRange}` : 'no --ip-range'}; ` +
                 'every network on it must use the same range',
               'conflict',
+              { pool: subnet, range },
             );
           }
           tx.mutate('Address_Set', [['_uuid', '==', row._uuid]], [['external_ids', 'insert', user]]);
@@ -211,14 +203,14 @@ export class OvnPools {
       const holder = await this.reserve(name, ip, value);
       // A warm port only keeps an address ready: an explicit request takes it over.
       if (holder !== value && !(warmPortOf(holder) && (await this.takeOverWarm(name, ip, value)))) {
-        throw new PoolError(`address ${ip} is already in use in pool ${subnet}`, 'conflict');
+        throw new DomainError(`address ${ip} is already in use in pool ${subnet}`, 'conflict', { pool: subnet, address: ip });
       }
       return `${ip}/${prefix}`;
     }
     if (kind === 'gateway') {
       const ip = firstHost(subnet);
       const holder = await this.reserve(name, ip, GATEWAY);
-      if (holder !== GATEWAY) throw new PoolError(`the first address ${ip} of pool ${subnet} is taken`, 'conflict');
+      if (holder !== GATEWAY) throw new DomainError(`the first address ${ip} of pool ${subnet} is taken`, 'conflict', { pool: subnet, address: ip });
       return `${ip}/${prefix}`;
     }
     const range = ids.get(Keys.poolRange) || subnet;
@@ -229,12 +221,12 @@ export class OvnPools {
         // Full, but for addresses warm ports (of any host) keep ready: take one over.
         const taken = await this.takeOverWarm(name, undefined, mine);
         if (taken) return `${taken}/${prefix}`;
-        throw new PoolError(`no free address left in pool ${subnet}${range !== subnet ? ` (range ${range})` : ''}`, 'exhausted');
+        throw new DomainError(`no free address left in pool ${subnet}${range !== subnet ? ` (range ${range})` : ''}`, 'exhausted', { pool: subnet });
       }
       if ((await this.reserve(name, ip, mine)) === mine) return `${ip}/${prefix}`;
       // Another host took it in the same instant: the replica now knows, try the next one.
     }
-    throw new PoolError(`could not reserve an address in pool ${subnet}: too much contention`, 'conflict');
+    throw new DomainError(`could not reserve an address in pool ${subnet}: too much contention`, 'conflict', { pool: subnet });
   }
 
   /**
@@ -259,7 +251,7 @@ export class OvnPools {
   /**
    * Check a ReleaseAddress before anything changes: the PoolID must name a
    * pool of ours that it is a user of, and the address lie in the pool's
-   * subnet (--ip-range or not); otherwise a PoolError. Returns the
+   * subnet (--ip-range or not); otherwise a DomainError. Returns the
    * reservation when it is this pool user's to free, undefined when there is
    * nothing to free: the address is free, the gateway, an --aux-address, a
    * warm port's, or another user's (a release retried after a lost reply
@@ -299,7 +291,7 @@ export class OvnPools {
     await this.nb.transaction(
       (tx, replica) => {
         const row = replica.findOne('Address_Set', 'name', name);
-        if (!row) throw new PoolError(`pool ${name} no longer exists`, 'not-found');
+        if (!row) throw new DomainError(`pool ${name} no longer exists`, 'not-found', { pool: name });
         if (externalIds(row).has(key)) return;
         tx.mutate('Address_Set', [['_uuid', '==', row._uuid]], [['external_ids', 'insert', new Map([[key, value]])]]);
       },
@@ -364,17 +356,17 @@ export class OvnPools {
     return freeAddresses(subnet, taken, limit, { range: ids.get(Keys.poolRange) || subnet, skipRangeEdges: true });
   }
 
-  /** The pool a PoolID names and its user's value ("<chassis> <state>"); a PoolError unless both exist. */
+  /** The pool a PoolID names and its user's value ("<chassis> <state>"); a DomainError unless both exist. */
   private lease(poolId: string, replica: Replica = this.replica): PoolUser {
     const { name, token } = parsePoolId(poolId);
     const row = replica.findOne('Address_Set', 'name', name);
     const ids = row ? externalIds(row) : new Map<string, string>();
     const subnet = ids.get(Keys.pool);
     if (!subnet || ids.get(Keys.owner) !== OWNER) {
-      throw new PoolError(`pool ${poolId} does not exist (released, or never requested)`, 'not-found');
+      throw new DomainError(`pool ${poolId} does not exist (released, or never requested)`, 'not-found', { poolId });
     }
     const user = ids.get(`${Keys.poolUser}${token}`);
-    if (user === undefined) throw new PoolError(`pool ${poolId} was released`, 'not-found');
+    if (user === undefined) throw new DomainError(`pool ${poolId} was released`, 'not-found', { poolId });
     return { name, token, ids, subnet, user };
   }
 
@@ -382,7 +374,7 @@ export class OvnPools {
     try {
       return networkOf(parseCidr(text, v6 ? 6 : 4));
     } catch (err) {
-      throw new PoolError(`invalid pool ${text}: ${(err as Error).message}`, 'invalid');
+      throw new DomainError(`invalid pool ${text}: ${(err as Error).message}`, 'invalid', { pool: text });
     }
   }
 
@@ -392,9 +384,9 @@ export class OvnPools {
     try {
       cidr = parseCidr(`${ip}/${subnet.split('/')[1]}`, subnet.includes(':') ? 6 : 4);
     } catch (err) {
-      throw new PoolError(`invalid address ${address}: ${(err as Error).message}`, 'invalid');
+      throw new DomainError(`invalid address ${address}: ${(err as Error).message}`, 'invalid', { pool: subnet, address });
     }
-    if (!contains(subnet, cidr.ip)) throw new PoolError(`address ${address} is not in pool ${subnet}`, 'invalid');
+    if (!contains(subnet, cidr.ip)) throw new DomainError(`address ${address} is not in pool ${subnet}`, 'invalid', { pool: subnet, address });
     return cidr.ip;
   }
 
@@ -410,7 +402,7 @@ export class OvnPools {
       const candidate = `${bigToIPv4(net)}/24`;
       if (!used.has(candidate) && !replica.findOne('Address_Set', 'name', poolName(candidate))) return candidate;
     }
-    throw new PoolError(`no free /24 left in the default pool range ${this.defaultPools}; pass --subnet`, 'exhausted');
+    throw new DomainError(`no free /24 left in the default pool range ${this.defaultPools}; pass --subnet`, 'exhausted', { range: this.defaultPools });
   }
 }
 
@@ -442,7 +434,7 @@ function endpointHolder(token: string): string {
 
 function parsePoolId(poolId: string): { name: string; token: string } {
   const m = /^(docker_pool_[0-9a-fA-F._]+)\/([0-9a-f]{12})$/.exec(poolId);
-  if (!m) throw new PoolError(`invalid PoolID "${poolId}"`, 'invalid');
+  if (!m) throw new DomainError(`invalid PoolID "${poolId}"`, 'invalid', { poolId });
   return { name: m[1]!, token: m[2]! };
 }
 
