@@ -20,7 +20,7 @@ let dir: string;
 let hostA: RunningDriver;
 let hostB: RunningDriver;
 
-// Both instances run on the harness's one chassis, so warm ports (warm-ports.test.ts) are off: this is about allocation alone.
+// Both instances run on the harness's one chassis, so warm ports (test/warm/warm-pool.test.ts) are off: this is about allocation alone.
 const config = (overrides: Partial<DriverConfig> = {}) => testDriverConfig(stack, dir, { warmPorts: 0, ...overrides });
 
 t.before(async () => {

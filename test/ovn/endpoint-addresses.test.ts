@@ -1,8 +1,8 @@
 /**
  * One address, one port (issue 10): an endpoint's transaction never leaves a
  * second port at its address on the switch. A warm port another host made
- * after this host's replica was read is taken over (the cause of a flaky
- * docker-ipam-warm test: two ports held 10.161.0.10); a leftover of this
+ * after this host's replica was read is taken over (the cause of a flake in
+ * test/warm/warm-pool-docker-ipam.test.ts: two ports held 10.161.0.10); a leftover of this
  * host's (a crash mid-start) is replaced; another host's endpoint is refused,
  * unless the network is on a pool of our IPAM, whose reservation decides.
  * A bare NB ovsdb-server; host A's client talks through a proxy that can hold
