@@ -7,7 +7,7 @@
  * network/endpoint id; the truth lives in OVN NB and OVS, nothing here.
  */
 import type { Logger } from 'pino';
-import { NetworkError, type EndpointRecord, type EndpointSpec, type NetworkRecord, type NetworkSpec, type OvnNetworks } from '../ovn/networks.js';
+import { type EndpointRecord, type EndpointSpec, type NetworkRecord, type NetworkSpec, type OvnNetworks } from '../ovn/networks.js';
 import { ADDRESS_SPACE, type OvnPools } from '../ovn/pools.js';
 import type {
   DockerOptions,
@@ -18,7 +18,7 @@ import type {
   JoinRequest,
   NetworkRequest,
 } from '../protocol/network-driver.js';
-import { DriverError } from './errors.js';
+import { DriverError, toDriverError } from './errors.js';
 import type { HostPorts } from '../host/host-ports.js';
 import { HostGateways } from '../host/host-gateways.js';
 import { hostIfName, peerIfName } from '../host/names.js';
@@ -369,13 +369,7 @@ export class NetworkDriver {
     try {
       return await work();
     } catch (err) {
-      if (err instanceof DriverError) throw err;
-      if (err instanceof NetworkError) {
-        throw new DriverError(err.message, err.code === 'not-found' ? 404 : err.code === 'conflict' ? 409 : 400);
-      }
-      throw new DriverError(`cannot ${what} in the OVN northbound database: ${(err as Error).message}`, 503, {
-        cause: err,
-      });
+      throw toDriverError(err, (message) => `cannot ${what} in the OVN northbound database: ${message}`);
     }
   }
 

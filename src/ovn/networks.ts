@@ -14,9 +14,6 @@ import { OvnSwitches } from './switches.js';
 
 export type { EndpointRecord, EndpointSpec, NetworkRecord, NetworkSpec, SubnetSpec } from './records.js';
 
-/** The model's refusals are DomainErrors; this name stays until the driver maps DomainError itself. */
-export { DomainError as NetworkError } from '../errors.js';
-
 export class OvnNetworks {
   private readonly switches: OvnSwitches;
   private readonly endpoints: OvnEndpoints;

@@ -8,7 +8,8 @@
  * waits for whichever comes first.
  */
 import type { OvsdbClient } from '../ovsdb/index.js';
-import { NetworkError, type OvnNetworks } from './networks.js';
+import { DomainError } from '../errors.js';
+import type { OvnNetworks } from './networks.js';
 
 export type ReadySignal = 'ovn-installed' | 'up';
 
@@ -33,7 +34,7 @@ export class PortReadiness {
     const deleted = up.then(
       () => new Promise<never>(() => undefined),
       (err: unknown) => {
-        if (err instanceof NetworkError && err.code === 'not-found') throw err;
+        if (err instanceof DomainError && err.code === 'not-found') throw err;
         return new Promise<never>(() => undefined);
       },
     );
