@@ -1,4 +1,4 @@
-import { addressBounds, stripPrefix } from '../ovn/addressing.js';
+import { addressBounds, stripPrefix } from '../net/addressing.js';
 import type { PortSetHint } from '../ovn/warm-ports.js';
 
 /**
