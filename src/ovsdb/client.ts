@@ -25,7 +25,8 @@ import {
   TransactionError,
 } from './errors.js';
 import { silentLogger, type Logger } from './logger.js';
-import { formatRemote, parseRemotes, type Remote } from './remote.js';
+import { Reconnector } from './reconnect.js';
+import type { Remote } from './remote.js';
 import { Replica, type IndexSpec, type RowChange } from './replica.js';
 import { JsonRpcConnection, type RequestOptions } from './rpc.js';
 import { parseSchema } from './schema.js';
@@ -89,8 +90,6 @@ const RESYNC = Symbol('resync');
  * local sync fit in it.
  */
 const UNREACHABLE_WAIT_MS = 2000;
-/** Connection attempts that waiting callers hurry along (hurryReconnect) still start this far apart. */
-const HURRIED_ATTEMPT_GAP_MS = 1000;
 
 interface PendingResync {
   /** Resolves once the replica is in sync again, or the connection is gone. */
@@ -101,20 +100,17 @@ interface PendingResync {
 }
 
 export class OvsdbClient extends EventEmitter<ClientEvents> {
-  private readonly remotes: Remote[];
+  private readonly reconnect: Reconnector;
   private readonly log: Logger;
   private readonly leaderOnly: boolean;
   private readonly requestTimeoutMs: number;
   private readonly transactionTimeoutMs: number;
   private conn: JsonRpcConnection | undefined;
   private ready = false;
-  private closed = false;
   private replicaValue: Replica | undefined;
   private lastTxnId = ZERO_UUID;
   private minIndex = 0;
-  private remoteCursor = 0;
   private lastError: Error | undefined;
-  private wake: AbortController = new AbortController();
   private running: Promise<void> | undefined;
   /** Updates that arrived before their monitor's reply was applied. */
   private buffered = new Map<string, unknown[][]>();
@@ -136,14 +132,11 @@ export class OvsdbClient extends EventEmitter<ClientEvents> {
    * Docker call may need several in a row).
    */
   private unreachableSince: number | undefined;
-  /** Ends the pause before the next connection attempt early, while one runs. */
-  private hurryReconnect: (() => void) | undefined;
-  private lastAttemptAt = 0;
 
   constructor(private readonly options: OvsdbClientOptions) {
     super();
     this.setMaxListeners(0);
-    this.remotes = shuffle(parseRemotes(options.remote));
+    this.reconnect = new Reconnector(options.remote, options.backoff);
     this.log = options.logger ?? silentLogger;
     this.leaderOnly = options.leaderOnly ?? true;
     this.requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
@@ -164,7 +157,7 @@ export class OvsdbClient extends EventEmitter<ClientEvents> {
   }
 
   start(): void {
-    if (!this.running) this.running = this.run();
+    if (!this.running) this.running = this.reconnect.run((remote, name) => this.attempt(remote, name));
   }
 
   get isReady(): boolean {
@@ -261,7 +254,7 @@ export class OvsdbClient extends EventEmitter<ClientEvents> {
     let outcomeUnknown = false;
     for (let attempt = 0; ; attempt++) {
       const known = this.ready ? undefined : this.unreachableSince;
-      if (known !== undefined) this.hurryReconnect?.();
+      if (known !== undefined) this.reconnect.hurry();
       await this.whenReady(known === undefined ? left() : Math.min(left(), UNREACHABLE_WAIT_MS)).catch((err: unknown) => {
         throw this.closed ? err : this.giveUp(known ?? started, this.lastError, outcomeUnknown);
       });
@@ -292,7 +285,7 @@ export class OvsdbClient extends EventEmitter<ClientEvents> {
   private giveUp(since: number, cause: Error | undefined, outcomeUnknown: boolean): ConnectionClosedError {
     this.unreachableSince ??= since;
     const where = this.options.remote;
-    const probe = this.remotes.length === 1 ? `ovsdb-client list-dbs ${where}` : `ovsdb-client list-dbs with each of ${where}`;
+    const probe = this.reconnect.remotes.length === 1 ? `ovsdb-client list-dbs ${where}` : `ovsdb-client list-dbs with each of ${where}`;
     return new ConnectionClosedError(
       `no answer from ${this.options.database} at ${where} for ${Date.now() - since} ms${cause ? ` (${cause.message})` : ''}: ` +
         `check that its ovsdb-server runs and that this host reaches it (${probe}); the client keeps reconnecting`,
@@ -302,8 +295,7 @@ export class OvsdbClient extends EventEmitter<ClientEvents> {
   }
 
   async close(): Promise<void> {
-    this.closed = true;
-    this.wake.abort();
+    this.reconnect.stop();
     this.conn?.close(new ConnectionClosedError('client closed', true));
     await this.running?.catch(() => undefined);
     this.removeAllListeners('ready');
@@ -316,59 +308,19 @@ export class OvsdbClient extends EventEmitter<ClientEvents> {
     return conn;
   }
 
-  private async run(): Promise<void> {
-    let failures = 0;
-    while (!this.closed) {
-      this.lastAttemptAt = Date.now();
-      const remote = this.remotes[this.remoteCursor % this.remotes.length]!;
-      this.remoteCursor++;
-      const name = formatRemote(remote);
-      let reachedReady = false;
-      try {
-        reachedReady = await this.session(remote, name);
-      } catch (err) {
-        this.lastError = err as Error;
-        if (!this.closed) this.log.warn({ remote: name, err: (err as Error).message }, 'OVSDB session failed');
-      }
-      if (this.closed) break;
-      failures = reachedReady ? 0 : failures + 1;
-      await this.pause(this.backoffMs(failures));
+  private get closed(): boolean {
+    return this.reconnect.stopped;
+  }
+
+  /** One connection attempt, for the reconnect loop: whether it got in sync; a failure is kept as lastError. */
+  private async attempt(remote: Remote, name: string): Promise<boolean> {
+    try {
+      return await this.session(remote, name);
+    } catch (err) {
+      this.lastError = err as Error;
+      if (!this.closed) this.log.warn({ remote: name, err: (err as Error).message }, 'OVSDB session failed');
+      return false;
     }
-  }
-
-  /** The pause before the next connection attempt: close() ends it, and so may hurryReconnect(). */
-  private pause(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const signal = this.wake.signal;
-      let until = Date.now() + ms;
-      let timer: NodeJS.Timeout | undefined;
-      const done = () => {
-        clearTimeout(timer);
-        signal.removeEventListener('abort', done);
-        this.hurryReconnect = undefined;
-        resolve();
-      };
-      if (signal.aborted) return done();
-      timer = setTimeout(done, ms);
-      signal.addEventListener('abort', done, { once: true });
-      // A caller needs the database now; attempts stay apart all the same, for the servers' sake.
-      this.hurryReconnect = () => {
-        const at = Math.max(Date.now(), this.lastAttemptAt + HURRIED_ATTEMPT_GAP_MS);
-        if (at >= until) return;
-        until = at;
-        clearTimeout(timer);
-        timer = setTimeout(done, at - Date.now());
-      };
-    });
-  }
-
-  /** Full jitter, growing once every remote of the list has failed in a row. */
-  private backoffMs(failures: number): number {
-    if (failures === 0) return Math.random() * 50;
-    const { initialMs, maxMs } = this.options.backoff ?? { initialMs: 200, maxMs: 8000 };
-    const rounds = Math.floor((failures - 1) / this.remotes.length);
-    if (failures % this.remotes.length !== 0 && rounds === 0) return Math.random() * 50;
-    return Math.random() * Math.min(maxMs, initialMs * 2 ** rounds);
   }
 
   /** One connection's lifetime. Returns whether it got in sync before it ended. */
@@ -679,13 +631,4 @@ function isRetryable(err: unknown, tx: Transaction): boolean {
   if (err instanceof TransactionError) return err.isConflict && tx.guardIndexes.has(err.index);
   if (err instanceof RpcError) return err.error === 'canceled';
   return err instanceof ConnectionClosedError;
-}
-
-function shuffle<T>(items: T[]): T[] {
-  const out = [...items];
-  for (let i = out.length - 1; i > 0; i--) {
-    const j = Math.floor(Math.random() * (i + 1));
-    [out[i], out[j]] = [out[j]!, out[i]!];
-  }
-  return out;
 }
