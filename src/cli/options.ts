@@ -7,9 +7,6 @@ import { parseArgs } from 'node:util';
 import net from 'node:net';
 import { DEFAULT_CONFIG as D, type DriverConfig } from '../config.js';
 
-// The test harness imports the type from here.
-export type { DriverConfig } from '../config.js';
-
 interface OptionDoc {
   flag: string;
   env: string;

@@ -16,7 +16,7 @@ import { createNetns, deleteNetns, linkExists, moveIntoNetns, ping, tcpEcho, tcp
 import { run, waitFor } from '../harness/process.js';
 import { startDriver, type RunningDriver } from '../../src/service.js';
 import { cleanupHost } from '../../src/cleanup.js';
-import type { DriverConfig } from '../../src/cli/options.js';
+import type { DriverConfig } from '../../src/config.js';
 import { testDriverConfig } from '../harness/driver-config.js';
 import { hostIfName, peerIfName } from '../../src/host/names.js';
 import { OvsdbClient } from '../../src/ovsdb/index.js';

@@ -12,7 +12,7 @@ import { pino } from 'pino';
 import { startOvnStack, type OvnStack } from '../harness/ovn-stack.js';
 import { callPlugin } from '../harness/plugin-client.js';
 import { startDriver, type RunningDriver } from '../../src/service.js';
-import type { DriverConfig } from '../../src/cli/options.js';
+import type { DriverConfig } from '../../src/config.js';
 import { testDriverConfig } from '../harness/driver-config.js';
 
 let stack: OvnStack;

@@ -10,7 +10,7 @@ import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
-import type { DriverConfig } from '../../src/cli/options.js';
+import type { DriverConfig } from '../../src/config.js';
 import { HostPorts } from '../../src/host/host-ports.js';
 import { createRunner, type Runner } from '../../src/host/exec.js';
 import { Links } from '../../src/host/links.js';

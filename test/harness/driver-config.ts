@@ -1,6 +1,6 @@
 /** A driver configuration for in-process tests against a harness OVN. */
 import { randomBytes } from 'node:crypto';
-import type { DriverConfig } from '../../src/cli/options.js';
+import type { DriverConfig } from '../../src/config.js';
 
 export function testDriverConfig(
   ovn: { nbRemote: string; ovsRemote: string },

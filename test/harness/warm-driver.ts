@@ -10,7 +10,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
-import type { DriverConfig } from '../../src/cli/options.js';
+import type { DriverConfig } from '../../src/config.js';
 import { hostIfName } from '../../src/host/names.js';
 import { startDriver, type RunningDriver } from '../../src/service.js';
 import { testDriverConfig } from './driver-config.js';
