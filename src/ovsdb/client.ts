@@ -16,14 +16,7 @@
  * answers again, each hurrying the next connection attempt.
  */
 import { EventEmitter } from 'node:events';
-import {
-  CacheInconsistentError,
-  ConnectionClosedError,
-  OvsdbError,
-  RequestTimeoutError,
-  RpcError,
-  TransactionError,
-} from './errors.js';
+import { CacheInconsistentError, ConnectionClosedError, OvsdbError, RpcError } from './errors.js';
 import { silentLogger, type Logger } from './logger.js';
 import { Reconnector } from './reconnect.js';
 import type { Remote } from './remote.js';
@@ -32,6 +25,7 @@ import { JsonRpcConnection, type RequestOptions } from './rpc.js';
 import { parseSchema } from './schema.js';
 import { readServerRow, rejectReason, type ServerDbStatus } from './server-status.js';
 import { Transaction, type TransactionResult } from './transaction.js';
+import { TransactionRunner, type TransactionOptions } from './transaction-runner.js';
 import { openTransport, type TlsFiles } from './transport.js';
 import type { DatabaseSchema } from './types.js';
 
@@ -60,14 +54,6 @@ export interface OvsdbClientOptions {
   logger?: Logger;
 }
 
-export interface TransactionOptions {
-  /** How often to re-run the closure after a conflict or a lost connection (default 5). */
-  retries?: number;
-  timeoutMs?: number;
-  /** Recorded in the database log (`ovsdb-tool show-log`). */
-  comment?: string;
-}
-
 export interface ClientEvents {
   /** A connection is up and the replica is in sync. */
   ready: [info: { remote: string; resumed: boolean; status: ServerDbStatus | undefined }];
@@ -84,13 +70,6 @@ type MonitorMethod = 'monitor_cond_since' | 'monitor_cond' | 'monitor';
 
 const RESYNC = Symbol('resync');
 
-/**
- * Once a transaction went unanswered for its whole budget, how long others
- * wait for a session before they fail too: a hurried attempt (below) and a
- * local sync fit in it.
- */
-const UNREACHABLE_WAIT_MS = 2000;
-
 interface PendingResync {
   /** Resolves once the replica is in sync again, or the connection is gone. */
   done: Promise<void>;
@@ -104,7 +83,7 @@ export class OvsdbClient extends EventEmitter<ClientEvents> {
   private readonly log: Logger;
   private readonly leaderOnly: boolean;
   private readonly requestTimeoutMs: number;
-  private readonly transactionTimeoutMs: number;
+  private readonly runner: TransactionRunner;
   private conn: JsonRpcConnection | undefined;
   private ready = false;
   private replicaValue: Replica | undefined;
@@ -125,13 +104,6 @@ export class OvsdbClient extends EventEmitter<ClientEvents> {
   private monitorMethod: MonitorMethod = 'monitor_cond_since';
   /** Replica of our database's row in _Server (leader, quorum, Raft index). */
   private serverReplica: Replica | undefined;
-  /**
-   * Set when a transaction gave up unanswered, cleared by the next reply or
-   * session in sync: meanwhile, transactions without a session fail within
-   * UNREACHABLE_WAIT_MS instead of each waiting a budget of its own (a
-   * Docker call may need several in a row).
-   */
-  private unreachableSince: number | undefined;
 
   constructor(private readonly options: OvsdbClientOptions) {
     super();
@@ -140,7 +112,25 @@ export class OvsdbClient extends EventEmitter<ClientEvents> {
     this.log = options.logger ?? silentLogger;
     this.leaderOnly = options.leaderOnly ?? true;
     this.requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
-    this.transactionTimeoutMs = options.transactionTimeoutMs ?? 10_000;
+    this.runner = new TransactionRunner(
+      {
+        isReady: () => this.ready,
+        isClosed: () => this.closed,
+        lastError: () => this.lastError,
+        whenReady: (timeoutMs) => this.whenReady(timeoutMs),
+        hurry: () => this.reconnect.hurry(),
+        replica: () => this.replica,
+        newTransaction: () => this.newTransaction(),
+        transact: (tx, options) => this.transact(tx, options),
+      },
+      {
+        database: options.database,
+        remote: options.remote,
+        remoteCount: this.reconnect.remotes.length,
+        timeoutMs: options.transactionTimeoutMs ?? 10_000,
+        log: this.log,
+      },
+    );
   }
 
   /** Create a client and wait until its replica is in sync. */
@@ -228,7 +218,7 @@ export class OvsdbClient extends EventEmitter<ClientEvents> {
     const result = await conn.request('transact', [tx.database, ...tx.operations], {
       timeoutMs: options.timeoutMs ?? this.requestTimeoutMs,
     });
-    this.unreachableSince = undefined;
+    this.runner.answered();
     // The update for this transaction may have been dropped for a resync; the reply must not overtake it.
     while (this.pendingResync) await this.pendingResync.done;
     this.log.debug({ ops: tx.operations.length, ms: Date.now() - started }, 'transact');
@@ -243,55 +233,11 @@ export class OvsdbClient extends EventEmitter<ClientEvents> {
    * `timeoutMs` (all attempts together) is over, with an error that names
    * the database, its remote and what to check.
    */
-  async transaction<T>(
+  transaction<T>(
     build: (tx: Transaction, replica: Replica) => T,
     options: TransactionOptions = {},
   ): Promise<{ value: T; result: TransactionResult | undefined }> {
-    const retries = options.retries ?? 5;
-    const started = Date.now();
-    const deadline = started + (options.timeoutMs ?? this.transactionTimeoutMs);
-    const left = () => Math.max(1, deadline - Date.now());
-    let outcomeUnknown = false;
-    for (let attempt = 0; ; attempt++) {
-      const known = this.ready ? undefined : this.unreachableSince;
-      if (known !== undefined) this.reconnect.hurry();
-      await this.whenReady(known === undefined ? left() : Math.min(left(), UNREACHABLE_WAIT_MS)).catch((err: unknown) => {
-        throw this.closed ? err : this.giveUp(known ?? started, this.lastError, outcomeUnknown);
-      });
-      const replica = this.replica;
-      const seqno = replica.seqno;
-      const tx = this.newTransaction();
-      const value = build(tx, replica);
-      if (tx.isEmpty) return { value, result: undefined };
-      if (options.comment) tx.comment(options.comment);
-      try {
-        return { value, result: await this.transact(tx, { timeoutMs: left() }) };
-      } catch (err) {
-        const unanswered = err instanceof RequestTimeoutError || err instanceof ConnectionClosedError;
-        outcomeUnknown ||= err instanceof RequestTimeoutError || (err instanceof ConnectionClosedError && err.outcomeUnknown);
-        if (attempt >= retries || !isRetryable(err, tx)) throw unanswered ? this.giveUp(started, err, outcomeUnknown) : err;
-        this.log.debug({ err: (err as Error).message, attempt }, 'transaction will be retried');
-        if (err instanceof TransactionError) {
-          // Updates precede the reply, so news is normally here already; wait briefly if not.
-          await replica
-            .waitFor(() => (replica.seqno > seqno ? true : undefined), { timeoutMs: Math.min(1000, left()), what: 'replica update' })
-            .catch(() => undefined);
-        }
-      }
-    }
-  }
-
-  /** A transaction the database did not answer since `since`: which database, where, why, and what to check. */
-  private giveUp(since: number, cause: Error | undefined, outcomeUnknown: boolean): ConnectionClosedError {
-    this.unreachableSince ??= since;
-    const where = this.options.remote;
-    const probe = this.reconnect.remotes.length === 1 ? `ovsdb-client list-dbs ${where}` : `ovsdb-client list-dbs with each of ${where}`;
-    return new ConnectionClosedError(
-      `no answer from ${this.options.database} at ${where} for ${Date.now() - since} ms${cause ? ` (${cause.message})` : ''}: ` +
-        `check that its ovsdb-server runs and that this host reaches it (${probe}); the client keeps reconnecting`,
-      outcomeUnknown,
-      { cause },
-    );
+    return this.runner.run(build, options);
   }
 
   async close(): Promise<void> {
@@ -363,7 +309,7 @@ export class OvsdbClient extends EventEmitter<ClientEvents> {
       const resumed = await this.monitorData(conn, schema, live);
       this.ready = true;
       this.lastError = undefined;
-      this.unreachableSince = undefined;
+      this.runner.answered();
       this.log.info({ remote: name, resumed, model: status?.model }, 'OVSDB session ready');
       this.emit('ready', { remote: name, resumed, status });
       for (;;) {
@@ -625,10 +571,4 @@ function* freshChanges(replica: Replica): Iterable<RowChange> {
 
 function sameSchema(a: DatabaseSchema, b: DatabaseSchema): boolean {
   return a.version === b.version && a.cksum === b.cksum;
-}
-
-function isRetryable(err: unknown, tx: Transaction): boolean {
-  if (err instanceof TransactionError) return err.isConflict && tx.guardIndexes.has(err.index);
-  if (err instanceof RpcError) return err.error === 'canceled';
-  return err instanceof ConnectionClosedError;
 }

@@ -1,5 +1,6 @@
 /** Public surface of our OVSDB client (RFC 7047). */
-export { OvsdbClient, type OvsdbClientOptions, type TransactionOptions, type ClientEvents } from './client.js';
+export { OvsdbClient, type OvsdbClientOptions, type ClientEvents } from './client.js';
+export type { TransactionOptions } from './transaction-runner.js';
 export { Replica, type IndexSpec, type RowChange } from './replica.js';
 export {
   Transaction,
