@@ -2,7 +2,7 @@
  * Endpoints as logical switch ports (src/ovn/endpoints.ts), on a bare NB
  * ovsdb-server: the port and everything it needs in one write, the MAC it
  * gets, what is refused, and delete and wait. MACs other ports hold are in
- * networks-identity.test.ts, ports already at the endpoint's address in
+ * switch-macs.test.ts, ports already at the endpoint's address in
  * warm-holders.test.ts.
  */
 import t from 'tap';

@@ -3,7 +3,7 @@
  * a warm port goes and which address it takes, the state changes that are
  * refused, removal, and what is left after ports vanish. Replies lost
  * mid-change are in retries.test.ts; endpoints meeting warm ports in
- * warm-holders.test.ts and networks-identity.test.ts.
+ * warm-holders.test.ts and switch-macs.test.ts.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';

@@ -1,12 +1,13 @@
 /**
- * One address, one port (issue 10): an endpoint's transaction never leaves a
- * second port at its address on the switch. A warm port another host made
- * after this host's replica was read is taken over (the cause of a flake in
- * test/warm/warm-pool-docker-ipam.test.ts: two ports held 10.161.0.10); a leftover of this
- * host's (a crash mid-start) is replaced; another host's endpoint is refused,
- * unless the network is on a pool of our IPAM, whose reservation decides.
- * A bare NB ovsdb-server; host A's client talks through a proxy that can hold
- * back what the server sends, so that its replica lags on demand.
+ * One address, one port (src/ovn/warm-holders.ts; issue 10): an endpoint's
+ * transaction never leaves a second port at its address on the switch. A
+ * warm port another host made after this host's replica was read is taken
+ * over (the cause of a flake in test/warm/warm-pool-docker-ipam.test.ts: two
+ * ports held 10.161.0.10); a leftover of this host's (a crash mid-start) is
+ * replaced; another host's endpoint is refused, unless the network is on a
+ * pool of our IPAM, whose reservation decides. A bare NB ovsdb-server; host
+ * A's client talks through a proxy that can hold back what the server
+ * sends, so that its replica lags on demand.
  */
 import t from 'tap';
 import { startOvsdbServer, type OvsdbServer } from '../harness/ovsdb-server.js';
@@ -18,6 +19,7 @@ import { Keys, OWNER } from '../../src/ovn/keys.js';
 import { OvnNetworks, type NetworkSpec } from '../../src/ovn/networks.js';
 import { portSetName } from '../../src/ovn/port-sets.js';
 import { reservationKey, warmHolder } from '../../src/ovn/records.js';
+import { externalIdsOf, select, wireSet } from './nb-reads.js';
 
 let server: OvsdbServer;
 let proxy: HoldProxy;
@@ -56,11 +58,8 @@ function spec(networkId: string, n: number, chassis: string, pool = false): Netw
 
 /** Names of the ports holding `ip`, read from the server. */
 async function holdersOf(ip: string): Promise<string[]> {
-  const tx = b.newTransaction();
-  tx.select('Logical_Switch_Port', [], ['name', 'addresses']);
-  const rows = (await b.transact(tx)).rowsOf(0) as { name: string; addresses: unknown }[];
-  const entries = (d: unknown): string[] => (Array.isArray(d) && d[0] === 'set' ? (d[1] as string[]) : typeof d === 'string' ? [d] : []);
-  return rows.filter((r) => entries(r.addresses).some((e) => e.split(' ').slice(1).includes(ip))).map((r) => r.name);
+  const rows = await select(b, 'Logical_Switch_Port', [], ['name', 'addresses']);
+  return rows.filter((r) => wireSet(r.addresses).some((e) => String(e).split(' ').slice(1).includes(ip))).map((r) => String(r.name));
 }
 
 async function untilSeen(nets: OvnNetworks, client: OvsdbClient, endpointId: string): Promise<void> {
@@ -92,9 +91,7 @@ t.test("a warm port another host made after this host's replica was read is take
   const { endpoint } = await creating;
   t.same(await holdersOf(ip), [endpoint.name], 'one port holds the address: the endpoint');
   t.equal(endpoint.mac, '0a:58:0a:3d:00:0a', 'with the MAC of its address, the warm port being gone');
-  const sel = b.newTransaction();
-  sel.select('Address_Set', [['name', '==', set]], ['external_ids']);
-  t.notMatch(JSON.stringify((await b.transact(sel)).rowsOf(0)), reservationKey(ip), 'nor does the port set hold it as warm any more');
+  t.notOk((await externalIdsOf(b, 'Address_Set', set)).has(reservationKey(ip)), 'nor does the port set hold it as warm any more');
 });
 
 t.test("a leftover of this host's at the address Docker gives again is replaced, and named for its veth to go", async (t) => {
