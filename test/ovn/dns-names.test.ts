@@ -7,7 +7,7 @@ import t from 'tap';
 import { portSetName } from '../../src/ovn/port-sets.js';
 import type { NbHost } from '../harness/nb-hosts.js';
 import { select, until, wireMap, wireSet } from './nb-reads.js';
-import { endpoint, networkSpec, useSharedSwitch } from './shared-switch.js';
+import { endpoint, networkSpec, useSharedSwitch } from './model-fixture.js';
 
 const { a, b, sharedNetwork, endpointPair } = await useSharedSwitch(t);
 

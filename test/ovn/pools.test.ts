@@ -13,6 +13,7 @@ import { Keys } from '../../src/ovn/keys.js';
 import { OvnPools, poolName } from '../../src/ovn/pools.js';
 import { reservationKey } from '../../src/ovn/records.js';
 import { useNbHosts, type NbHost } from '../harness/nb-hosts.js';
+import { poolNetwork } from './model-fixture.js';
 import { externalIdsOf, rowNamed, until } from './nb-reads.js';
 
 const [a, b] = (await useNbHosts(t, ['host-a', 'host-b'])) as [NbHost, NbHost];
@@ -122,20 +123,8 @@ t.test('--ip-range: addresses come from the range, its edges skipped; every user
 });
 
 t.test('a full pool gives the address a warm port keeps ready, then says it is exhausted', async (t) => {
-  const lease = await join(pools.a, a, '10.98.0.0/29');
-  const name = poolName(lease.pool);
-  const gateway = stripPrefix(await pools.a.requestAddress(lease.poolId, '', 'gateway'));
-  await a.networks.ensureNetwork({
-    networkId: 'net98',
-    ipv4: [{ subnet: lease.pool, gateway }],
-    ipv6: [],
-    mtu: 1442,
-    internal: false,
-    options: {},
-    pools: { v4: name },
-    chassis: a.chassis,
-  });
-  await pools.a.markNetworkCreated(lease.pool, a.chassis, 'net98');
+  const lease = await poolNetwork(a, pools.a, '10.98.0.0/29', 'net98');
+  const { name } = lease;
   const warm = await a.warm.create(name, a.chassis, 0);
   t.equal(warm && stripPrefix(warm.ipv4), '10.98.0.2', 'a warm port at the lowest free address');
   const given = [];

@@ -14,10 +14,12 @@ import { OvsdbClient } from '../../src/ovsdb/index.js';
 import { stripPrefix } from '../../src/net/addressing.js';
 import { Keys, NB_INDEXES, NB_TABLES } from '../../src/ovn/keys.js';
 import { OvnNetworks } from '../../src/ovn/networks.js';
-import { OvnPools, poolName, type PoolLease } from '../../src/ovn/pools.js';
+import { OvnPools, poolName } from '../../src/ovn/pools.js';
 import { reservationKey, warmHolder, warmPortOf } from '../../src/ovn/records.js';
 import { portSetName } from '../../src/ovn/port-sets.js';
 import { OvnWarmPorts } from '../../src/ovn/warm-ports.js';
+import { networkSpec, poolNetwork } from './model-fixture.js';
+import { wireMap, wireSet } from './nb-reads.js';
 
 interface Host {
   chassis: string;
@@ -62,31 +64,10 @@ t.teardown(async () => {
   await server.stop();
 });
 
-/** Host `h` joins (or makes) the pool of `subnet` and attaches network `networkId` to its switch. */
-async function poolNetwork(h: Host, subnet: string, networkId: string): Promise<PoolLease & { name: string; token: string }> {
-  const lease = await h.pools.requestPool({ pool: subnet, subPool: '', v6: false, chassis: h.chassis });
-  const gateway = stripPrefix(await h.pools.requestAddress(lease.poolId, '', 'gateway'));
-  const name = poolName(lease.pool);
-  await h.networks.ensureNetwork({
-    networkId,
-    ipv4: [{ subnet: lease.pool, gateway }],
-    ipv6: [],
-    mtu: 1442,
-    internal: false,
-    options: {},
-    pools: { v4: name },
-    chassis: h.chassis,
-  });
-  await h.pools.markNetworkCreated(lease.pool, h.chassis, networkId);
-  return { ...lease, name, token: lease.poolId.split('/')[1]! };
-}
-
 /** Host `h` makes network `net-<n>` of Docker's IPAM on 10.<n>.0.0/24; returns its port set's name. */
 async function dockerIpamNetwork(h: Host, n: number): Promise<string> {
-  const networkId = `net-${n}`;
-  const subnet = { subnet: `10.${n}.0.0/24`, gateway: `10.${n}.0.1` };
-  await h.networks.ensureNetwork({ networkId, ipv4: [subnet], ipv6: [], mtu: 1442, internal: false, options: {}, chassis: h.chassis });
-  return portSetName(networkId);
+  await h.networks.ensureNetwork(networkSpec(h, n, `net-${n}`));
+  return portSetName(`net-${n}`);
 }
 
 /** Cut the next transact whose comment matches `pattern` while `work` runs; both outcomes, settled. */
@@ -156,18 +137,9 @@ async function lspCount(): Promise<number> {
   return (await nbState()).ports.length;
 }
 
-function wireMap(value: unknown): Map<string, string> {
-  const pairs = Array.isArray(value) && value[0] === 'map' ? (value[1] as [string, string][]) : [];
-  return new Map(pairs);
-}
-
-function wireSet(value: unknown): unknown[] {
-  if (Array.isArray(value) && value[0] === 'set') return value[1] as unknown[];
-  return value === undefined ? [] : [value];
-}
 
 t.test('takeOverWarm: a full pool request whose reply is lost takes one warm port, not two', async (t) => {
-  const pool = await poolNetwork(a, '10.201.0.0/29', 'net-201');
+  const pool = await poolNetwork(a, a.pools, '10.201.0.0/29', 'net-201');
   // .1 gateway; warm ports at .2 and .3; endpoints at .4 to .6: nothing left but the warm ports.
   const warm = [await a.warm.create(pool.name, a.chassis, 0), await a.warm.create(pool.name, a.chassis, 0)];
   t.ok(warm[0] && warm[1], 'two warm ports');
@@ -190,7 +162,7 @@ t.test('takeOverWarm: a full pool request whose reply is lost takes one warm por
 });
 
 t.test('requestAddress: --ip of a warm port\'s address whose reply is lost gets that address', async (t) => {
-  const pool = await poolNetwork(a, '10.202.0.0/29', 'net-202');
+  const pool = await poolNetwork(a, a.pools, '10.202.0.0/29', 'net-202');
   const port = await a.warm.create(pool.name, a.chassis, 0);
   t.equal(port && stripPrefix(port.ipv4), '10.202.0.2', 'a warm port at .2');
 
@@ -203,7 +175,7 @@ t.test('requestAddress: --ip of a warm port\'s address whose reply is lost gets 
 });
 
 t.test('requestAddress: a dynamic request whose reply is lost reserves one address', async (t) => {
-  const pool = await poolNetwork(a, '10.203.0.0/24', 'net-203');
+  const pool = await poolNetwork(a, a.pools, '10.203.0.0/24', 'net-203');
   const { cut, value, error } = await cutDuring(/RequestAddress/, () => a.pools.requestAddress(pool.poolId, '', 'endpoint'));
   committed(t, cut);
   t.equal(error, undefined, 'the request succeeds');
@@ -211,7 +183,7 @@ t.test('requestAddress: a dynamic request whose reply is lost reserves one addre
 });
 
 t.test('claim: a claim whose reply is lost returns true, and the claimer holds the address', async (t) => {
-  const pool = await poolNetwork(a, '10.204.0.0/24', 'net-204');
+  const pool = await poolNetwork(a, a.pools, '10.204.0.0/24', 'net-204');
   const port = await a.warm.create(pool.name, a.chassis, 0);
   if (!port) throw new Error('no warm port');
   const holder = `${pool.token} 0badcafe`;
@@ -225,7 +197,7 @@ t.test('claim: a claim whose reply is lost returns true, and the claimer holds t
 });
 
 t.test('create: warm-port creation on a pool whose reply is lost makes one port', async (t) => {
-  const pool = await poolNetwork(a, '10.205.0.0/24', 'net-205');
+  const pool = await poolNetwork(a, a.pools, '10.205.0.0/24', 'net-205');
   const before = (await lspCount());
   const { cut, value: port, error } = await cutDuring(/warm port for docker_pool/, () => a.warm.create(pool.name, a.chassis, 0));
   committed(t, cut);
@@ -253,8 +225,8 @@ t.test('create: warm-port creation on a port set whose reply is lost makes one p
 });
 
 t.test('releaseAddress: a release whose reply is lost frees the address and keeps the reservation another host made meanwhile', async (t) => {
-  const pool = await poolNetwork(a, '10.207.0.0/24', 'net-207a');
-  const other = await poolNetwork(b, '10.207.0.0/24', 'net-207b');
+  const pool = await poolNetwork(a, a.pools, '10.207.0.0/24', 'net-207a');
+  const other = await poolNetwork(b, b.pools, '10.207.0.0/24', 'net-207b');
   const address = await a.pools.requestAddress(pool.poolId, '', 'endpoint');
   const key = reservationKey(address);
   const otherToken = other.token;
@@ -291,7 +263,7 @@ t.test('requestPool: a default pool request whose reply is lost makes one pool',
 });
 
 t.test('recycle and rewarm: a kept port whose reply is lost is reported kept, then warm', async (t) => {
-  const pool = await poolNetwork(a, '10.208.0.0/24', 'net-208');
+  const pool = await poolNetwork(a, a.pools, '10.208.0.0/24', 'net-208');
   const port = await a.warm.create(pool.name, a.chassis, 0);
   if (!port) throw new Error('no warm port');
   t.ok(await a.warm.claim(port, `${pool.token} 0badcafe`), 'claimed');

@@ -10,7 +10,7 @@ import { macFromIPv4 } from '../../src/net/mac.js';
 import type { EndpointRecord } from '../../src/ovn/networks.js';
 import { portSetName } from '../../src/ovn/port-sets.js';
 import { rowNamed } from './nb-reads.js';
-import { endpoint, networkSpec, useSharedSwitch } from './shared-switch.js';
+import { endpoint, networkSpec, useSharedSwitch } from './model-fixture.js';
 
 const { a, b, seenByBoth, sharedNetwork } = await useSharedSwitch(t);
 

@@ -12,27 +12,14 @@ import type { NetworkSpec } from '../../src/ovn/networks.js';
 import { portSetName } from '../../src/ovn/port-sets.js';
 import { DEFAULT_MTU } from '../../src/ovn/records.js';
 import { useNbHosts, type NbHost } from '../harness/nb-hosts.js';
+import { networkSpec } from './model-fixture.js';
 import { rowNamed, select, until, wireMap, wireSet } from './nb-reads.js';
 
 const [a, b] = (await useNbHosts(t, ['host-a', 'host-b'])) as [NbHost, NbHost];
 
-/** Network `networkId` of host `h` on 10.<n>.0.0/24, on its pool's switch when `pool`. */
-function spec(h: NbHost, networkId: string, n: number, pool = false): NetworkSpec {
-  return {
-    networkId,
-    ipv4: [{ subnet: `10.${n}.0.0/24`, gateway: `10.${n}.0.1` }],
-    ipv6: [],
-    mtu: 1442,
-    internal: false,
-    options: {},
-    ...(pool ? { pools: { v4: `docker_pool_10.${n}.0.0_24` } } : {}),
-    chassis: h.chassis,
-  };
-}
-
 t.test("a network of Docker's IPAM gets a switch of its own with its gateway localport, made once", async (t) => {
   const own: NetworkSpec = {
-    ...spec(a, 'own71', 71),
+    ...networkSpec(a, 71, 'own71'),
     ipv4: [{ subnet: '10.71.0.0/24', gateway: '10.71.0.1', aux: ['10.71.0.250'] }],
     ipv6: [{ subnet: 'fd71::/64', gateway: 'fd71::1' }],
     mtu: 1400,
@@ -63,15 +50,15 @@ t.test("a network of Docker's IPAM gets a switch of its own with its gateway loc
 });
 
 t.test("networks on one pool share the pool's switch; one with other subnets is refused", async (t) => {
-  const first = await a.networks.ensureNetwork(spec(a, 'pa72', 72, true));
+  const first = await a.networks.ensureNetwork(networkSpec(a, 72, 'pa72', true));
   await until(b.nb, () => b.nb.replica.findOne('Logical_Switch', 'name', first.name));
-  const second = await b.networks.ensureNetwork(spec(b, 'pb72', 72, true));
+  const second = await b.networks.ensureNetwork(networkSpec(b, 72, 'pb72', true));
   t.equal(first.name, 'docker_pool_10.72.0.0_24', 'the switch is named after the pool');
   t.equal(second.uuid, first.uuid, 'one switch');
   t.same(second.attached.sort(), ['pa72', 'pb72'], 'with both networks attached');
   t.same(second.pools, { v4: 'docker_pool_10.72.0.0_24' });
 
-  const other = { ...spec(b, 'pc72', 73), pools: { v4: 'docker_pool_10.72.0.0_24' } };
+  const other = { ...networkSpec(b, 73, 'pc72'), pools: { v4: 'docker_pool_10.72.0.0_24' } };
   const err = await b.networks.ensureNetwork(other).then(() => undefined, (e: unknown) => e);
   t.type(err, DomainError);
   t.equal((err as DomainError).code, 'conflict');
@@ -85,7 +72,7 @@ t.test("networks on one pool share the pool's switch; one with other subnets is 
 });
 
 t.test('the last network out takes its DNS row and port set with the switch; deleting again finds nothing', async (t) => {
-  await a.networks.ensureNetwork(spec(a, 'del74', 74));
+  await a.networks.ensureNetwork(networkSpec(a, 74, 'del74'));
   const { endpoint } = await a.networks.ensureEndpoint({ networkId: 'del74', endpointId: 'ep-del74', ipv4: '10.74.0.2/24', chassis: a.chassis });
   await a.networks.publishNames([{ endpointId: 'ep-del74', names: ['web74'] }]);
   const warm = await a.warm.create(portSetName('del74'), a.chassis, 0);

@@ -16,9 +16,10 @@ import { connectNb } from '../harness/nb-hosts.js';
 import type { OvsdbClient } from '../../src/ovsdb/index.js';
 import { DomainError } from '../../src/errors.js';
 import { Keys, OWNER } from '../../src/ovn/keys.js';
-import { OvnNetworks, type NetworkSpec } from '../../src/ovn/networks.js';
+import { OvnNetworks } from '../../src/ovn/networks.js';
 import { portSetName } from '../../src/ovn/port-sets.js';
 import { reservationKey, warmHolder } from '../../src/ovn/records.js';
+import { networkSpec } from './model-fixture.js';
 import { externalIdsOf, select, wireSet } from './nb-reads.js';
 
 let server: OvsdbServer;
@@ -43,19 +44,6 @@ t.teardown(async () => {
   await server?.stop();
 });
 
-function spec(networkId: string, n: number, chassis: string, pool = false): NetworkSpec {
-  return {
-    networkId,
-    ipv4: [{ subnet: `10.${n}.0.0/24`, gateway: `10.${n}.0.1` }],
-    ipv6: [],
-    mtu: 1442,
-    internal: false,
-    options: {},
-    ...(pool ? { pools: { v4: `docker_pool_10.${n}.0.0_24` } } : {}),
-    chassis,
-  };
-}
-
 /** Names of the ports holding `ip`, read from the server. */
 async function holdersOf(ip: string): Promise<string[]> {
   const rows = await select(b, 'Logical_Switch_Port', [], ['name', 'addresses']);
@@ -67,7 +55,7 @@ async function untilSeen(nets: OvnNetworks, client: OvsdbClient, endpointId: str
 }
 
 t.test("a warm port another host made after this host's replica was read is taken over, not doubled", async (t) => {
-  const net = await netsA.ensureNetwork(spec('n61', 61, 'host-a'));
+  const net = await netsA.ensureNetwork(networkSpec({ chassis: 'host-a' }, 61, 'n61'));
   const set = portSetName(net.name);
   const foreign = 'f'.repeat(64);
   const ip = '10.61.0.10';
@@ -95,7 +83,7 @@ t.test("a warm port another host made after this host's replica was read is take
 });
 
 t.test("a leftover of this host's at the address Docker gives again is replaced, and named for its veth to go", async (t) => {
-  await netsA.ensureNetwork(spec('n62', 62, 'host-a'));
+  await netsA.ensureNetwork(networkSpec({ chassis: 'host-a' }, 62, 'n62'));
   const leftover = await netsA.ensureEndpoint({ networkId: 'n62', endpointId: '1'.repeat(64), ipv4: '10.62.0.5/24', chassis: 'host-a' });
   // The driver crashed before answering; the engine rolled the endpoint back on its side and gives .5 again.
   const next = await netsA.ensureEndpoint({ networkId: 'n62', endpointId: '2'.repeat(64), ipv4: '10.62.0.5/24', chassis: 'host-a' });
@@ -106,7 +94,7 @@ t.test("a leftover of this host's at the address Docker gives again is replaced,
 
 t.test("another host's endpoint at the address is refused on a network of Docker's IPAM, and nothing is written", async (t) => {
   // A global-scope network: one Docker network id on both hosts, each engine with its own IPAM.
-  await netsA.ensureNetwork(spec('n63', 63, 'host-a'));
+  await netsA.ensureNetwork(networkSpec({ chassis: 'host-a' }, 63, 'n63'));
   await b.replica.waitFor(() => netsB.findNetwork('n63'), { timeoutMs: 5000, what: 'the network on host B' });
   const theirs = await netsB.ensureEndpoint({ networkId: 'n63', endpointId: '3'.repeat(64), ipv4: '10.63.0.6/24', chassis: 'host-b' });
   await untilSeen(netsA, a, theirs.endpoint.endpointId);
@@ -121,8 +109,8 @@ t.test("another host's endpoint at the address is refused on a network of Docker
 });
 
 t.test("on a pool of our IPAM the reservation decides: another host's port at the address goes", async (t) => {
-  await netsA.ensureNetwork(spec('n64a', 64, 'host-a', true));
-  await netsB.ensureNetwork(spec('n64b', 64, 'host-b', true));
+  await netsA.ensureNetwork(networkSpec({ chassis: 'host-a' }, 64, 'n64a', true));
+  await netsB.ensureNetwork(networkSpec({ chassis: 'host-b' }, 64, 'n64b', true));
   const stale = await netsB.ensureEndpoint({ networkId: 'n64b', endpointId: '5'.repeat(64), ipv4: '10.64.0.7/24', chassis: 'host-b' });
   await untilSeen(netsA, a, stale.endpoint.endpointId);
   const mine = await netsA.ensureEndpoint({ networkId: 'n64a', endpointId: '6'.repeat(64), ipv4: '10.64.0.7/24', chassis: 'host-a' });

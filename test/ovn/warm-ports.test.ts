@@ -8,32 +8,17 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
 import { DomainError } from '../../src/errors.js';
-import { stripPrefix } from '../../src/net/addressing.js';
 import { macFromIPv4 } from '../../src/net/mac.js';
-import type { NetworkSpec } from '../../src/ovn/networks.js';
-import { OvnPools, poolName, type PoolLease } from '../../src/ovn/pools.js';
+import { OvnPools } from '../../src/ovn/pools.js';
 import { portSetName } from '../../src/ovn/port-sets.js';
 import { reservationKey, warmHolder } from '../../src/ovn/records.js';
 import type { WarmPort } from '../../src/ovn/warm-ports.js';
 import { useNbHosts, type NbHost } from '../harness/nb-hosts.js';
+import { networkSpec, poolNetwork } from './model-fixture.js';
 import { externalIdsOf, rowNamed, wireMap, wireSet } from './nb-reads.js';
 
 const [a, b] = (await useNbHosts(t, ['host-a', 'host-b'])) as [NbHost, NbHost];
 const pools = new OvnPools(a.nb);
-
-function networkSpec(networkId: string, subnet: string, gateway: string, extra: Partial<NetworkSpec> = {}): NetworkSpec {
-  return { networkId, ipv4: [{ subnet, gateway }], ipv6: [], mtu: 1442, internal: false, options: {}, chassis: a.chassis, ...extra };
-}
-
-/** Host A's network `networkId` on a pool of `subnet`, made as the driver does. */
-async function poolNetwork(networkId: string, subnet: string, mtu = 1442): Promise<PoolLease & { name: string }> {
-  const lease = await pools.requestPool({ pool: subnet, subPool: '', v6: false, chassis: a.chassis });
-  const gateway = stripPrefix(await pools.requestAddress(lease.poolId, '', 'gateway'));
-  const name = poolName(lease.pool);
-  await a.networks.ensureNetwork(networkSpec(networkId, lease.pool, gateway, { mtu, pools: { v4: name } }));
-  await pools.markNetworkCreated(lease.pool, a.chassis, networkId);
-  return { ...lease, name };
-}
 
 async function warmPort(pool: string): Promise<WarmPort> {
   const port = await a.warm.create(pool, a.chassis, 0);
@@ -46,7 +31,7 @@ async function holderOf(pool: string, port: WarmPort): Promise<string | undefine
 }
 
 t.test("a pool's warm port takes its lowest free address, with that address's MAC, pinned to its host", async (t) => {
-  const pool = await poolNetwork('net101', '10.101.0.0/29', 1400);
+  const pool = await poolNetwork(a, pools, '10.101.0.0/29', 'net101', 1400);
   const port = await warmPort(pool.name);
   t.match(port, { pool: pool.name, ipv4: '10.101.0.2/29', mac: macFromIPv4('10.101.0.2'), mtu: 1400, state: 'warm' });
   t.equal(await holderOf(pool.name, port), warmHolder(port.name), 'the pool holds the address for it');
@@ -65,14 +50,13 @@ t.test("a pool's warm port takes its lowest free address, with that address's MA
 });
 
 t.test('a port adopts only what it may: a claimed address, not a warm one of a pool, nor a port that is gone', async (t) => {
-  const pool = await poolNetwork('net102', '10.102.0.0/24');
+  const pool = await poolNetwork(a, pools, '10.102.0.0/24', 'net102');
   const port = await warmPort(pool.name);
   const early = await a.warm.adopt(port, 'net102', 'ep102').then(() => undefined, (e: unknown) => e as DomainError);
   t.equal(early?.code, 'conflict');
   t.equal(early?.message, `address ${port.ipv4} of port ${port.name} is not claimed for an endpoint (${warmHolder(port.name)})`);
-  const token = pool.poolId.split('/')[1]!;
-  t.equal(await a.warm.claim(port, `${token} cafe0001`), true, 'claimed');
-  t.equal(await a.warm.claim(port, `${token} cafe0002`), false, 'not twice');
+  t.equal(await a.warm.claim(port, `${pool.token} cafe0001`), true, 'claimed');
+  t.equal(await a.warm.claim(port, `${pool.token} cafe0002`), false, 'not twice');
   t.equal(a.warm.find(port.name)?.state, 'claimed');
   const endpoint = await a.warm.adopt(port, 'net102', 'ep102');
   t.match(endpoint, { name: port.name, endpointId: 'ep102', networkId: 'net102', mac: port.mac });
@@ -86,25 +70,24 @@ t.test('a port adopts only what it may: a claimed address, not a warm one of a p
 });
 
 t.test("remove: a warm port goes with its address, a claimed one leaves Docker's address, an adopted one stays", async (t) => {
-  const pool = await poolNetwork('net103', '10.103.0.0/24');
+  const pool = await poolNetwork(a, pools, '10.103.0.0/24', 'net103');
   const [warm, claimed, adopted] = [await warmPort(pool.name), await warmPort(pool.name), await warmPort(pool.name)];
-  const token = pool.poolId.split('/')[1]!;
-  await a.warm.claim(claimed, `${token} cafe0003`);
-  await a.warm.claim(adopted, `${token} cafe0004`);
+  await a.warm.claim(claimed, `${pool.token} cafe0003`);
+  await a.warm.claim(adopted, `${pool.token} cafe0004`);
   await a.warm.adopt(adopted, 'net103', 'ep103');
   await a.warm.remove([warm, claimed, adopted]);
   t.equal(await rowNamed(a.nb, 'Logical_Switch_Port', warm.name, ['name']), undefined, 'the warm port is gone');
   t.equal(await holderOf(pool.name, warm), undefined, 'and its address free');
   t.equal(await rowNamed(a.nb, 'Logical_Switch_Port', claimed.name, ['name']), undefined, 'the claimed port is gone');
-  t.equal(await holderOf(pool.name, claimed), `${token} cafe0003`, "its address is still Docker's");
+  t.equal(await holderOf(pool.name, claimed), `${pool.token} cafe0003`, "its address is still Docker's");
   t.ok(await rowNamed(a.nb, 'Logical_Switch_Port', adopted.name, ['name']), "the adopted port is the endpoint's, and stays");
 });
 
 t.test('warm ports go on IPv4-only switches with a network of their host: by pool, or by port set', async (t) => {
-  const pool = await poolNetwork('net104', '10.104.0.0/24');
-  await a.networks.ensureNetwork(networkSpec('net105', '10.105.0.0/24', '10.105.0.1'));
-  await a.networks.ensureNetwork({ ...networkSpec('net106', '10.106.0.0/24', '10.106.0.1'), ipv6: [{ subnet: 'fd06::/64' }] });
-  await b.networks.ensureNetwork({ ...networkSpec('net107', '10.107.0.0/24', '10.107.0.1'), chassis: b.chassis });
+  const pool = await poolNetwork(a, pools, '10.104.0.0/24', 'net104');
+  await a.networks.ensureNetwork(networkSpec(a, 105, 'net105'));
+  await a.networks.ensureNetwork({ ...networkSpec(a, 106, 'net106'), ipv6: [{ subnet: 'fd06::/64' }] });
+  await b.networks.ensureNetwork(networkSpec(b, 107, 'net107'));
   await a.nb.replica.waitFor(() => a.networks.findNetwork('net107'), { timeoutMs: 5000 });
   const eligible = a.warm.eligiblePools(a.chassis);
   t.ok(eligible.includes(pool.name), "a pool's switch, by its pool");
@@ -117,7 +100,7 @@ t.test('warm ports go on IPv4-only switches with a network of their host: by poo
 
 t.test("on a port set: the lowest address no port has, not below the floor, nor one being given out", async (t) => {
   const set = portSetName('net108');
-  await a.networks.ensureNetwork({ ...networkSpec('net108', '10.108.0.0/24', '10.108.0.1'), ipv4: [{ subnet: '10.108.0.0/24', gateway: '10.108.0.1', aux: ['10.108.0.3'] }] });
+  await a.networks.ensureNetwork({ ...networkSpec(a, 108, 'net108'), ipv4: [{ subnet: '10.108.0.0/24', gateway: '10.108.0.1', aux: ['10.108.0.3'] }] });
   await a.networks.ensureEndpoint({ networkId: 'net108', endpointId: 'ep108', ipv4: '10.108.0.2/24', chassis: a.chassis });
   const lowest = await warmPort(set);
   t.equal(lowest.ipv4, '10.108.0.4/24', 'above the endpoint and the --aux-address');
@@ -134,7 +117,7 @@ t.test("on a port set: the lowest address no port has, not below the floor, nor 
 });
 
 t.test('a warm port that vanishes is reported to its host, and the address it held is given back', async (t) => {
-  const pool = await poolNetwork('net109', '10.109.0.0/24');
+  const pool = await poolNetwork(a, pools, '10.109.0.0/24', 'net109');
   const port = await warmPort(pool.name);
   let stop = () => {};
   const removed = new Promise<string>((resolve) => {

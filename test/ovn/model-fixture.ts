@@ -1,14 +1,17 @@
 /**
- * Two hosts on one bare NB ovsdb-server, with networks on one pool's switch
- * and endpoints on them: the fixture of the tests of what must be unique on
- * a switch (switch-macs.test.ts) or shared on it (dns-names.test.ts).
+ * Networks and endpoints made as the driver makes them, for the tests of
+ * the OVN model on a bare NB ovsdb-server: their specs, a network on a pool
+ * of our IPAM, and two hosts with networks on one pool's switch (what must
+ * be unique on a switch, or shared on it).
  */
-import type { EndpointRecord, NetworkSpec } from '../../src/ovn/networks.js';
+import { stripPrefix } from '../../src/net/addressing.js';
+import type { EndpointRecord, NetworkSpec, OvnNetworks } from '../../src/ovn/networks.js';
+import { poolName, type OvnPools, type PoolLease } from '../../src/ovn/pools.js';
 import { useNbHosts, type NbHost } from '../harness/nb-hosts.js';
 import { until } from './nb-reads.js';
 
 /** 10.<n>.0.0/24 with gateway 10.<n>.0.1; on a pool when `pool`, so that every host's network shares one switch. */
-export function networkSpec(h: NbHost, n: number, networkId: string, pool: boolean): NetworkSpec {
+export function networkSpec(h: { chassis: string }, n: number, networkId: string, pool = false): NetworkSpec {
   return {
     networkId,
     ipv4: [{ subnet: `10.${n}.0.0/24`, gateway: `10.${n}.0.1` }],
@@ -25,6 +28,23 @@ export function endpoint(h: NbHost, networkId: string, endpointId: string, ipv4:
   return h.networks.ensureEndpoint({ networkId, endpointId, ipv4, chassis: h.chassis, ...(mac ? { mac } : {}) }).then((r) => r.endpoint);
 }
 
+/** Host `h` joins (or makes) the pool of `subnet`, reserves its gateway and attaches network `networkId` to its switch. */
+export async function poolNetwork(
+  h: { chassis: string; networks: OvnNetworks },
+  pools: OvnPools,
+  subnet: string,
+  networkId: string,
+  mtu = 1442,
+): Promise<PoolLease & { name: string; token: string }> {
+  const lease = await pools.requestPool({ pool: subnet, subPool: '', v6: false, chassis: h.chassis });
+  const gateway = stripPrefix(await pools.requestAddress(lease.poolId, '', 'gateway'));
+  const name = poolName(lease.pool);
+  await h.networks.ensureNetwork({ ...networkSpec(h, 0, networkId), ipv4: [{ subnet: lease.pool, gateway }], mtu, pools: { v4: name } });
+  await pools.markNetworkCreated(lease.pool, h.chassis, networkId);
+  return { ...lease, name, token: lease.poolId.split('/')[1]! };
+}
+
+/** Two hosts, with networks on one pool's switch and endpoints on them. */
 export async function useSharedSwitch(t: { teardown(fn: () => Promise<void>): void }) {
   const [a, b] = (await useNbHosts(t, ['host-a', 'host-b'])) as [NbHost, NbHost];
 
