@@ -10,6 +10,7 @@
  * and taken again as a full snapshot on the same connection (a resync), so
  * that the replica never drifts from the database.
  */
+import { ZERO_UUID } from './codec.js';
 import { CacheInconsistentError, RpcError } from './errors.js';
 import type { Logger } from './logger.js';
 import type { MonitorUpdates } from './monitor-updates.js';
@@ -17,7 +18,6 @@ import { Replica, type IndexSpec, type RowChange } from './replica.js';
 import type { JsonRpcConnection } from './rpc.js';
 import type { DatabaseSchema } from './types.js';
 
-const ZERO_UUID = '00000000-0000-0000-0000-000000000000';
 const DATA_MONITOR = 'data';
 
 type MonitorMethod = 'monitor_cond_since' | 'monitor_cond' | 'monitor';
