@@ -1,3 +1,5 @@
+import { GENEVE_MTU } from './net/mtu.js';
+
 /** The driver's settings, and what each one is when nobody sets it. */
 export interface DriverConfig {
   pluginName: string;
@@ -35,8 +37,7 @@ export const DEFAULT_CONFIG = {
   nbRemote: undefined,
   nbTls: undefined,
   ovsDb: undefined,
-  // 1500 minus geneve overhead (58).
-  mtu: 1442,
+  mtu: GENEVE_MTU,
   // A standalone engine refuses global-scope networks.
   scope: 'local',
   portUpTimeoutMs: 15_000,

@@ -7,11 +7,12 @@
  */
 import type { EncodableDatum, Row } from '../ovsdb/index.js';
 import { contains, stripPrefix } from '../net/addressing.js';
+import { GENEVE_MTU } from '../net/mtu.js';
 import { externalIds } from './external-ids.js';
 import { GATEWAY_OPTION, Keys, OWNER } from './keys.js';
 
-/** MTU of a switch that records none: 1500 minus Geneve's overhead. */
-export const DEFAULT_MTU = 1442;
+/** MTU of a switch that records none. */
+export const DEFAULT_MTU = GENEVE_MTU;
 
 export interface SubnetSpec {
   /** Canonical network, e.g. "10.1.0.0/24". */
