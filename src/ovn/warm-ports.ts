@@ -1,54 +1,23 @@
 /**
- * Warm ports: logical switch ports a host creates ahead of time, at the
- * address its next container will get, so that a container start finds its
- * port already bound and its flows installed.
- *
- * Why: ovn-northd (before 23.09) recomputes every logical flow on each NB
- * change, so a new port's binding appears hundreds of milliseconds after
- * the write on a large NB. When the address is known before Docker asks
- * (our IPAM chooses it; Docker's gives the lowest free one), the port (and
- * its veth, see driver/warm-pool.ts) can exist before the container does,
- * complete with addresses and port_security.
- *
- * A warm port is an LSP with external_ids docker:warm=<chassis>, which it
- * keeps all its life; its state is the holder of its address in the pool
- * (pools.ts) or port set (port-sets.ts), so that no step of a container's
- * life writes to the LSP (on OVN < 23.09 an LSP write costs ovn-northd a
- * full recompute; an Address_Set write does not):
- *   warm      "warm <port>": ready for the next container
- *   claimed   Docker's holder: RequestAddress gave the address out
- *   adopted   "ep <port> <endpoint> <network>": CreateEndpoint made it the
- *             endpoint's port
- *   recycled  "recycled <port>": DeleteEndpoint kept it for the next
- *             container; ReleaseAddress makes it warm again
- * Any request may take over a warm port's address when the pool has nothing
- * else left or asks for that very address (pools.ts).
- *
- * Networks of Docker's IPAM have warm ports too. Docker's IPAM gives each
- * endpoint the lowest free address of the subnet, so a warm port holds one
- * of the lowest addresses no port of the switch has (above the lowest one
- * Docker was seen to give, which finds an --ip-range), in the switch's port
- * set (port-sets.ts). There is no claimed state: CreateEndpoint with a warm
- * port's address adopts it, and DeleteEndpoint makes it warm again; Docker's
- * next container gets the same lowest free address. An endpoint that gets a
- * warm port's address but cannot use the port (another MAC, another host)
- * takes the address over (networks.ts).
+ * Warm ports as NB rows (docs/warm-ports.md): a Logical_Switch_Port with
+ * external_ids docker:warm=<chassis>, made before its container, whose state
+ * is the holder of its address in the pool (pools.ts) or port set
+ * (port-sets.ts), so that no step of a container's life writes to the port:
+ * warm, claimed (Docker's holder), adopted (an endpoint's) or recycled.
+ * Where a new one goes is warm-port-creation.ts.
  */
-import { randomBytes } from 'node:crypto';
-import type { OvsdbClient, Replica, Row, RowChange, Transaction } from '../ovsdb/index.js';
-import { freeAddresses, lowestFree, stripPrefix } from '../net/addressing.js';
+import type { OvsdbClient, Replica, Row, RowChange } from '../ovsdb/index.js';
+import { stripPrefix } from '../net/addressing.js';
+import { DomainError } from '../errors.js';
 import { externalIds } from './external-ids.js';
 import { removeDnsNames } from './dns-rows.js';
 import { Keys, OWNER } from './keys.js';
-import { macFromIPv4 } from '../net/mac.js';
-import { DomainError } from '../errors.js';
-import { macsOnSwitch } from './switch-macs.js';
+import { type OvnPools, swapHolder } from './pools.js';
+import { holdInPortSet, isPortSet, switchOfWarmSet, warmSetOfSwitch } from './port-sets.js';
 import {
-  addressEntry,
   adoptedHolder,
   DEFAULT_MTU,
   parseWarmHolder,
-  portIps,
   portMac,
   recycledHolder,
   reservationKey,
@@ -56,23 +25,11 @@ import {
   toEndpoint,
   warmHolder,
   warmPortOf,
-  words,
   type EndpointRecord,
 } from './records.js';
-import { type OvnPools, swapHolder } from './pools.js';
-import { isPortSet, portSetName, switchOfWarmSet } from './port-sets.js';
+import { createWarmPort, preferredAddresses, type PortSetHint } from './warm-port-creation.js';
 
 export type WarmState = 'warm' | 'claimed' | 'adopted' | 'recycled';
-
-/** Where a warm port of a network of Docker's IPAM may go (see createOnPortSet). */
-export interface PortSetHint {
-  /** Not below this address: Docker gives none lower (an --ip-range). */
-  floor?: string;
-  /** Addresses endpoints are being created with right now (asked again each time the transaction is built). */
-  avoid?: () => Iterable<string>;
-  /** Told the address each time the transaction is built with one. */
-  onChosen?: (ip: string) => void;
-}
 
 export interface WarmPort {
   uuid: string;
@@ -162,76 +119,12 @@ export class OvnWarmPorts {
   }
 
   /**
-   * Create one warm port on the pool's switch, holding the lowest free
-   * address (the one a request would get next), unless fewer than
-   * `reserveFree` addresses would stay free for endpoints. Returns undefined
-   * when there is no room.
+   * Create one warm port of `chassis` for the pool or port set `pool`
+   * (warm-port-creation.ts). Undefined when there is no room.
    */
   async create(pool: string, chassis: string, reserveFree: number, hint: PortSetHint = {}): Promise<WarmPort | undefined> {
-    if (isPortSet(pool)) return this.createOnPortSet(pool, chassis, reserveFree, hint);
-    const name = randomBytes(32).toString('hex');
-    const { value } = await this.nb.transaction(
-      (tx, replica) => {
-        // A retry after a lost reply finds the port it made: the name is this call's own.
-        if (replica.findOne('Logical_Switch_Port', 'name', name)) return true;
-        const set = replica.findOne('Address_Set', 'name', pool);
-        const ls = replica.findByExternalId('Logical_Switch', Keys.poolV4, pool)[0];
-        if (!set || !ls) return false;
-        if (this.pools.countFree(pool, reserveFree + 1, replica) <= reserveFree) return false;
-        const ip = this.pools.freeAddress(pool, replica);
-        if (!ip) return false;
-        const mac = macFromIPv4(ip);
-        if (macsOnSwitch(replica, ls).has(mac)) return false;
-        const prefix = externalIds(set).get(Keys.pool)!.split('/')[1]!;
-        // The whole reservation map: another host reserving anything meanwhile makes this re-run.
-        tx.verify('Address_Set', set, ['external_ids']);
-        tx.mutate('Address_Set', [['_uuid', '==', set._uuid]], [
-          ['external_ids', 'insert', new Map([[reservationKey(ip), warmHolder(name)]])],
-        ]);
-        tx.verify('Logical_Switch', ls, ['name']);
-        this.insertWarmPort(tx, ls, { name, ip, prefix, chassis, setName: pool });
-        return true;
-      },
-      { comment: `ovn-docker-driver: warm port for ${pool}` },
-    );
-    return value ? this.find(name) : undefined;
-  }
-
-  /**
-   * Create one warm port on the switch of a network of Docker's IPAM, at the
-   * lowest address (not below `floor`) that no port of the switch has and
-   * Docker keeps for nothing else (gateway, --aux-address): the address
-   * Docker's IPAM gives next. Undefined when fewer than `reserveFree`
-   * addresses would stay free.
-   */
-  private async createOnPortSet(setName: string, chassis: string, reserveFree: number, hint: PortSetHint): Promise<WarmPort | undefined> {
-    const name = randomBytes(32).toString('hex');
-    const { value } = await this.nb.transaction(
-      (tx, replica) => {
-        if (replica.findOne('Logical_Switch_Port', 'name', name)) return true;
-        const ls = switchOfWarmSet(replica, setName);
-        const subnet = ls && onlyIPv4Subnet(ls);
-        if (!ls || !subnet) return false;
-        const set = replica.findOne('Address_Set', 'name', setName);
-        const taken = addressesOnSwitch(replica, ls, set);
-        for (const ip of hint.avoid?.() ?? []) taken.add(ip);
-        const free = freeAddresses(subnet, taken, reserveFree + 1, hint.floor ? { from: hint.floor } : {});
-        if (!free.first || free.count <= reserveFree) return false;
-        const ip = free.first;
-        const mac = macFromIPv4(ip);
-        if (macsOnSwitch(replica, ls).has(mac)) return false;
-        hint.onChosen?.(ip);
-        // No one else writes this key: the address is on no port of the switch (the guard below).
-        holdInPortSet(tx, setName, set, ls, reservationKey(ip), warmHolder(name));
-        // The switch's ports: an endpoint Docker gave this address meanwhile makes this re-run and pick another.
-        tx.verify('Logical_Switch', ls, ['ports']);
-        this.insertWarmPort(tx, ls, { name, ip, prefix: subnet.split('/')[1]!, chassis, setName });
-        return true;
-      },
-      // Endpoints joining the switch meanwhile make this re-run: a burst of container starts may take several.
-      { comment: `ovn-docker-driver: warm port for network ${setName}`, retries: 20 },
-    );
-    return value ? this.find(name) : undefined;
+    const name = await createWarmPort(this.nb, this.pools, pool, chassis, reserveFree, hint);
+    return name === undefined ? undefined : this.find(name);
   }
 
   /**
@@ -240,30 +133,8 @@ export class OvnWarmPorts {
    * those its warm ports hold now as free.
    */
   preferredAddresses(setName: string, chassis: string, count: number, floor?: string): Set<string> {
-    const ls = switchOfWarmSet(this.replica, setName);
-    const subnet = ls && onlyIPv4Subnet(ls);
-    if (!ls || !subnet) return new Set();
-    const taken = addressesOnSwitch(this.replica, ls, this.replica.findOne('Address_Set', 'name', setName));
-    for (const port of this.list(chassis, setName)) if (port.state === 'warm') taken.delete(stripPrefix(port.ipv4));
-    return new Set(lowestFree(subnet, taken, count, floor ? { from: floor } : {}));
-  }
-
-  private insertWarmPort(tx: Transaction, ls: Row, port: { name: string; ip: string; prefix: string; chassis: string; setName: string }): void {
-    const address = addressEntry(macFromIPv4(port.ip), port.ip);
-    const row = tx.insert('Logical_Switch_Port', {
-      name: port.name,
-      addresses: [address],
-      port_security: [address],
-      external_ids: new Map([
-        [Keys.owner, OWNER],
-        [Keys.warm, port.chassis],
-        [Keys.chassis, port.chassis],
-        [Keys.poolV4, port.setName],
-        [Keys.ipv4, `${port.ip}/${port.prefix}`],
-      ]),
-      options: new Map([['requested-chassis', port.chassis]]),
-    });
-    tx.mutate('Logical_Switch', [['_uuid', '==', ls._uuid]], [['ports', 'insert', [row]]]);
+    const warmIps = this.list(chassis, setName).flatMap((p) => (p.state === 'warm' ? [stripPrefix(p.ipv4)] : []));
+    return preferredAddresses(this.replica, setName, warmIps, count, floor);
   }
 
   /**
@@ -493,58 +364,3 @@ function endpointPort(replica: Replica, pool: string, endpointId: string): { row
   return row && { row, ...(adopted ? { adopted } : {}) };
 }
 
-/**
- * IPv4 addresses a warm port of a network of Docker's IPAM must not take:
- * every port's on the switch, the gateways and --aux-addresses Docker keeps,
- * and those the port set holds.
- */
-function addressesOnSwitch(replica: Replica, ls: Row, set: Row | undefined): Set<string> {
-  const ids = externalIds(ls);
-  const taken = new Set<string>([Keys.ipv4Gateways, Keys.ipv4Aux].flatMap((key) => words(ids.get(key))));
-  for (const uuid of Array.isArray(ls.ports) ? ls.ports : []) {
-    const port = replica.get('Logical_Switch_Port', String(uuid));
-    for (const ip of port ? portIps(port) : []) taken.add(ip);
-  }
-  for (const key of set ? externalIds(set).keys() : []) {
-    if (key.startsWith(Keys.poolIp)) taken.add(key.slice(Keys.poolIp.length));
-  }
-  return taken;
-}
-
-/** The Address_Set recording the warm ports of `chassis` on a switch (see eligiblePools), if it may have any. */
-function warmSetOfSwitch(ls: Row, chassis: string): string | undefined {
-  const ids = externalIds(ls);
-  if (ids.get(Keys.owner) !== OWNER || ids.has(Keys.poolV6) || ids.has(Keys.ipv6Subnets)) return undefined;
-  const local = [...ids].some(([key, value]) => key.startsWith(Keys.networkPrefix) && value === chassis);
-  if (!local) return undefined;
-  const pool = ids.get(Keys.poolV4);
-  if (pool) return pool;
-  return onlyIPv4Subnet(ls) ? portSetName(String(ls.name)) : undefined;
-}
-
-/** The switch's one IPv4 subnet ("10.1.0.0/24"); undefined when it has none or several. */
-function onlyIPv4Subnet(ls: Row): string | undefined {
-  const subnets = words(externalIds(ls).get(Keys.ipv4Subnets));
-  return subnets.length === 1 ? subnets[0] : undefined;
-}
-
-/**
- * Set `key` to `holder` in the port set `setName` of switch `ls`, making the
- * set if it does not exist yet (Address_Set names are unique: a concurrent
- * maker makes the transaction re-run and find it). The insert mutation
- * leaves a key someone else holds as it is.
- */
-function holdInPortSet(tx: Transaction, setName: string, set: Row | undefined, ls: Row, key: string, holder: string): void {
-  if (set) {
-    tx.mutate('Address_Set', [['_uuid', '==', set._uuid]], [['external_ids', 'insert', new Map([[key, holder]])]]);
-    return;
-  }
-  tx.insert('Address_Set', {
-    name: setName,
-    external_ids: new Map([
-      [Keys.owner, OWNER],
-      [Keys.portsOf, String(ls.name)],
-      [key, holder],
-    ]),
-  });
-}

@@ -1,5 +1,5 @@
 import { addressBounds, stripPrefix } from '../net/addressing.js';
-import type { PortSetHint } from '../ovn/warm-ports.js';
+import type { PortSetHint } from '../ovn/warm-port-creation.js';
 
 /**
  * Where the warm ports of a network of Docker's IPAM go, per port set
