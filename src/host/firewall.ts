@@ -7,10 +7,12 @@
  * calls never leave a second copy of a rule.
  *
  * Traffic from our networks to a Linux bridge of this host (Docker's
- * networks, libvirt's, ...) is not ours to allow: it goes back to FORWARD,
- * where Docker's rules let through published ports only, as for traffic
- * from outside the host. Nothing from elsewhere starts a connection into
- * our networks through the host.
+ * networks, libvirt's, ...) passes only to a published port, as traffic
+ * from outside the host does: what the host's port DNAT'ed goes back to
+ * FORWARD for Docker's rules to judge, the rest is dropped here (Docker
+ * 20.10-27 leave the rest to FORWARD's policy, which is ACCEPT on a host
+ * that forwarded before dockerd started). Nothing from elsewhere starts a
+ * connection into our networks through the host.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
@@ -139,7 +141,10 @@ export class HostFirewall {
       // Between two of our networks, as Docker isolates its bridge networks.
       `-A ${FORWARD_CHAIN} -i ${any} -o ${any} ${c} -j DROP`,
       `-A ${FORWARD_CHAIN} -o ${any} -m conntrack --ctstate RELATED,ESTABLISHED ${c} -j ACCEPT`,
-      ...bridges.map((b) => `-A ${FORWARD_CHAIN} -i ${any} -o ${b} ${c} -j RETURN`),
+      ...bridges.flatMap((b) => [
+        `-A ${FORWARD_CHAIN} -i ${any} -o ${b} -m conntrack --ctstate DNAT ${c} -j RETURN`,
+        `-A ${FORWARD_CHAIN} -i ${any} -o ${b} ${c} -j DROP`,
+      ]),
       ...this.wanted.map((g) => `-A ${FORWARD_CHAIN} -i ${g.ifName} ${c} -j ACCEPT`),
       // Nothing else starts a connection into our networks through the host (Docker's bridge networks
       // accept all they send out, and without Docker's rules FORWARD may accept everything).

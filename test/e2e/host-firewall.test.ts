@@ -63,9 +63,13 @@ async function snapshot(host: Host): Promise<{ iptables: string; links: string; 
   return { iptables, links, ports };
 }
 
-const cases: { engine: EngineVersion; host: 0 | 1; subnet: string; restart: boolean }[] = [
-  { engine: '20.10', host: 0, subnet: '10.93', restart: true },
-  { engine: '26.1', host: 1, subnet: '10.94', restart: false },
+/**
+ * `forwarding`: whether the host forwarded before dockerd started. Docker 20.10-27 set FORWARD's
+ * policy to DROP only when they turn forwarding on themselves, and rely on it for unpublished ports.
+ */
+const cases: { engine: EngineVersion; host: 0 | 1; subnet: string; restart: boolean; forwarding: 0 | 1 }[] = [
+  { engine: '20.10', host: 0, subnet: '10.93', restart: true, forwarding: 1 },
+  { engine: '26.1', host: 1, subnet: '10.94', restart: false, forwarding: 0 },
 ];
 
 for (const c of cases) {
@@ -102,8 +106,12 @@ for (const c of cases) {
       await dirs?.remove();
     });
     dirs = await makePluginDirs(NAME);
+    // A new namespace copies this from the machine's own (net.core.devconf_inherit_init_net=0): set it.
+    await run('ip', ['netns', 'exec', host.netns, 'sysctl', '-qw', `net.ipv4.ip_forward=${c.forwarding}`]);
     engine = await startDockerEngine({ engine: c.engine, pluginDir: dirs.pluginDir, netns: host.netns, bridge: true, firewall: true });
     const image = await ensureBusyboxImage(engine);
+    const policy = (await host.exec('iptables', ['-S', 'FORWARD'])).stdout.split('\n')[0];
+    t.equal(policy, c.forwarding ? '-P FORWARD ACCEPT' : '-P FORWARD DROP', `dockerd left FORWARD's policy ${c.forwarding ? 'ACCEPT' : 'DROP'}`);
     const before = await snapshot(host);
     const driverArgs = {
       name: NAME,

@@ -90,14 +90,16 @@ for (const backend of ['nft', 'legacy'] as const) {
   });
 }
 
-t.test('bridges of the host are handed back to FORWARD as they come and go', async (t) => {
+t.test("traffic to the host's bridges: published ports back to FORWARD, the rest dropped, as bridges come and go", async (t) => {
   const { ns, firewall, ipt } = await setUp(t, 'nft');
   await run('ip', ['-n', ns, 'link', 'add', 'name', 'docker0', 'type', 'bridge']);
   await firewall.apply([A]);
   const chain = await ipt('nft', '-S', FORWARD_CHAIN);
-  const returnTo = (b: string) => `-A ${FORWARD_CHAIN} -i ovg+ -o ${b} -m comment --comment ovn-docker-driver -j RETURN`;
-  t.match(chain, returnTo('docker0'), "Docker's rules judge traffic to its bridge");
-  t.ok(chain.indexOf(returnTo('docker0')) < chain.indexOf(`-i ${A.ifName}`), 'before our accept');
+  const returnTo = (b: string) => `-A ${FORWARD_CHAIN} -i ovg+ -o ${b} -m conntrack --ctstate DNAT -m comment --comment ovn-docker-driver -j RETURN`;
+  const dropTo = (b: string) => `-A ${FORWARD_CHAIN} -i ovg+ -o ${b} -m comment --comment ovn-docker-driver -j DROP`;
+  t.match(chain, returnTo('docker0'), "Docker's rules judge traffic to a published port of its bridge");
+  t.ok(chain.indexOf(returnTo('docker0')) < chain.indexOf(dropTo('docker0')), 'the rest is dropped');
+  t.ok(chain.indexOf(dropTo('docker0')) < chain.indexOf(`-i ${A.ifName}`), 'before our accept');
 
   // `docker network create` makes a bridge: the monitor sees it without any call of ours.
   await run('ip', ['-n', ns, 'link', 'add', 'name', 'br-0123456789ab', 'type', 'bridge']);
