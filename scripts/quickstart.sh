@@ -106,6 +106,7 @@ stop_all() {
     say "Stopping Open vSwitch's ovsdb-server"
     "$OVS_CTL" stop --no-ovs-vswitchd
   fi
+  if recorded ip-forward-was-off; then sysctl -qw net.ipv4.ip_forward=0; fi
   rm -f "$STATE" "$ARGS_FILE"
   say "Stopped. Left as they were: Docker's networks and images, OVS's and OVN's databases."
 }
@@ -187,6 +188,8 @@ fi
 
 say "Starting dockerd"
 if ! docker info >/dev/null 2>&1; then
+  # dockerd (and the driver) turn forwarding on; --stop turns it off again if it was off.
+  [ "$(cat /proc/sys/net/ipv4/ip_forward)" = 1 ] || record ip-forward-was-off
   ip link show docker0 >/dev/null 2>&1 || record docker0
   if with_systemd; then
     systemctl start docker
