@@ -1,3 +1,4 @@
+import { stripPrefix } from '../net/addressing.js';
 import type { WarmPort } from '../ovn/warm-ports.js';
 
 /**
@@ -32,7 +33,7 @@ export class Inventory {
 
   /** Take a ready port of the pool out of the ready ones: the first, or the one at `ip`. */
   take(pool: string, ip?: string): WarmPort | undefined {
-    const port = this.readyIn(pool).find((p) => ip === undefined || stripped(p.ipv4) === ip);
+    const port = this.readyIn(pool).find((p) => ip === undefined || stripPrefix(p.ipv4) === ip);
     if (port) this.ready.delete(port.name);
     return port;
   }
@@ -77,8 +78,4 @@ export class Inventory {
     this.handedOut.delete(name);
     this.recycling.delete(name);
   }
-}
-
-function stripped(ipv4: string): string {
-  return ipv4.split('/')[0]!;
 }
