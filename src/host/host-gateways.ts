@@ -1,7 +1,7 @@
 /**
  * `-o ovn.gateway=host`: this host is the network's gateway for its own
  * containers. The network's gateway address is an OVN localport (see
- * networks.ts); here an OVS internal interface on the integration bridge
+ * ovn/gateway-port.ts); here an OVS internal interface on the integration bridge
  * binds to it on this chassis and carries the gateway address, so the host's
  * kernel routes (and masquerades) the containers' traffic. Every host of a
  * shared network does the same for its own containers. Docker then needs no

@@ -7,7 +7,7 @@ import { addressEntry, type NetworkSpec } from './records.js';
 /**
  * The network's gateway address as a localport: traffic to it stays on each
  * chassis, where the host binds it when it is the network's gateway
- * (driver/host-gateways.ts). Containers reach OVN's DNS responder at that
+ * (host/host-gateways.ts). Containers reach OVN's DNS responder at that
  * address (`--dns <gateway>`) in either case.
  */
 export function gatewayPort(switchName: string, spec: NetworkSpec): { name: string; row: Record<string, EncodableDatum> } | undefined {

@@ -42,11 +42,10 @@ const DRIVER_BOUND_MS = 15_000;
 const DOCKER_BOUND_MS = DRIVER_BOUND_MS + 15_000;
 const PER_NETWORK = 2;
 /**
- * Left to fix (src/driver/orphans.ts, warm-pool.ts): on a pool, an endpoint
- * whose DeleteEndpoint and ReleaseAddress both failed during the outage is
- * forgotten by the engine; the orphan sweeper then removes its port or keeps
- * it as "recycled <port>" for a ReleaseAddress that never comes, and the
- * address stays reserved either way.
+ * On a pool, an endpoint whose DeleteEndpoint and ReleaseAddress both failed
+ * during the outage is forgotten by the engine; the orphan sweep removes it
+ * as the engine would (DeleteEndpoint, then ReleaseAddress), which the
+ * check that every address of the pool is held for something covers.
  */
 
 interface Outcome {
