@@ -100,6 +100,10 @@ for (const version of ENGINES) {
     await waitFor(async () => (await exec(`b-${sfx}`, 'cat', '/tmp/got')).includes('hello-over-ovn') || undefined, {
       timeoutMs: 10_000,
       what: 'TCP payload in b',
+    }).catch(async (err: unknown) => {
+      // Seen once in a CI run, never reproduced: say what TCP saw on both sides (checksum errors, connections).
+      const seen = async (c: string) => (await exec(`${c}-${sfx}`, 'sh', '-c', 'grep ^Tcp: /proc/net/snmp; netstat -tn').catch((e: Error) => e.message));
+      throw new Error(`${(err as Error).message}\na:\n${await seen('a')}\nb:\n${await seen('b')}`);
     });
     t.pass('TCP a -> b');
 
