@@ -2,6 +2,17 @@ import { GENEVE_MTU } from './net/mtu.js';
 
 /** The driver's settings, and what each one is when nobody sets it. */
 export interface DriverConfig {
+  /**
+   * overlay: this host is an OVN chassis, containers' veths go on its
+   * integration bridge. nested: this host is a VM whose own NIC is an OVN
+   * port; containers' ports are children of it, told apart by VLAN tags on
+   * the VM's own bridge (docs/nested.md).
+   */
+  mode: 'overlay' | 'nested';
+  /** Nested mode: the VM's logical switch port, by name... */
+  vmPort: string | undefined;
+  /** ...or found by the MAC of this NIC of the VM. */
+  vmNic: string | undefined;
   pluginName: string;
   pluginDir: string;
   /** TCP listener on loopback instead of the unix socket (for a spec-file setup). */
@@ -30,10 +41,15 @@ export interface DriverConfig {
 }
 
 export const DEFAULT_CONFIG = {
+  mode: 'overlay',
+  vmPort: undefined,
+  vmNic: undefined,
   pluginName: 'openvswitch',
   pluginDir: '/run/docker/plugins',
   listenTcp: undefined,
   bridge: 'br-int',
+  /** The bridge in nested mode: the VM's bridge holding its NIC, as OVN's documentation names it. */
+  nestedBridge: 'breth0',
   nbRemote: undefined,
   nbTls: undefined,
   ovsDb: undefined,
@@ -47,4 +63,4 @@ export const DEFAULT_CONFIG = {
   masquerade: true,
   warmPorts: 2,
   orphanGraceMs: 60_000,
-} as const satisfies DriverConfig;
+} as const satisfies DriverConfig & { nestedBridge: string };

@@ -24,6 +24,7 @@ import { Links } from './host/links.js';
 import { Ovs } from './host/ovs.js';
 import { NB_INDEXES, NB_TABLES } from './ovn/keys.js';
 import { OvnNetworks } from './ovn/networks.js';
+import { findVmPort } from './ovn/vm-port.js';
 import { OvsdbClient } from './ovsdb/index.js';
 import { buildApp } from './server/app.js';
 import { listen } from './server/listen.js';
@@ -43,10 +44,14 @@ export async function startDriver(config: DriverConfig, log: Logger = pino({ lev
   const runner = createRunner();
   // When Join waits for OVN to report the port up, waiting for ovs-vswitchd as well only adds latency.
   const ovs = new Ovs({ runner, noWait: config.portUpTimeoutMs > 0, ...(config.ovsDb ? { db: config.ovsDb } : {}) });
-  const { hostId, chassis, nbRemote } = await identifyHost(config, ovs, log);
+  const identity = await identifyHost(config, ovs, log);
+  const { chassis, nbRemote } = identity;
   const nb = await connectNb(config, nbRemote, chassis, log);
 
   const links = new Links(runner);
+  // Nested mode: this host is known by its VM's port, which every container port names as its parent.
+  const parent = config.mode === 'nested' ? await identifyVmPort(config, nb, links, log) : undefined;
+  const hostId = parent ?? identity.hostId;
   const host = new HostPorts(links, ovs, config.bridge, log.child({ component: 'host' }));
   const firewall = config.masquerade
     ? new HostFirewall(runner, links, { prefix: GATEWAY_PREFIX }, log.child({ component: 'firewall' }))
@@ -61,12 +66,13 @@ export async function startDriver(config: DriverConfig, log: Logger = pino({ lev
   });
   log.info({ bridge: config.bridge, datapath: datapath || 'system' }, 'integration bridge found');
 
-  const localOvs = await watchLocalInterfaces(config.ovsDb ?? DEFAULT_OVS_DB, log);
+  // No ovn-controller runs in a VM: nothing would ever write ovn-installed there.
+  const localOvs = parent ? undefined : await watchLocalInterfaces(config.ovsDb ?? DEFAULT_OVS_DB, log);
   const networks = new OvnNetworks(nb);
   const pools = new OvnPools(nb);
   const readiness = new PortReadiness(networks, localOvs);
   const warm = new WarmPool(
-    new OvnWarmPorts(nb, pools),
+    new OvnWarmPorts(nb, pools, parent),
     host,
     readiness,
     {
@@ -86,7 +92,14 @@ export async function startDriver(config: DriverConfig, log: Logger = pino({ lev
     host,
     gateways,
     readiness,
-    { scope: config.scope, mtu: config.mtu, portUpTimeoutMs: config.portUpTimeoutMs, chassis: hostId, gateway: config.gateway },
+    {
+      scope: config.scope,
+      mtu: config.mtu,
+      portUpTimeoutMs: config.portUpTimeoutMs,
+      chassis: hostId,
+      gateway: config.gateway,
+      ...(parent ? { parent } : {}),
+    },
     log.child({ component: 'driver' }),
     warm,
   );
@@ -166,6 +179,32 @@ export async function identifyHost(
   const chassis = ovsIds.get('system-id');
   if (!chassis) log.warn('Open_vSwitch external_ids:system-id is not set; using the hostname as the chassis name');
   return { hostId: chassis ?? os.hostname(), chassis, nbRemote: config.nbRemote ?? ovsIds.get('ovn-nb') };
+}
+
+/** Nested mode: the name of the VM's own logical switch port, from --vm-port or the MAC of --vm-nic. */
+async function identifyVmPort(config: DriverConfig, nb: OvsdbClient, links: Links, log: Logger): Promise<string> {
+  let by: { name: string } | { mac: string };
+  if (config.vmPort !== undefined) {
+    by = { name: config.vmPort };
+  } else {
+    const nic = config.vmNic!;
+    const mac = await links.macOf(nic).catch((err: unknown) => {
+      throw new StartupError(`cannot read the MAC address of --vm-nic ${nic}: ${(err as Error).message}`);
+    });
+    if (!mac) throw new StartupError(`--vm-nic ${nic}: no such network interface in this VM (see \`ip link\`)`);
+    by = { mac };
+  }
+  try {
+    const port = findVmPort(nb.replica, by);
+    log.info({ mode: 'nested', vmPort: port.name, up: port.up, bridge: config.bridge }, "nested mode: containers' ports are children of the VM's port");
+    if (!port.up) {
+      log.warn({ vmPort: port.name }, "the VM's port is not up in OVN: no hypervisor has bound it yet, and no container can start until one has");
+    }
+    return port.name;
+  } catch (err) {
+    await nb.close();
+    throw new StartupError((err as Error).message, { cause: err });
+  }
 }
 
 /** A client of the NB database with its replica in sync. */

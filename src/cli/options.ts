@@ -19,7 +19,10 @@ const DOCS: OptionDoc[] = [
   { flag: 'name', env: 'OVN_DOCKER_PLUGIN_NAME', value: 'NAME', default: D.pluginName, help: 'Plugin name: the driver name in `docker network create -d NAME`; the socket is PLUGIN_DIR/NAME.sock.' },
   { flag: 'plugin-dir', env: 'OVN_DOCKER_PLUGIN_DIR', value: 'DIR', default: D.pluginDir, help: 'Directory of the plugin socket, where dockerd looks for plugins.' },
   { flag: 'listen', env: 'OVN_DOCKER_LISTEN', value: 'tcp:127.0.0.1:PORT', help: 'Listen on TCP on a loopback address instead of the unix socket (pair with plugins/openvswitch.spec). Prefer the unix socket: it is mode 0600, so only root (dockerd) can use it, while any local user can connect to a TCP port, and the plugin API has no authentication, so that user gets root-level control of container networking. The driver logs a warning at startup when this is set. Non-loopback addresses are refused.' },
-  { flag: 'bridge', env: 'OVN_DOCKER_BRIDGE', value: 'BRIDGE', default: D.bridge, help: 'OVS integration bridge that ovn-controller manages; container veths are plugged into it.' },
+  { flag: 'mode', env: 'OVN_DOCKER_MODE', value: 'overlay|nested', help: 'overlay: this host is an OVN chassis (ovn-controller runs here) and containers\' veths go on its integration bridge. nested: this host is a VM whose own NIC is a port of an OVN logical switch; each container\'s port is a child of the VM\'s port (parent_name) with a VLAN tag of its own, and its veth is an access port of that VLAN on the VM\'s bridge (docs/nested.md). Default: nested when --vm-port or --vm-nic is given, else overlay.' },
+  { flag: 'vm-port', env: 'OVN_DOCKER_VM_PORT', value: 'NAME', help: 'Nested mode: the name of the VM\'s own Logical_Switch_Port in NB, the parent of its containers\' ports.' },
+  { flag: 'vm-nic', env: 'OVN_DOCKER_VM_NIC', value: 'IFNAME', help: 'Nested mode, instead of --vm-port: find the VM\'s port in NB by the MAC address of this network interface of the VM (the NIC on the VM\'s bridge, e.g. eth0).' },
+  { flag: 'bridge', env: 'OVN_DOCKER_BRIDGE', value: 'BRIDGE', default: D.bridge, help: `OVS bridge that container veths are plugged into: in overlay mode the integration bridge that ovn-controller manages; in nested mode the VM's bridge that holds its NIC (default there: ${D.nestedBridge}).` },
   { flag: 'ovn-nb', env: 'OVN_NB_DB', value: 'REMOTE', help: 'OVN Northbound database: unix:PATH, tcp:HOST:PORT, ssl:HOST:PORT, or a comma-separated list for a RAFT cluster. Default: external_ids:ovn-nb of the local Open_vSwitch row (as the original OVN driver does).' },
   { flag: 'ovn-nb-private-key', env: 'OVN_NB_PRIVATE_KEY', value: 'FILE', help: 'Client private key for an ssl: NB remote (like ovn-nbctl -p).' },
   { flag: 'ovn-nb-certificate', env: 'OVN_NB_CERTIFICATE', value: 'FILE', help: 'Client certificate for an ssl: NB remote (like ovn-nbctl -c).' },
@@ -30,7 +33,7 @@ const DOCS: OptionDoc[] = [
   { flag: 'scope', env: 'OVN_DOCKER_SCOPE', value: 'local|global', default: D.scope, help: 'Scope reported to Docker. A standalone engine refuses global-scope networks ("This node is not a swarm manager"), so local is the default.' },
   { flag: 'port-up-timeout', env: 'OVN_DOCKER_PORT_UP_TIMEOUT', value: 'MS', default: String(D.portUpTimeoutMs), help: 'How long Join waits for OVN to report the port up before failing the container start; 0 disables the wait.' },
   { flag: 'docker-host', env: 'OVN_DOCKER_ENGINE', value: 'unix:///PATH', default: `unix://${D.dockerSocket}`, help: 'API socket of the local Docker engine. The driver reads container names from it and publishes them in OVN DNS, so containers on other hosts resolve them. "none" disables.' },
-  { flag: 'gateway', env: 'OVN_DOCKER_GATEWAY', value: 'host|docker', default: D.gateway, help: 'Egress of networks created without -o ovn.gateway=host|docker. host: each host is the gateway of its own containers through OVN (the gateway address is bound on this host), so a container has one interface; a container that publishes ports (-p, -P) still gets Docker\'s docker_gwbridge, which publishes them. docker: every container gets a second interface on docker_gwbridge for egress, as with Docker\'s overlay driver. Recorded per network when it is created.' },
+  { flag: 'gateway', env: 'OVN_DOCKER_GATEWAY', value: 'host|docker', default: D.gateway, help: 'Egress of networks created without -o ovn.gateway=host|docker (nested mode: docker only). host: each host is the gateway of its own containers through OVN (the gateway address is bound on this host), so a container has one interface; a container that publishes ports (-p, -P) still gets Docker\'s docker_gwbridge, which publishes them. docker: every container gets a second interface on docker_gwbridge for egress, as with Docker\'s overlay driver. Recorded per network when it is created.' },
   { flag: 'masquerade', env: 'OVN_DOCKER_MASQUERADE', value: 'true|false', default: String(D.masquerade), help: 'For networks whose gateway is this host (see --gateway): turn on IP forwarding and masquerade the network\'s subnet with iptables, isolating such networks from each other.' },
   { flag: 'warm-ports', env: 'OVN_DOCKER_WARM_PORTS', value: 'N', default: String(D.warmPorts), help: 'Keep N ports per IPv4 network ready on this host (logical port, veth, OVS binding), each at an address the next container will get: the lowest free ones on networks of Docker\'s IPAM (which gives those first), addresses of the pool on networks of this plugin\'s IPAM. A container start on one need not wait for ovn-northd and ovn-controller. An endpoint that gets a warm port\'s address but cannot use the port takes the address over. 0 disables.' },
   { flag: 'orphan-grace', env: 'OVN_DOCKER_ORPHAN_GRACE', value: 'MS', default: String(D.orphanGraceMs), help: "An endpoint of this host that the engine (--docker-host) has not known for this long is removed with its port, veth and address: what a driver killed during a container start leaves, since the engine never calls DeleteEndpoint for a start it saw fail. Networks the engine does not answer for are left alone." },
@@ -89,23 +92,41 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv): Parsed
   }
   if (values.help) return { kind: 'help' };
   if (values.version) return { kind: 'version' };
-  const get = (flag: string): string | undefined => {
+  /** What the flag or its variable says, if either is set. */
+  const explicit = (flag: string): string | undefined => {
     const d = DOCS.find((x) => x.flag === flag)!;
     const v = values[flag];
     const raw = typeof v === 'string' ? v : env[d.env];
-    return raw === undefined || raw === '' ? d.default : raw;
+    return raw === undefined || raw === '' ? undefined : raw;
   };
+  const get = (flag: string): string | undefined => explicit(flag) ?? DOCS.find((x) => x.flag === flag)!.default;
 
   const pluginName = get('name')!;
   if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(pluginName)) throw new UsageError(`invalid plugin name "${pluginName}"`);
   const pluginDir = get('plugin-dir')!;
   if (!pluginDir.startsWith('/')) throw new UsageError(`--plugin-dir must be an absolute path, not "${pluginDir}"`);
-  const bridge = get('bridge')!;
+  const vmPort = get('vm-port');
+  const vmNic = get('vm-nic');
+  const mode = get('mode') ?? (vmPort !== undefined || vmNic !== undefined ? 'nested' : 'overlay');
+  if (mode !== 'overlay' && mode !== 'nested') throw new UsageError(`--mode must be overlay or nested, not "${mode}"`);
+  if (mode === 'overlay' && (vmPort !== undefined || vmNic !== undefined)) {
+    throw new UsageError('--vm-port and --vm-nic are for --mode nested (a driver inside a VM)');
+  }
+  if (mode === 'nested' && (vmPort === undefined) === (vmNic === undefined)) {
+    throw new UsageError("--mode nested needs exactly one of --vm-port NAME (the VM's logical switch port) and --vm-nic IFNAME (find it by this NIC's MAC)");
+  }
+  if (vmPort !== undefined && !/^[\x21-\x7e]{1,255}$/.test(vmPort)) throw new UsageError(`invalid --vm-port "${vmPort}"`);
+  if (vmNic !== undefined && !/^[A-Za-z0-9_.-]{1,15}$/.test(vmNic)) throw new UsageError(`invalid --vm-nic "${vmNic}"`);
+  const bridge = explicit('bridge') ?? (mode === 'nested' ? D.nestedBridge : D.bridge);
   if (!/^[A-Za-z0-9_.-]{1,15}$/.test(bridge)) throw new UsageError(`invalid bridge name "${bridge}"`);
   const scope = get('scope');
   if (scope !== 'local' && scope !== 'global') throw new UsageError(`--scope must be local or global, not "${scope}"`);
-  const gateway = get('gateway');
+  // In a VM, containers go out through Docker's docker_gwbridge: this VM cannot be an OVN network's gateway.
+  const gateway = explicit('gateway') ?? (mode === 'nested' ? 'docker' : D.gateway);
   if (gateway !== 'host' && gateway !== 'docker') throw new UsageError(`--gateway must be host or docker, not "${gateway}"`);
+  if (mode === 'nested' && gateway === 'host') {
+    throw new UsageError("--gateway host is for overlay mode: in nested mode containers reach out through Docker's docker_gwbridge in the VM");
+  }
   const logLevel = get('log-level');
   if (!['trace', 'debug', 'info', 'warn', 'error'].includes(logLevel ?? '')) throw new UsageError(`invalid --log-level "${logLevel}"`);
 
@@ -125,6 +146,9 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv): Parsed
   }
 
   const config: DriverConfig = {
+    mode,
+    vmPort,
+    vmNic,
     pluginName,
     pluginDir,
     listenTcp: parseListen(get('listen')),

@@ -42,6 +42,8 @@ export interface DriverSettings {
   chassis: string | undefined;
   /** Egress of networks created without -o ovn.gateway. */
   gateway: 'host' | 'docker';
+  /** Nested mode: the VM's own port, parent of every endpoint's port (ovn/vlan-tags.ts). */
+  parent?: string;
 }
 
 export interface JoinResponse {
@@ -80,6 +82,13 @@ export class NetworkDriver {
 
   async createNetwork(req: CreateNetworkRequest): Promise<object> {
     const spec = toNetworkSpec(req, { mtu: this.settings.mtu, gateway: this.settings.gateway });
+    if (this.settings.parent && HostGateways.wanted(spec)) {
+      throw new DriverError(
+        `-o ${GATEWAY_OPTION}=host is not available in nested mode: this VM is not an OVN chassis and cannot be the network's gateway; ` +
+          `its containers reach out through Docker's docker_gwbridge (leave the option out, or -o ${GATEWAY_OPTION}=docker)`,
+        400,
+      );
+    }
     if (this.settings.chassis) spec.chassis = this.settings.chassis;
     await this.checkHostRoutes(spec, genericOptions(req.Options)[GATEWAY_OPTION] === undefined);
     // Subnets from our IPAM are cluster-wide pools: the network joins the pool's switch.
@@ -149,6 +158,7 @@ export class NetworkDriver {
     const network = this.networks.findNetwork(req.NetworkID);
     if (!network) throw new DriverError(`network ${req.NetworkID} does not exist in OVN (was it removed behind Docker's back?)`, 404);
     const spec = toEndpointSpec(req, network, this.settings.chassis);
+    if (this.settings.parent) spec.parent = this.settings.parent;
     return this.locks.run(`ep:${spec.endpointId}`, async () => {
       // A retried CreateEndpoint finds the port it made (ensureEndpoint is idempotent); a new one may get a warm port.
       const { endpoint, warm } = this.networks.findEndpoint(spec.endpointId)
@@ -223,6 +233,7 @@ export class NetworkDriver {
             portName: endpoint.name,
             mac: endpoint.mac,
             mtu: network.mtu,
+            ...(endpoint.tag !== undefined ? { tag: endpoint.tag } : {}),
           }),
         `plug endpoint ${endpointId} into the bridge`,
       );

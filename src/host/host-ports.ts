@@ -18,6 +18,8 @@ export interface PlugRequest {
   portName: string;
   mac: string;
   mtu: number;
+  /** Nested mode: the port's VLAN tag, making the host end an access port of that VLAN on the VM's bridge. */
+  tag?: number;
   /** Recorded on the OVS interface for whoever inspects it; warm ports have none yet. */
   endpointId?: string;
   networkId?: string;
@@ -58,6 +60,7 @@ export class HostPorts {
         port: host,
         ifaceId: req.portName,
         attachedMac: req.mac,
+        ...(req.tag !== undefined ? { tag: req.tag } : {}),
         externalIds: {
           [Keys.owner]: OWNER,
           ...(req.endpointId ? { [Keys.endpointId]: req.endpointId } : {}),

@@ -187,6 +187,12 @@ export class Links {
     }
   }
 
+  /** A link's MAC address (lower case), or undefined when there is no such link. */
+  async macOf(name: string): Promise<string | undefined> {
+    assertIfName(name);
+    return (await this.show(name))?.address?.toLowerCase();
+  }
+
   async disableTxChecksumOffload(name: string): Promise<void> {
     assertIfName(name);
     await this.runner.run('ethtool', ['-K', name, 'tx', 'off']);

@@ -24,6 +24,8 @@ export interface PortAttachment {
    * The call then waits for ovs-vswitchd, so the device exists on return.
    */
   internal?: boolean;
+  /** An access port of this VLAN (nested mode: the container's tag on the VM's bridge). */
+  tag?: number;
 }
 
 export interface OvsPort {
@@ -219,8 +221,13 @@ export class Ovs {
     // (ovn-installed) to the same column, and they must survive a re-attach.
     const sets = ids.map(([k, v]) => `external_ids:${ovsQuote(k)}=${ovsQuote(v)}`);
     if (a.internal) sets.push('type=internal', `mac=${ovsQuote(mac)}`);
+    if (a.tag !== undefined && !(Number.isInteger(a.tag) && a.tag >= 1 && a.tag <= 4095)) {
+      throw new InvalidArgumentError('VLAN tag', String(a.tag), 'must be a whole number from 1 to 4095');
+    }
+    // Set on every attach, in the same transaction: a port re-used from before a crash gets the tag it has now.
+    const vlan = a.tag === undefined ? [] : ['--', 'set', 'Port', a.port, `tag=${a.tag}`];
     const flags = a.internal ? [] : this.writeFlags;
-    await this.vsctl([...flags, '--', '--may-exist', 'add-port', a.bridge, a.port, '--', 'set', 'Interface', a.port, ...sets], a.bridge);
+    await this.vsctl([...flags, '--', '--may-exist', 'add-port', a.bridge, a.port, '--', 'set', 'Interface', a.port, ...sets, ...vlan], a.bridge);
   }
 
   /**

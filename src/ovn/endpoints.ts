@@ -11,6 +11,7 @@ import { externalIds } from './external-ids.js';
 import { Keys, OWNER } from './keys.js';
 import { endpointPortRow, onPool, toEndpoint, type EndpointRecord, type EndpointSpec } from './records.js';
 import { endpointMac, macHolders } from './switch-macs.js';
+import { tagsInFlight } from './vlan-tags.js';
 import type { OvnSwitches } from './switches.js';
 import { AdoptedPorts, guardNoWarmClaim, releaseAdoptedInPortSet, replaceStalePorts, takeOverWarmPorts } from './warm-holders.js';
 
@@ -58,6 +59,7 @@ export class OvnEndpoints {
    */
   async ensure(spec: EndpointSpec): Promise<{ endpoint: EndpointRecord; replaced: string[] }> {
     let replaced: string[] = [];
+    const tags = tagsInFlight.chooser();
     const { value } = await this.nb.transaction(
       (tx, replica) => {
         const found = this.portOf(replica, spec.endpointId);
@@ -82,11 +84,13 @@ export class OvnEndpoints {
         const takenOver = ipv4 ? takeOverWarmPorts(tx, replica, ls, ipv4) : new Set<string>();
         replaced = replaceStalePorts(tx, replica, ls, spec, takenOver);
         if (ipv4 && !onPool(ls)) guardNoWarmClaim(tx, replica, ls, ipv4, spec.endpointId);
-        insertPort(tx, ls, spec, endpointMac(spec, macHolders(replica, ls, takenOver)));
+        const tag = spec.parent ? tags.choose(tx, replica, spec.parent) : undefined;
+        insertPort(tx, ls, spec, endpointMac(spec, macHolders(replica, ls, takenOver)), tag);
         return undefined;
       },
-      { comment: `ovn-docker-driver: CreateEndpoint ${spec.endpointId}` },
-    );
+      // A VM's containers starting at once may each lose a race for a tag to another host's (or a restarted driver's) write.
+      { comment: `ovn-docker-driver: CreateEndpoint ${spec.endpointId}`, ...(spec.parent ? { retries: 20 } : {}) },
+    ).finally(() => tags.release());
     if (value) return { endpoint: value, replaced: [] };
     const created = this.find(spec.endpointId);
     if (!created) throw new Error(`logical switch port for endpoint ${spec.endpointId} vanished right after creation`);
@@ -129,10 +133,10 @@ export class OvnEndpoints {
   }
 }
 
-function insertPort(tx: Transaction, ls: Row, spec: EndpointSpec, mac: string): void {
+function insertPort(tx: Transaction, ls: Row, spec: EndpointSpec, mac: string, tag: number | undefined): void {
   // Guards: the name must still be free, and the switch must still exist, or the port would be garbage-collected.
   tx.guardAbsent('Logical_Switch_Port', 'name', spec.endpointId);
   tx.verify('Logical_Switch', ls, ['name']);
-  const port = tx.insert('Logical_Switch_Port', endpointPortRow(spec, mac));
+  const port = tx.insert('Logical_Switch_Port', endpointPortRow(spec, mac, tag));
   tx.mutate('Logical_Switch', [['_uuid', '==', ls._uuid]], [['ports', 'insert', [port]]]);
 }

@@ -63,5 +63,6 @@ export const GATEWAY_OPTION = 'ovn.gateway';
 export const NB_TABLES = ['Logical_Switch', 'Logical_Switch_Port', 'Address_Set', 'DNS'];
 export const NB_INDEXES = {
   Logical_Switch: { columns: ['name'], externalIds: [Keys.networkId, Keys.poolV4, Keys.poolV6] },
-  Logical_Switch_Port: { externalIds: [Keys.endpointId, Keys.warm] },
+  // parent_name: the children of a VM's port and their VLAN tags (vlan-tags.ts).
+  Logical_Switch_Port: { columns: ['parent_name'], externalIds: [Keys.endpointId, Keys.warm] },
 };

@@ -5,7 +5,9 @@
  * ovn-northd then copies the binding's state to Logical_Switch_Port.up in
  * NB. Both mean the same; `up` lags by one ovn-northd round, which on a
  * large NB (full recompute, OVN < 23.09) is hundreds of milliseconds. Join
- * waits for whichever comes first.
+ * waits for whichever comes first. In nested mode there is no ovn-controller
+ * in the VM, so no ovn-installed: the hypervisor's binding, seen as `up` in
+ * NB, is the only signal.
  */
 import type { OvsdbClient } from '../ovsdb/index.js';
 import { DomainError } from '../errors.js';
@@ -25,6 +27,12 @@ export class PortReadiness {
     if (!this.localOvs?.isReady) return false;
     const ids = this.localOvs.replica.findOne('Interface', 'name', hostIf)?.external_ids;
     return ids instanceof Map && ids.get('ovn-installed') === 'true';
+  }
+
+  /** Whether the port is ready now: ovn-installed where a local replica shows it, else `up` in NB. */
+  isReady(portName: string, hostIf: string): boolean {
+    if (this.localOvs?.isReady) return this.installed(hostIf);
+    return this.networks.replica.findOne('Logical_Switch_Port', 'name', portName)?.up === true;
   }
 
   async wait(portName: string, hostIf: string, timeoutMs: number): Promise<ReadySignal> {

@@ -10,6 +10,7 @@ import { contains, stripPrefix } from '../net/addressing.js';
 import { GENEVE_MTU } from '../net/mtu.js';
 import { externalIds } from './external-ids.js';
 import { GATEWAY_OPTION, Keys, OWNER } from './keys.js';
+import { portTag } from './vlan-tags.js';
 
 /** MTU of a switch that records none. */
 export const DEFAULT_MTU = GENEVE_MTU;
@@ -56,8 +57,10 @@ export interface EndpointSpec {
   /** "10.1.0.2/24" */
   ipv4?: string;
   ipv6?: string;
-  /** OVS system-id of this host: pins the port to this chassis (options:requested-chassis). */
+  /** This host's id: recorded on the port; in overlay mode it also pins the port to this chassis (options:requested-chassis). */
   chassis?: string;
+  /** Nested mode: the VM's own port, parent of this one (see vlan-tags.ts). */
+  parent?: string;
 }
 
 export interface EndpointRecord {
@@ -70,6 +73,8 @@ export interface EndpointRecord {
   ipv6?: string;
   /** OVS system-id of the host the endpoint was created on. */
   chassis?: string;
+  /** Nested mode: the VLAN tag the VM's bridge gives the container's traffic. */
+  tag?: number;
   up: boolean;
 }
 
@@ -208,8 +213,21 @@ export function addressEntry(mac: string, ...ips: (string | undefined)[]): strin
   return [mac, ...ips.filter((ip): ip is string => Boolean(ip)).map(stripPrefix)].join(' ');
 }
 
-/** The columns of an endpoint's own port, named after the endpoint. */
-export function endpointPortRow(spec: EndpointSpec, mac: string): Record<string, EncodableDatum> {
+/**
+ * Where a port is bound: on this host's chassis (overlay), or as a child
+ * of the VM's port with a VLAN tag of its own (nested), bound wherever the
+ * VM's port is, so never pinned to a chassis.
+ */
+export type Placement = { chassis: string } | { parent: string; tag: number };
+
+/** The columns that place a port (see Placement). */
+export function placementColumns(placement: Placement): Record<string, EncodableDatum> {
+  if ('parent' in placement) return { parent_name: placement.parent, tag: placement.tag };
+  return { options: new Map([['requested-chassis', placement.chassis]]) };
+}
+
+/** The columns of an endpoint's own port, named after the endpoint; `tag` when it is a child of spec.parent. */
+export function endpointPortRow(spec: EndpointSpec, mac: string, tag?: number): Record<string, EncodableDatum> {
   const address = addressEntry(mac, spec.ipv4, spec.ipv6);
   const ids = new Map<string, string>([
     [Keys.owner, OWNER],
@@ -219,9 +237,15 @@ export function endpointPortRow(spec: EndpointSpec, mac: string): Record<string,
   if (spec.ipv4) ids.set(Keys.ipv4, spec.ipv4);
   if (spec.ipv6) ids.set(Keys.ipv6, spec.ipv6);
   if (spec.chassis) ids.set(Keys.chassis, spec.chassis);
-  const options = new Map<string, string>();
-  if (spec.chassis) options.set('requested-chassis', spec.chassis);
-  return { name: spec.endpointId, addresses: [address], port_security: [address], external_ids: ids, options };
+  const placement: Placement | undefined =
+    spec.parent && tag !== undefined ? { parent: spec.parent, tag } : spec.chassis ? { chassis: spec.chassis } : undefined;
+  return {
+    name: spec.endpointId,
+    addresses: [address],
+    port_security: [address],
+    external_ids: ids,
+    ...(placement ? placementColumns(placement) : {}),
+  };
 }
 
 /** The endpoint a port records (a warm port an endpoint adopted records it in its pool instead: see adoptedHolder). */
@@ -230,6 +254,7 @@ export function toEndpoint(row: Row): EndpointRecord {
   const ipv4 = ids.get(Keys.ipv4);
   const ipv6 = ids.get(Keys.ipv6);
   const chassis = ids.get(Keys.chassis);
+  const tag = row.parent_name ? portTag(row) : undefined;
   return {
     uuid: row._uuid,
     name: String(row.name),
@@ -239,6 +264,7 @@ export function toEndpoint(row: Row): EndpointRecord {
     ...(ipv4 ? { ipv4 } : {}),
     ...(ipv6 ? { ipv6 } : {}),
     ...(chassis ? { chassis } : {}),
+    ...(tag !== undefined ? { tag } : {}),
     up: row.up === true,
   };
 }

@@ -12,7 +12,8 @@ import { externalIds } from './external-ids.js';
 import { Keys, OWNER } from './keys.js';
 import type { OvnPools } from './pools.js';
 import { holdInPortSet, isPortSet, onlyIPv4Subnet, switchOfWarmSet } from './port-sets.js';
-import { addressEntry, portIps, reservationKey, warmHolder, words } from './records.js';
+import { addressEntry, placementColumns, portIps, reservationKey, warmHolder, words, type Placement } from './records.js';
+import { tagsInFlight } from './vlan-tags.js';
 import { macsOnSwitch } from './switch-macs.js';
 
 /** Where a warm port of a network of Docker's IPAM may go. */
@@ -34,12 +35,15 @@ export async function createWarmPort(
   nb: OvsdbClient,
   pools: OvnPools,
   pool: string,
-  chassis: string,
+  owner: WarmOwner,
   reserveFree: number,
   hint: PortSetHint = {},
 ): Promise<string | undefined> {
   const name = randomBytes(32).toString('hex');
-  const build = isPortSet(pool) ? onPortSet(pool, name, chassis, reserveFree, hint) : onPool(pools, pool, name, chassis, reserveFree);
+  const tags = tagsInFlight.chooser();
+  const place = (tx: Transaction, replica: Replica): Placement =>
+    owner.parent ? { parent: owner.parent, tag: tags.choose(tx, replica, owner.parent) } : { chassis: owner.chassis };
+  const build = isPortSet(pool) ? onPortSet(pool, name, owner, place, reserveFree, hint) : onPool(pools, pool, name, owner, place, reserveFree);
   const { value } = await nb.transaction(
     (tx, replica) => {
       // A retry after a lost reply finds the port it made: the name is this call's own.
@@ -49,13 +53,22 @@ export async function createWarmPort(
     isPortSet(pool)
       ? // Endpoints joining the switch meanwhile make this re-run: a burst of container starts may take several.
         { comment: `ovn-docker-driver: warm port for network ${pool}`, retries: 20 }
-      : { comment: `ovn-docker-driver: warm port for ${pool}` },
-  );
+      : { comment: `ovn-docker-driver: warm port for ${pool}`, ...(owner.parent ? { retries: 20 } : {}) },
+  ).finally(() => tags.release());
   return value ? name : undefined;
 }
 
+/** Where a new warm port is bound, chosen inside its transaction (a nested port's tag, see vlan-tags.ts). */
+type PlaceFn = (tx: Transaction, replica: Replica) => Placement;
+
+/** Who keeps a warm port: this host's id, and in nested mode the VM's port it is a child of. */
+export interface WarmOwner {
+  chassis: string;
+  parent?: string;
+}
+
 /** On a pool of our IPAM: the lowest free address of the pool. */
-function onPool(pools: OvnPools, pool: string, name: string, chassis: string, reserveFree: number) {
+function onPool(pools: OvnPools, pool: string, name: string, owner: WarmOwner, place: PlaceFn, reserveFree: number) {
   return (tx: Transaction, replica: Replica): boolean => {
     const set = replica.findOne('Address_Set', 'name', pool);
     const ls = replica.findByExternalId('Logical_Switch', Keys.poolV4, pool)[0];
@@ -69,7 +82,7 @@ function onPool(pools: OvnPools, pool: string, name: string, chassis: string, re
     tx.verify('Address_Set', set, ['external_ids']);
     tx.mutate('Address_Set', [['_uuid', '==', set._uuid]], [['external_ids', 'insert', new Map([[reservationKey(ip), warmHolder(name)]])]]);
     tx.verify('Logical_Switch', ls, ['name']);
-    insertWarmPort(tx, ls, { name, ip, prefix, chassis, setName: pool });
+    insertWarmPort(tx, ls, { name, ip, prefix, chassis: owner.chassis, placement: place(tx, replica), setName: pool });
     return true;
   };
 }
@@ -79,7 +92,7 @@ function onPool(pools: OvnPools, pool: string, name: string, chassis: string, re
  * below the hint's floor) that no port of the switch has and Docker keeps
  * for nothing else (gateway, --aux-address): the address Docker gives next.
  */
-function onPortSet(setName: string, name: string, chassis: string, reserveFree: number, hint: PortSetHint) {
+function onPortSet(setName: string, name: string, owner: WarmOwner, place: PlaceFn, reserveFree: number, hint: PortSetHint) {
   return (tx: Transaction, replica: Replica): boolean => {
     const ls = switchOfWarmSet(replica, setName);
     const subnet = ls && onlyIPv4Subnet(ls);
@@ -96,7 +109,7 @@ function onPortSet(setName: string, name: string, chassis: string, reserveFree: 
     holdInPortSet(tx, setName, set, ls, reservationKey(ip), warmHolder(name));
     // The switch's ports: an endpoint Docker gave this address meanwhile makes this re-run and pick another.
     tx.verify('Logical_Switch', ls, ['ports']);
-    insertWarmPort(tx, ls, { name, ip, prefix: subnet.split('/')[1]!, chassis, setName });
+    insertWarmPort(tx, ls, { name, ip, prefix: subnet.split('/')[1]!, chassis: owner.chassis, placement: place(tx, replica), setName });
     return true;
   };
 }
@@ -115,20 +128,25 @@ export function preferredAddresses(replica: Replica, setName: string, warmIps: I
   return new Set(lowestFree(subnet, taken, count, floor ? { from: floor } : {}));
 }
 
-function insertWarmPort(tx: Transaction, ls: Row, port: { name: string; ip: string; prefix: string; chassis: string; setName: string }): void {
+function insertWarmPort(
+  tx: Transaction,
+  ls: Row,
+  port: { name: string; ip: string; prefix: string; chassis: string; placement: Placement; setName: string },
+): void {
   const address = addressEntry(macFromIPv4(port.ip), port.ip);
+  const { chassis, placement } = port;
   const row = tx.insert('Logical_Switch_Port', {
     name: port.name,
     addresses: [address],
     port_security: [address],
     external_ids: new Map([
       [Keys.owner, OWNER],
-      [Keys.warm, port.chassis],
-      [Keys.chassis, port.chassis],
+      [Keys.warm, chassis],
+      [Keys.chassis, chassis],
       [Keys.poolV4, port.setName],
       [Keys.ipv4, `${port.ip}/${port.prefix}`],
     ]),
-    options: new Map([['requested-chassis', port.chassis]]),
+    ...placementColumns(placement),
   });
   tx.mutate('Logical_Switch', [['_uuid', '==', ls._uuid]], [['ports', 'insert', [row]]]);
 }

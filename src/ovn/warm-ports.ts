@@ -28,6 +28,7 @@ import {
   type EndpointRecord,
 } from './records.js';
 import { createWarmPort, preferredAddresses, type PortSetHint } from './warm-port-creation.js';
+import { portTag } from './vlan-tags.js';
 
 export type WarmState = 'warm' | 'claimed' | 'adopted' | 'recycled';
 
@@ -45,12 +46,16 @@ export interface WarmPort {
   state: WarmState;
   /** The endpoint that adopted it. */
   endpointId?: string;
+  /** Nested mode: its VLAN tag on the VM's bridge. */
+  tag?: number;
 }
 
 export class OvnWarmPorts {
   constructor(
     private readonly nb: OvsdbClient,
     private readonly pools: OvnPools,
+    /** Nested mode: the VM's own port, parent of every port made here (vlan-tags.ts). */
+    private readonly parent?: string,
   ) {}
 
   private get replica(): Replica {
@@ -123,7 +128,7 @@ export class OvnWarmPorts {
    * (warm-port-creation.ts). Undefined when there is no room.
    */
   async create(pool: string, chassis: string, reserveFree: number, hint: PortSetHint = {}): Promise<WarmPort | undefined> {
-    const name = await createWarmPort(this.nb, this.pools, pool, chassis, reserveFree, hint);
+    const name = await createWarmPort(this.nb, this.pools, pool, { chassis, ...(this.parent ? { parent: this.parent } : {}) }, reserveFree, hint);
     return name === undefined ? undefined : this.find(name);
   }
 
@@ -335,6 +340,7 @@ export class OvnWarmPorts {
     const holder = parseWarmHolder(set && externalIds(set).get(reservationKey(ipv4)));
     // Another port's holder, Docker's, or none at all (released): not this port's any more, as claimed.
     const state: WarmState = holder?.port === name ? holder.state : 'claimed';
+    const tag = row.parent_name ? portTag(row) : undefined;
     return {
       uuid: row._uuid,
       name,
@@ -344,6 +350,7 @@ export class OvnWarmPorts {
       mtu: ls ? switchMtu(ls) : DEFAULT_MTU,
       state,
       ...(holder?.state === 'adopted' && holder.port === name ? { endpointId: holder.endpointId } : {}),
+      ...(tag !== undefined ? { tag } : {}),
     };
   }
 }

@@ -133,6 +133,16 @@ export class Transaction {
   }
 
   /**
+   * Fail the transaction (with a conflict) if any row matches `where`: for
+   * a value that must stay unique within a group of rows (a VLAN tag among
+   * one parent port's children) and that no schema index protects.
+   */
+  guardNone(table: string, where: readonly Condition[]): this {
+    this.guardIndexes.add(this.operations.length);
+    return this.wait(table, where, [], '==', []);
+  }
+
+  /**
    * Fail the transaction (with a conflict) unless the row whose `keyColumn`
    * is `key` also matches `where`: a compare-and-swap on values the replica
    * showed, narrower than verify() on a whole busy column.

@@ -121,7 +121,7 @@ export class WarmPool implements WarmPorts {
 
   takeReady(portName: string): boolean {
     if (!this.inventory.takeHandedOut(portName)) return false;
-    return this.readiness.installed(hostIfName(portName));
+    return this.readiness.isReady(portName, hostIfName(portName));
   }
 
   /**
@@ -349,7 +349,7 @@ export class WarmPool implements WarmPorts {
   }
 
   private async plugAndWait(port: WarmPort): Promise<void> {
-    await this.host.plug({ portName: port.name, mac: port.mac, mtu: port.mtu });
+    await this.host.plug({ portName: port.name, mac: port.mac, mtu: port.mtu, ...(port.tag !== undefined ? { tag: port.tag } : {}) });
     await this.readiness.wait(port.name, hostIfName(port.name), this.settings.readyTimeoutMs);
   }
 }

@@ -8,6 +8,9 @@ export function testDriverConfig(
   overrides: Partial<DriverConfig> = {},
 ): DriverConfig {
   return {
+    mode: 'overlay',
+    vmPort: undefined,
+    vmNic: undefined,
     pluginName: `ovn-test-${randomBytes(3).toString('hex')}`,
     pluginDir,
     listenTcp: undefined,
