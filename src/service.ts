@@ -42,8 +42,10 @@ export class StartupError extends Error {}
 
 export async function startDriver(config: DriverConfig, log: Logger = pino({ level: config.logLevel })): Promise<RunningDriver> {
   const runner = createRunner();
-  // When Join waits for OVN to report the port up, waiting for ovs-vswitchd as well only adds latency.
-  const ovs = new Ovs({ runner, noWait: config.portUpTimeoutMs > 0, ...(config.ovsDb ? { db: config.ovsDb } : {}) });
+  // When Join waits for OVN to report the port up, waiting for ovs-vswitchd as well only adds latency. Not in a VM:
+  // there a child port is up as soon as the hypervisor binds the VM's port, and only the VM's vswitchd knows the plug.
+  const noWait = config.portUpTimeoutMs > 0 && config.mode === 'overlay';
+  const ovs = new Ovs({ runner, noWait, ...(config.ovsDb ? { db: config.ovsDb } : {}) });
   const identity = await identifyHost(config, ovs, log);
   const { chassis, nbRemote } = identity;
   const nb = await connectNb(config, nbRemote, chassis, log);
