@@ -113,3 +113,26 @@ t.test('cleanup takes the same options, and --nb', async (t) => {
   t.throws(() => parseCommandLine(['--nb'], {}), /--nb/, '--nb is for cleanup only');
   t.match(helpText(), /cleanup \[--nb\]/);
 });
+
+t.test('nested mode: decided at start, from --mode or the VM port flags', async (t) => {
+  const byPort = config(['--vm-port', 'vm5', '--ovn-nb', 'tcp:10.0.0.1:6641'], {});
+  t.equal(byPort.mode, 'nested', '--vm-port alone means nested');
+  t.equal(byPort.vmPort, 'vm5');
+  t.equal(byPort.bridge, 'breth0', "the VM's bridge by default");
+  t.equal(byPort.gateway, 'docker', "containers go out through Docker's docker_gwbridge");
+  const byNic = config([], { OVN_DOCKER_MODE: 'nested', OVN_DOCKER_VM_NIC: 'eth0', OVN_DOCKER_BRIDGE: 'br-vm' });
+  t.same([byNic.mode, byNic.vmNic, byNic.vmPort, byNic.bridge], ['nested', 'eth0', undefined, 'br-vm'], 'by environment, --vm-nic, own bridge');
+  const overlay = config([], {});
+  t.same([overlay.mode, overlay.bridge, overlay.gateway], ['overlay', 'br-int', 'host'], 'overlay otherwise, as before');
+  for (const [argv, pattern] of [
+    [['--mode', 'nested'], /exactly one of --vm-port NAME .* and --vm-nic IFNAME/],
+    [['--vm-port', 'a', '--vm-nic', 'eth0'], /exactly one of/],
+    [['--mode', 'overlay', '--vm-port', 'a'], /--vm-port and --vm-nic are for --mode nested/],
+    [['--mode', 'underlay'], /--mode must be overlay or nested/],
+    [['--vm-port', 'a', '--gateway', 'host'], /--gateway host is for overlay mode/],
+    [['--vm-nic', 'eth0; rm -rf /'], /invalid --vm-nic/],
+    [['--vm-port', 'has space'], /invalid --vm-port/],
+  ] as [string[], RegExp][]) {
+    t.throws(() => parseCommandLine(argv, {}), { message: pattern }, argv.join(' '));
+  }
+});
