@@ -7,10 +7,14 @@
 #      with --ovn-nb/--ovn-sb: joins that OVN as a chassis;
 #   5. starts ovn-controller and dockerd if they are not running;
 #   6. starts the driver (systemd unit when systemd runs, else in the background).
+# Inside a VM whose NIC is already an OVN port (nested mode, docs/nested.md), with
+# --vm-port or --vm-nic and --ovn-nb: no OVN here and no chassis; Open vSwitch, dockerd
+# and the driver in nested mode on the VM's bridge breth0 (scripts/prepare-breth0.sh).
 # Running it again is safe: every step checks before it acts.
 # --stop stops what it started, in reverse, and removes the driver's host state.
 #
 # Usage: sudo scripts/quickstart.sh [--ovn-nb REMOTE --ovn-sb REMOTE] [--encap-ip IP] [-- DRIVER OPTIONS...]
+#        sudo scripts/quickstart.sh --ovn-nb REMOTE (--vm-port NAME | --vm-nic NIC) [-- DRIVER OPTIONS...]
 #        sudo scripts/quickstart.sh --stop
 set -euo pipefail
 
@@ -19,6 +23,8 @@ REPO=$(pwd)
 NB=""
 SB=""
 ENCAP_IP=""
+VM_PORT=""
+VM_NIC=""
 STOP=""
 DRIVER_ARGS=()
 LOG=/var/log/ovn-docker-driver.log
@@ -30,6 +36,8 @@ ARGS_FILE=$STATE.args
 OVS_CTL=/usr/share/openvswitch/scripts/ovs-ctl
 OVN_CTL=/usr/share/ovn/scripts/ovn-ctl
 UNIT=/etc/systemd/system/ovn-docker-driver.service
+# Nested mode's options for the unit (its /etc/default file is the operator's).
+DROPIN=/etc/systemd/system/ovn-docker-driver.service.d/quickstart-nested.conf
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 die() { printf 'quickstart: %s\n' "$*" >&2; exit 1; }
@@ -42,9 +50,11 @@ while [ $# -gt 0 ]; do
     --ovn-nb) NB=${2:?--ovn-nb needs a remote}; shift 2 ;;
     --ovn-sb) SB=${2:?--ovn-sb needs a remote}; shift 2 ;;
     --encap-ip) ENCAP_IP=${2:?--encap-ip needs an address}; shift 2 ;;
+    --vm-port) VM_PORT=${2:?--vm-port needs the logical port name of this VM}; shift 2 ;;
+    --vm-nic) VM_NIC=${2:?--vm-nic needs an interface name}; shift 2 ;;
     --stop) STOP=1; shift ;;
     --) shift; DRIVER_ARGS=("$@"); break ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
   esac
 done
@@ -89,6 +99,11 @@ stop_all() {
      node "$REPO/dist/src/cli/main.js" cleanup "${args[@]}") \
       || die "cleanup failed (see above); run it again: node $REPO/dist/src/cli/main.js cleanup, then $0 --stop"
   fi
+  if recorded nested-dropin; then
+    rm -f "$DROPIN"
+    rmdir "$(dirname "$DROPIN")" 2>/dev/null || true
+    systemctl daemon-reload 2>/dev/null || true
+  fi
   if recorded ovn-controller; then
     say "Stopping ovn-controller"
     "$OVN_CTL" stop_controller
@@ -112,7 +127,14 @@ stop_all() {
 }
 
 if [ -n "$STOP" ]; then stop_all; exit 0; fi
-if [ -n "$NB" ] && [ -z "$SB" ]; then die "--ovn-nb needs --ovn-sb too (ovn-controller talks to the southbound DB)"; fi
+NESTED=""
+if [ -n "$VM_PORT" ] || [ -n "$VM_NIC" ]; then
+  NESTED=1
+  [ -z "$VM_PORT" ] || [ -z "$VM_NIC" ] || die "give --vm-port or --vm-nic, not both"
+  [ -n "$NB" ] || die "nested mode needs --ovn-nb: the NB database the hypervisors use, reachable from this VM (tcp: or ssl:)"
+  [ -z "$SB" ] && [ -z "$ENCAP_IP" ] || die "--ovn-sb and --encap-ip are for a chassis; a VM in nested mode is none (its hypervisor is)"
+fi
+if [ -z "$NESTED" ] && [ -n "$NB" ] && [ -z "$SB" ]; then die "--ovn-nb needs --ovn-sb too (ovn-controller talks to the southbound DB)"; fi
 
 # Checked first, so a machine with an old Node is not half set up. Debian 12's nodejs is 18.
 NODE_HELP="Node.js >= 20 is needed. Debian 12 ships 18: install 20 or 22 from NodeSource's apt repository (https://github.com/nodesource/distributions) or the official binaries (https://nodejs.org/en/download); Debian 13's nodejs is 20.19"
@@ -121,7 +143,8 @@ node_major=$(node --version | sed 's/^v\([0-9]*\).*/\1/')
 [ "${node_major:-0}" -ge 20 ] || die "found node $(node --version). $NODE_HELP"
 
 say "Checking Debian packages"
-packages=(openvswitch-switch ovn-host docker.io iproute2 ethtool iptables)
+packages=(openvswitch-switch docker.io iproute2 ethtool iptables)
+[ -n "$NESTED" ] || packages+=(ovn-host)
 [ -z "$NB" ] && packages+=(ovn-central)
 missing=()
 for p in "${packages[@]}"; do
@@ -156,7 +179,15 @@ fi
 ovs-vsctl get Open_vSwitch . external_ids:system-id >/dev/null 2>&1 \
   || ovs-vsctl set Open_vSwitch . external_ids:system-id="$(cat /proc/sys/kernel/random/uuid)"
 
-if [ -z "$NB" ]; then
+if [ -n "$NESTED" ]; then
+  # The VM's bridge carries the VM's own address: creating it is not ours to do unasked.
+  if ! ovs-vsctl br-exists breth0; then
+    die "nested mode needs the VM's NIC in the OVS bridge breth0, holding the VM's address. Prepare it first (it moves this VM's address; it rolls back if the gateway stops answering): scripts/prepare-breth0.sh ${VM_NIC:-eth0}  (docs/nested.md)"
+  fi
+  NESTED_ARGS=(--ovn-nb "$NB" --bridge breth0)
+  if [ -n "$VM_PORT" ]; then NESTED_ARGS+=(--vm-port "$VM_PORT"); else NESTED_ARGS+=(--vm-nic "$VM_NIC"); fi
+  DRIVER_ARGS=("${NESTED_ARGS[@]}" "${DRIVER_ARGS[@]}")
+elif [ -z "$NB" ]; then
   say "Starting a single-node OVN here (NB, SB, ovn-northd)"
   if ! ovn-nbctl --timeout=2 show >/dev/null 2>&1; then
     "$OVN_CTL" start_northd
@@ -166,24 +197,28 @@ if [ -z "$NB" ]; then
   SB=unix:/var/run/ovn/ovnsb_db.sock
   ENCAP_IP=${ENCAP_IP:-127.0.0.1}
 fi
-if [ -z "$ENCAP_IP" ]; then
-  ENCAP_IP=$(ip -4 route get 1.1.1.1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\1/p')
-  [ -n "$ENCAP_IP" ] || die "cannot guess this host's tunnel address: pass --encap-ip"
-fi
+if [ -z "$NESTED" ]; then
+  if [ -z "$ENCAP_IP" ]; then
+    ENCAP_IP=$(ip -4 route get 1.1.1.1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\1/p')
+    [ -n "$ENCAP_IP" ] || die "cannot guess this host's tunnel address: pass --encap-ip"
+  fi
 
-say "Configuring this host as an OVN chassis (tunnel address $ENCAP_IP, $DATAPATH datapath)"
-ovs-vsctl set Open_vSwitch . \
-  external_ids:ovn-nb="$NB" external_ids:ovn-remote="$SB" \
-  external_ids:ovn-encap-type=geneve external_ids:ovn-encap-ip="$ENCAP_IP" \
-  external_ids:ovn-bridge-datapath-type="$DATAPATH"
-if ! ovs-vsctl br-exists br-int; then
-  ovs-vsctl add-br br-int -- set Bridge br-int datapath_type="$DATAPATH" fail-mode=secure \
-    other-config:disable-in-band=true
-  record br-int
-fi
-if ! ovn-appctl -t ovn-controller version >/dev/null 2>&1; then
-  "$OVN_CTL" start_controller
-  record ovn-controller
+  say "Configuring this host as an OVN chassis (tunnel address $ENCAP_IP, $DATAPATH datapath)"
+  ovs-vsctl set Open_vSwitch . \
+    external_ids:ovn-nb="$NB" external_ids:ovn-remote="$SB" \
+    external_ids:ovn-encap-type=geneve external_ids:ovn-encap-ip="$ENCAP_IP" \
+    external_ids:ovn-bridge-datapath-type="$DATAPATH"
+  if ! ovs-vsctl br-exists br-int; then
+    ovs-vsctl add-br br-int -- set Bridge br-int datapath_type="$DATAPATH" fail-mode=secure \
+      other-config:disable-in-band=true
+    record br-int
+  fi
+  if ! ovn-appctl -t ovn-controller version >/dev/null 2>&1; then
+    "$OVN_CTL" start_controller
+    record ovn-controller
+  fi
+else
+  say "Nested mode: this VM's containers become child ports of its OVN port (${VM_PORT:-found by the MAC of $VM_NIC}), NB at $NB"
 fi
 
 say "Starting dockerd"
@@ -210,6 +245,16 @@ SOCKET=/run/docker/plugins/openvswitch.sock
 if with_systemd; then
   sed "s#/opt/ovn-docker-driver#$REPO#g" systemd/ovn-docker-driver.service >"$UNIT"
   [ -e /etc/default/ovn-docker-driver ] || cp systemd/ovn-docker-driver.default /etc/default/ovn-docker-driver
+  if [ -n "$NESTED" ]; then
+    mkdir -p "$(dirname "$DROPIN")"
+    {
+      echo "# Written by scripts/quickstart.sh (nested mode); removed by --stop."
+      echo "[Service]"
+      echo "Environment=OVN_NB_DB=$NB OVN_DOCKER_BRIDGE=breth0"
+      if [ -n "$VM_PORT" ]; then echo "Environment=OVN_DOCKER_VM_PORT=$VM_PORT"; else echo "Environment=OVN_DOCKER_VM_NIC=$VM_NIC"; fi
+    } >"$DROPIN"
+    record nested-dropin
+  fi
   systemctl daemon-reload
   systemctl enable ovn-docker-driver >/dev/null
   systemctl restart ovn-docker-driver

@@ -19,7 +19,7 @@ import { Ovs } from './host/ovs.js';
 import { OvnNetworks } from './ovn/networks.js';
 import { OvnPools } from './ovn/pools.js';
 import { OvnWarmPorts } from './ovn/warm-ports.js';
-import { connectNb, identifyHost, StartupError } from './service.js';
+import { connectNb, identifyHost, identifyVmPort, StartupError } from './service.js';
 
 export interface CleanupOptions {
   /** Also remove this host's rows in NB. */
@@ -51,7 +51,7 @@ export async function cleanupHost(config: DriverConfig, options: CleanupOptions,
   const host = new HostPorts(links, ovs, config.bridge, hostLog);
 
   const report: CleanupReport = { gatewayPorts: 0, bridgePorts: 0, veths: 0 };
-  if (options.nb) report.nb = await cleanupNb(config, ovs, log);
+  if (options.nb) report.nb = await cleanupNb(config, ovs, links, log);
   log.info('removing the firewall rules and gateway ports of this host');
   report.gatewayPorts = await gateways.removeAll();
   log.info('removing the bridge ports and veths of endpoints and warm ports');
@@ -63,10 +63,12 @@ export async function cleanupHost(config: DriverConfig, options: CleanupOptions,
   return report;
 }
 
-async function cleanupNb(config: DriverConfig, ovs: Ovs, log: Logger): Promise<NonNullable<CleanupReport['nb']>> {
-  const { hostId, chassis, nbRemote } = await identifyHost(config, ovs, log);
-  const nb = await connectNb(config, nbRemote, chassis, log);
+async function cleanupNb(config: DriverConfig, ovs: Ovs, links: Links, log: Logger): Promise<NonNullable<CleanupReport['nb']>> {
+  const identity = await identifyHost(config, ovs, log);
+  const nb = await connectNb(config, identity.nbRemote, identity.chassis, log);
   try {
+    // In nested mode the driver knows this host by its VM's port.
+    const hostId = config.mode === 'nested' ? await identifyVmPort(config, nb, links, log) : identity.hostId;
     const networks = new OvnNetworks(nb);
     const warm = new OvnWarmPorts(nb, new OvnPools(nb));
     // Endpoints on ports made for them carry the chassis; those on warm ports are known by the port.

@@ -52,7 +52,13 @@ export async function startDriver(config: DriverConfig, log: Logger = pino({ lev
 
   const links = new Links(runner);
   // Nested mode: this host is known by its VM's port, which every container port names as its parent.
-  const parent = config.mode === 'nested' ? await identifyVmPort(config, nb, links, log) : undefined;
+  const parent =
+    config.mode === 'nested'
+      ? await identifyVmPort(config, nb, links, log).catch(async (err: unknown) => {
+          await nb.close();
+          throw err;
+        })
+      : undefined;
   const hostId = parent ?? identity.hostId;
   const host = new HostPorts(links, ovs, config.bridge, log.child({ component: 'host' }));
   const firewall = config.masquerade
@@ -183,8 +189,8 @@ export async function identifyHost(
   return { hostId: chassis ?? os.hostname(), chassis, nbRemote: config.nbRemote ?? ovsIds.get('ovn-nb') };
 }
 
-/** Nested mode: the name of the VM's own logical switch port, from --vm-port or the MAC of --vm-nic. */
-async function identifyVmPort(config: DriverConfig, nb: OvsdbClient, links: Links, log: Logger): Promise<string> {
+/** Nested mode: the name of the VM's own logical switch port, from --vm-port or the MAC of --vm-nic; also this host's id. */
+export async function identifyVmPort(config: DriverConfig, nb: OvsdbClient, links: Links, log: Logger): Promise<string> {
   let by: { name: string } | { mac: string };
   if (config.vmPort !== undefined) {
     by = { name: config.vmPort };
@@ -204,7 +210,6 @@ async function identifyVmPort(config: DriverConfig, nb: OvsdbClient, links: Link
     }
     return port.name;
   } catch (err) {
-    await nb.close();
     throw new StartupError((err as Error).message, { cause: err });
   }
 }
