@@ -185,7 +185,8 @@ export async function identifyHost(
     );
   });
   const chassis = ovsIds.get('system-id');
-  if (!chassis) log.warn('Open_vSwitch external_ids:system-id is not set; using the hostname as the chassis name');
+  // A VM in nested mode is known by its VM port instead (identifyVmPort).
+  if (!chassis && config.mode === 'overlay') log.warn('Open_vSwitch external_ids:system-id is not set; using the hostname as the chassis name');
   return { hostId: chassis ?? os.hostname(), chassis, nbRemote: config.nbRemote ?? ovsIds.get('ovn-nb') };
 }
 

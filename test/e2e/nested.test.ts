@@ -5,11 +5,16 @@
  * port with VLAN tags of their own, and share one network with the
  * hypervisor's containers. Shows: reachability both ways (ping and TCP);
  * isolation of a second network; tags matching the VM bridge's access
- * ports; ten concurrent starts; traffic with the VM's driver stopped and a
- * start after its restart; nothing left after removal.
+ * ports; names across VM and hypervisor; connect/disconnect; ten concurrent
+ * starts; traffic with the VM's driver stopped, the start-up sweep of a
+ * leftover on breth0, and a start after its restart; nothing left after
+ * removal.
  */
 import t from 'tap';
+import { randomBytes } from 'node:crypto';
 import path from 'node:path';
+import { hostIfName, peerIfName } from '../../src/host/names.js';
+import { Keys, OWNER } from '../../src/ovn/keys.js';
 import { ensureBusyboxImage, startDockerEngine, type DockerEngine } from '../harness/docker.js';
 import { startDriverProcess, type DriverProcess } from '../harness/driver-process.js';
 import { startNestedLab, type NestedLab } from '../harness/nested-vm.js';
@@ -124,6 +129,15 @@ t.test('containers in a VM on OVN (nested mode) beside containers on the hypervi
   t.ok(await tcp(inVm, 'v1', hv, 'h1', h1, 7070, 'from-the-vm'), 'TCP from a container in the VM to one on the hypervisor');
   t.ok(await tcp(hv, 'h1', inVm, 'v2', v2, 7071, 'from-the-hypervisor'), 'TCP from the hypervisor to a container in the VM');
 
+  // Names across the VM and the hypervisor: OVN answers at the gateway address, for child ports too.
+  const resolve = (side: Side, container: string, name: string) =>
+    waitFor(() => exec(side, container, 'nslookup', name, '10.70.0.1').catch(() => undefined), {
+      timeoutMs: 15_000,
+      what: `${name} resolved in ${container}`,
+    });
+  t.match(await resolve(inVm, 'v1', 'h1'), new RegExp(`Address:? *${h1.replace(/\./g, '\\.')}`), "a container in the VM resolves the hypervisor's container by name");
+  t.match(await resolve(hv, 'h1', 'v2'), new RegExp(`Address:? *${v2.replace(/\./g, '\\.')}`), "and the hypervisor's resolves the VM's");
+
   // A second network in the VM: its own switch, no path to the first, even at L2.
   await docker(inVm, 'network', 'create', '-d', NAME, '--subnet', OTHER, 'other');
   await docker(inVm, 'run', '-d', '--net', 'other', '--cap-add', 'NET_ADMIN', '--name', 'o1', IMAGE, 'sleep', '3600');
@@ -131,6 +145,24 @@ t.test('containers in a VM on OVN (nested mode) beside containers on the hypervi
   // On-link for the first subnet: o1 asks for v1 by ARP on its own segment, which only the second network's switch carries.
   await exec(inVm, 'o1', 'ip', 'route', 'add', SUBNET, 'dev', 'eth0');
   await t.rejects(ping(inVm, 'o1', v1), 'a container on the second network cannot reach the first');
+
+  // network connect / disconnect in the VM: o2 gets a child port on the shared network with a tag of its own.
+  // (Warm ports come and go meanwhile: the checks name o2's port, and the invariants, not counts.)
+  await docker(inVm, 'run', '-d', '--net', 'other', '--name', 'o2', IMAGE, 'sleep', '3600');
+  await docker(inVm, 'network', 'connect', 'shared', 'o2');
+  const o2Shared = await ipOf(inVm, 'o2');
+  t.match(await ping(inVm, 'o2', h1), /1 packets received/, 'after connect, o2 reaches the hypervisor over the shared network');
+  const o2Port = (await lab.nbctl('--bare', '--columns=name', 'find', 'Logical_Switch_Port', `parent_name=${vm.port}`, `addresses{>=}"${await docker(inVm, 'inspect', '-f', '{{(index .NetworkSettings.Networks "shared").MacAddress}}', 'o2')} ${o2Shared}"`)).trim();
+  t.ok(o2Port, `o2's port on the shared network is a child of the VM's port (${o2Port})`);
+  const connected = await children();
+  t.equal(new Set(connected.values()).size, connected.size, 'with a tag no other child has');
+  t.equal((await bridgeTags()).get(o2Port), connected.get(o2Port), "its veth is an access port of that tag on breth0");
+  await docker(inVm, 'network', 'disconnect', 'shared', 'o2');
+  t.notMatch(await exec(inVm, 'o2', 'ip', '-o', '-4', 'addr'), o2Shared, 'disconnect took the interface away');
+  const disconnected = await children();
+  t.equal(new Set(disconnected.values()).size, disconnected.size, 'tags still distinct');
+  t.same(await bridgeTags(), disconnected, "breth0's access ports still match NB");
+  await t.rejects(ping(hv, 'h1', o2Shared), 'o2 is no longer reachable at its shared address');
 
   // Tags: every child of the VM's port has its own, and breth0 tags its veth with it.
   const nb = await children();
@@ -158,7 +190,16 @@ t.test('containers in a VM on OVN (nested mode) beside containers on the hypervi
   // The VM's driver stopped: traffic goes on; after its restart a new container works.
   await inVm.driver.kill();
   t.match(await ping(inVm, 'v1', h1), /1 packets received/, "traffic with the VM's driver down");
+  // What a crash between plugging and NB's delete leaves: a port of ours on breth0 whose OVN port is gone.
+  const ghost = randomBytes(32).toString('hex');
+  await vm.exec('ip', ['link', 'add', hostIfName(ghost), 'type', 'veth', 'peer', 'name', peerIfName(ghost)]);
+  await vsctlVm(
+    'add-port', vm.bridge, hostIfName(ghost), 'tag=4000', '--', 'set', 'Interface', hostIfName(ghost),
+    `external_ids:iface-id=${ghost}`, `external_ids:"${Keys.owner}"=${OWNER}`,
+  );
   await inVm.driver.start();
+  t.notOk((await vsctlVm('list-ports', vm.bridge)).split('\n').includes(hostIfName(ghost)), 'the restarted driver swept the leftover port from breth0');
+  t.equal((await vm.exec('ip', ['-o', 'link', 'show'])).stdout.includes(hostIfName(ghost)), false, 'and its veth');
   await docker(inVm, 'run', '-d', '--net', 'shared', '--name', 'late', IMAGE, 'sleep', '3600');
   t.match(await ping(inVm, 'late', h1), /1 packets received/, "a container started after the driver's restart reaches the hypervisor");
   t.match(await ping(hv, 'h1', await ipOf(inVm, 'late')), /1 packets received/, 'and is reached from it');
