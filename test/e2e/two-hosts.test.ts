@@ -170,7 +170,19 @@ t.test('two hosts share one OVN network', async (t) => {
   t.match(await docker(b, 'exec', 'lan-b', 'ip', 'route'), /^default via (?!10\.91\.0\.1)\S+ dev eth1/m, 'B: default route through docker_gwbridge');
   t.same(await routesInto('10.91.'), [`10.91.0.0/24 dev ${lan}`], "B: its own route is untouched, and alone");
   const lanB = await docker(b, 'inspect', '-f', '{{(index .NetworkSettings.Networks "lan").IPAddress}}', 'lan-b');
-  const reply = await waitFor(() => docker(a, 'exec', 'lan-a', 'ping', '-c1', '-W2', lanB).catch(() => undefined), { timeoutMs: 10_000, what: 'lan-a reaching lan-b' });
+  const reply = await waitFor(() => docker(a, 'exec', 'lan-a', 'ping', '-c1', '-W2', lanB).catch(() => undefined), {
+    timeoutMs: 10_000,
+    what: 'lan-a reaching lan-b',
+  }).catch(async (err: unknown) => {
+    // Seen once in a CI run, never reproduced: say where each side's port is bound, what lan-a resolved, and the way back.
+    const lanA = await docker(a, 'inspect', '-f', '{{(index .NetworkSettings.Networks "lan").IPAddress}}', 'lan-a').catch(() => '?');
+    const facts = await Promise.all([
+      c.sbctl('--columns=logical_port,chassis,up,mac', 'list', 'Port_Binding').then((out) => out.split('\n\n').filter((r) => /10\.91\.0\./.test(r)).join('\n')),
+      docker(a, 'exec', 'lan-a', 'ip', 'neigh'),
+      docker(b, 'exec', 'lan-b', 'ping', '-c1', '-W2', lanA),
+    ].map((p) => p.catch((e: Error) => e.message)));
+    throw new Error(`${(err as Error).message}\nbindings:\n${facts[0]}\nlan-a neighbours:\n${facts[1]}\nlan-b -> lan-a (${lanA}):\n${facts[2]}`);
+  });
   t.match(reply, /1 packets received/, 'the two hosts still share the network');
   await docker(b, 'rm', '-f', 'lan-b');
   await docker(b, 'network', 'rm', 'lan');
