@@ -21,9 +21,11 @@ const ALLOWED: Record<string, string[]> = {
   host: ['errors', 'net', 'ovn'],
   docker: [],
   warm: ['errors', 'net', 'ovn', 'host'],
-  driver: ['errors', 'net', 'ovn', 'host', 'warm', 'docker', 'protocol'],
+  // Published ports: the host's firewall and the endpoint's OVS interface, behind their own interface.
+  publish: ['errors', 'net', 'ovn', 'host'],
+  driver: ['errors', 'net', 'ovn', 'host', 'warm', 'publish', 'docker', 'protocol'],
   server: ['errors', 'driver', 'protocol'],
-  service: ['errors', 'config', 'net', 'ovsdb', 'ovn', 'host', 'warm', 'docker', 'driver', 'server'],
+  service: ['errors', 'config', 'net', 'ovsdb', 'ovn', 'host', 'warm', 'publish', 'docker', 'driver', 'server'],
   cleanup: ['errors', 'config', 'ovsdb', 'ovn', 'host', 'service'],
   cli: ['config', 'service', 'cleanup'],
 };

@@ -231,6 +231,24 @@ export class Ovs {
   }
 
   /**
+   * Set (a string) or remove (undefined) one external_ids key of an
+   * interface, leaving the other keys alone. False when there is no such
+   * interface: its port went, and with it what the key recorded.
+   */
+  async setInterfaceExternalId(iface: string, key: string, value: string | undefined): Promise<boolean> {
+    assertIfName(iface, 'interface name');
+    assertOvsdbString(key, 'external_ids key', { allowEmpty: false });
+    if (RESERVED_KEYS.has(key)) throw new InvalidArgumentError('external_ids key', key, 'set by attachPort itself');
+    const change =
+      value === undefined
+        ? ['remove', 'Interface', iface, 'external_ids', ovsQuote(key)]
+        : ['set', 'Interface', iface, `external_ids:${ovsQuote(key)}=${ovsQuote(assertOvsdbString(value, `external_ids:${key} value`))}`];
+    // The read and the write are one transaction: "no such interface" is exact.
+    const stdout = await this.vsctl(['--no-wait', '--', '--if-exists', 'get', 'Interface', iface, 'name', '--', '--if-exists', ...change]);
+    return stdout.trim() !== '';
+  }
+
+  /**
    * Resolves true when it deleted the port, false when there was no such port
    * (even if the bridge is gone too: teardown must be repeatable). A port
    * that exists on another bridge, or on a bridge that is gone, is an error.

@@ -54,6 +54,8 @@ export const Keys = {
    * the port set of a network of Docker's IPAM.
    */
   warm: 'docker:warm',
+  /** OVS Interface of an endpoint's veth: the ports this host publishes for it (src/publish). */
+  published: 'docker:published',
 } as const;
 
 /** The -o driver option choosing a network's egress ("host" or "docker"), kept in Keys.options. */
