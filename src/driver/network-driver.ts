@@ -15,6 +15,7 @@ import type {
   CreateEndpointRequest,
   CreateNetworkRequest,
   EndpointRequest,
+  GwAllocCheckRequest,
   JoinRequest,
   NetworkRequest,
 } from '../protocol/network-driver.js';
@@ -24,7 +25,7 @@ import { HostGateways } from '../host/host-gateways.js';
 import { hostIfName, peerIfName } from '../host/names.js';
 import type { PortReadiness } from '../ovn/port-readiness.js';
 import { KeyedLock } from './keyed-lock.js';
-import { GATEWAY_OPTION, genericOptions, toEndpointSpec, toNetworkSpec } from './translate.js';
+import { GATEWAY_OPTION, gatewaySkips, genericOptions, toEndpointSpec, toNetworkSpec } from './translate.js';
 import type { WarmPorts } from '../warm/index.js';
 
 const PORT_MAP_OPTION = 'com.docker.network.portmap';
@@ -77,7 +78,13 @@ export class NetworkDriver {
   ) {}
 
   getCapabilities() {
-    return { Scope: this.settings.scope, ConnectivityScope: 'global' };
+    // GwAllocChecker: engines 28+ then ask gwAllocCheck before reserving a network's gateway address (older ones ignore it).
+    return { Scope: this.settings.scope, ConnectivityScope: 'global', GwAllocChecker: true };
+  }
+
+  /** Engine 28+, before IPAM: which families need no gateway address, an --internal network's (translate.ts). */
+  gwAllocCheck(req: GwAllocCheckRequest): { SkipIPv4: boolean; SkipIPv6: boolean } {
+    return gatewaySkips(req.Options, { mtu: this.settings.mtu, gateway: this.settings.gateway });
   }
 
   async createNetwork(req: CreateNetworkRequest): Promise<object> {

@@ -14,6 +14,7 @@ export { GATEWAY_OPTION };
 
 export const GENERIC_OPTIONS = 'com.docker.network.generic';
 export const MTU_OPTION = 'com.docker.network.driver.mtu';
+export const INTERNAL_OPTION = 'com.docker.network.internal';
 const MIN_MTU = 1280;
 const MAX_MTU = 65000;
 
@@ -24,22 +25,46 @@ export interface TranslateDefaults {
 }
 
 export function toNetworkSpec(req: CreateNetworkRequest, defaults: TranslateDefaults): NetworkSpec {
-  const generic = genericOptions(req.Options);
+  const { generic, gateway, mtu, internal } = networkOptions(req.Options, defaults);
+  // An engine 28+ sends [] (or null) for a family turned off: --ipv4=false makes an IPv6-only network.
   const ipv4 = (req.IPv4Data ?? []).map((d, i) => subnetSpec(d, 4, `IPv4Data[${i}]`));
   const ipv6 = (req.IPv6Data ?? []).map((d, i) => subnetSpec(d, 6, `IPv6Data[${i}]`));
-  const options = req.Options ?? {};
+  return { networkId: req.NetworkID, ipv4, ipv6, mtu, internal, options: { ...generic, [GATEWAY_OPTION]: gateway } };
+}
+
+/**
+ * GwAllocCheck (engine 28+, before any IPAM call): the families whose
+ * gateway address IPAM need not reserve. Only an --internal network's: any
+ * other network's gateway address is its switch's gateway localport, the
+ * host's side of it with -o ovn.gateway=host and the containers' DNS
+ * address either way. The options are checked as CreateNetwork checks them,
+ * so that a bad one fails the create before IPAM reserves anything.
+ */
+export function gatewaySkips(options: DockerOptions, defaults: TranslateDefaults): { SkipIPv4: boolean; SkipIPv6: boolean } {
+  const { internal } = networkOptions(options, defaults);
+  return { SkipIPv4: internal, SkipIPv6: internal };
+}
+
+/**
+ * What CreateNetwork's Options say, checked. Only the keys read here are
+ * checked: the engine adds keys as it goes (enable_ipv4 in 28.0), and an
+ * unknown one is never refused.
+ */
+function networkOptions(options: DockerOptions, defaults: TranslateDefaults) {
+  const generic = genericOptions(options);
   const gateway = generic[GATEWAY_OPTION];
   if (gateway !== undefined && gateway !== 'host' && gateway !== 'docker') {
     throw invalid(`${GATEWAY_OPTION} must be "host" (this host routes the network's traffic) or "docker" (Docker's docker_gwbridge), not "${gateway}"`);
   }
-  return {
-    networkId: req.NetworkID,
-    ipv4,
-    ipv6,
-    mtu: mtuOf(generic, defaults.mtu),
-    internal: options['com.docker.network.internal'] === true,
-    options: { ...generic, [GATEWAY_OPTION]: gateway ?? defaults.gateway },
-  };
+  return { generic, gateway: gateway ?? defaults.gateway, mtu: mtuOf(generic, defaults.mtu), internal: internalOption(options) };
+}
+
+/** --internal: `true` from the engine; absent, or `false` (swarm workers, some versions), otherwise. */
+function internalOption(options: DockerOptions): boolean {
+  const value = options?.[INTERNAL_OPTION];
+  if (value === undefined || value === null) return false;
+  if (typeof value !== 'boolean') throw invalid(`Options.${INTERNAL_OPTION} must be a boolean, not ${JSON.stringify(value).slice(0, 64)}`);
+  return value;
 }
 
 export function toEndpointSpec(req: CreateEndpointRequest, network: NetworkRecord, chassis: string | undefined): EndpointSpec {

@@ -34,6 +34,16 @@ export const createNetworkSchema = {
 } as const;
 export type CreateNetworkRequest = FromSchema<typeof createNetworkSchema>;
 
+/**
+ * Engine 28+ (when GetCapabilities says GwAllocChecker), before any IPAM
+ * call of a network create: the Options CreateNetwork will carry.
+ */
+export const gwAllocCheckSchema = {
+  type: 'object',
+  properties: { Options: optionsMap },
+} as const;
+export type GwAllocCheckRequest = FromSchema<typeof gwAllocCheckSchema>;
+
 export const networkSchema = {
   type: 'object',
   required: ['NetworkID'],

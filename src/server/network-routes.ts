@@ -6,6 +6,7 @@ import {
   createNetworkSchema,
   discoverySchema,
   endpointSchema,
+  gwAllocCheckSchema,
   joinSchema,
   networkSchema,
 } from '../protocol/network-driver.js';
@@ -13,13 +14,15 @@ import { jsonRoute } from './json-route.js';
 
 export type NetworkDriverMethods = Pick<
   NetworkDriver,
-  'getCapabilities' | 'createNetwork' | 'deleteNetwork' | 'createEndpoint' | 'endpointOperInfo' | 'deleteEndpoint' | 'join' | 'leave' | 'allocateNetwork'
+  'getCapabilities' | 'gwAllocCheck' | 'createNetwork' | 'deleteNetwork' | 'createEndpoint' | 'endpointOperInfo' | 'deleteEndpoint' | 'join' | 'leave' | 'allocateNetwork'
 >;
 
 /** /NetworkDriver.*: libnetwork's remote network driver API. */
 export const networkRoutes: FastifyPluginAsync<{ driver: NetworkDriverMethods }> = async (app, { driver }) => {
   // The engine sends it with an empty body: any body is ignored.
   app.post('/NetworkDriver.GetCapabilities', async () => driver.getCapabilities());
+  // Engine 28+, as GetCapabilities offers it: before IPAM reserves a new network's gateway addresses.
+  jsonRoute(app, '/NetworkDriver.GwAllocCheck', gwAllocCheckSchema, (b) => driver.gwAllocCheck(b));
 
   jsonRoute(app, '/NetworkDriver.CreateNetwork', createNetworkSchema, (b) => driver.createNetwork(b));
   jsonRoute(app, '/NetworkDriver.DeleteNetwork', networkSchema, (b) => driver.deleteNetwork(b));

@@ -25,8 +25,14 @@ export function fakeApp(answer: Answer = () => ({}), options: { bodyLimit?: numb
     calls.push({ method, body });
     return answer(method, body) as never;
   };
+  // The same, for the methods that answer without waiting.
+  const callSync = (method: string) => (body: unknown): never => {
+    calls.push({ method, body });
+    return answer(method, body) as never;
+  };
   const driver: NetworkDriverMethods = {
-    getCapabilities: () => ({ Scope: 'local', ConnectivityScope: 'global' }),
+    getCapabilities: () => ({ Scope: 'local', ConnectivityScope: 'global', GwAllocChecker: true }),
+    gwAllocCheck: callSync('gwAllocCheck'),
     createNetwork: call('createNetwork'),
     deleteNetwork: call('deleteNetwork'),
     createEndpoint: call('createEndpoint'),

@@ -15,6 +15,12 @@ const ROUTES: RouteCase[] = [
     { NetworkID: NETWORK, Options: { 'com.docker.network.generic': { 'ovn.gateway': 'docker' } }, IPv4Data: [{ AddressSpace: 'x', Pool: '10.0.0.0/24', Gateway: '10.0.0.1/24', AuxAddresses: null }], IPv6Data: null },
     [{}, { NetworkID: 'not/an/id' }, { NetworkID: NETWORK, IPv4Data: [{ Gateway: '10.0.0.1' }] }, { NetworkID: NETWORK, IPv4Data: [{ Pool: 'ten' }] }],
   ],
+  [
+    'GwAllocCheck',
+    'gwAllocCheck',
+    { Options: { 'com.docker.network.enable_ipv4': true, 'com.docker.network.enable_ipv6': false, 'com.docker.network.generic': {}, 'com.docker.network.internal': true } },
+    [{ Options: 'internal' }, { Options: [] }, { Options: Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`k${i}`, i])) }],
+  ],
   ['DeleteNetwork', 'deleteNetwork', { NetworkID: NETWORK }, [{ NetworkID: 7 }, { NetworkID: 'x'.repeat(65) }]],
   [
     'CreateEndpoint',
@@ -37,7 +43,7 @@ const ROUTES: RouteCase[] = [
 t.test('GetCapabilities answers with any body or none', async (t) => {
   const { app, post } = fakeApp();
   t.teardown(() => app.close());
-  t.same(await post('/NetworkDriver.GetCapabilities'), { status: 200, body: { Scope: 'local', ConnectivityScope: 'global' } });
+  t.same(await post('/NetworkDriver.GetCapabilities'), { status: 200, body: { Scope: 'local', ConnectivityScope: 'global', GwAllocChecker: true } });
   t.same((await post('/NetworkDriver.GetCapabilities', { anything: true })).status, 200);
 });
 
