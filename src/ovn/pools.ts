@@ -70,7 +70,7 @@ export interface PoolLease {
 }
 
 export interface PoolRequest {
-  /** "" lets the driver choose a free /24 from `defaultPools`. */
+  /** "" lets the driver choose a free /24 from `defaultPools` (IPv4 only: an IPv6 pool needs its subnet). */
   pool: string;
   subPool: string;
   v6: boolean;
@@ -94,6 +94,10 @@ export class OvnPools {
    * pool has: chosen in the transaction, and never one another network has.
    */
   async requestPool(req: PoolRequest): Promise<PoolLease> {
+    // The default range is IPv4: an IPv6 pool chosen from it would fail CreateNetwork later, less clearly.
+    if (!req.pool && req.v6) {
+      throw new DomainError('an IPv6 pool of this IPAM needs --subnet (e.g. --ipv6 --subnet fd00:1::/64): it has no default IPv6 range', 'invalid');
+    }
     const explicit = req.pool ? this.subnetOf(req.pool, req.v6) : undefined;
     const range = req.subPool ? this.subnetOf(req.subPool, req.v6) : '';
     const token = randomBytes(6).toString('hex');
