@@ -12,17 +12,30 @@
  * FORWARD for Docker's rules to judge, the rest is dropped here (Docker
  * 20.10-27 leave the rest to FORWARD's policy, which is ACCEPT on a host
  * that forwarded before dockerd started). Nothing from elsewhere starts a
- * connection into our networks through the host.
+ * connection into our networks through the host, except to a port the
+ * driver publishes (publish()): DNAT in nat PREROUTING (from elsewhere) and
+ * OUTPUT (the host itself, loopback included), accepted here, masqueraded
+ * where the reply would otherwise not come back through the host.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { CommandError, type Runner } from './exec.js';
 import type { Links } from './links.js';
-import { assertIfName } from './names.js';
+import { assertIfName, InvalidArgumentError } from './names.js';
+import { isReadOnly, Sysctl } from './sysctl.js';
 
 export const FORWARD_CHAIN = 'OVN-DOCKER-FORWARD';
 export const NAT_CHAIN = 'OVN-DOCKER-POSTROUTING';
+/** nat, from PREROUTING: DNAT of published ports for traffic from elsewhere. */
+export const PREROUTING_CHAIN = 'OVN-DOCKER-PREROUTING';
+/** nat, from OUTPUT: DNAT of published ports for the host's own traffic. */
+export const OUTPUT_CHAIN = 'OVN-DOCKER-OUTPUT';
+/** filter, from INPUT: nothing from our networks reaches the host's loopback addresses. */
+export const INPUT_CHAIN = 'OVN-DOCKER-INPUT';
+/** Matches of the jumps into the DNAT chains: only what is addressed to the host. */
+const LOCAL_DST = ['-m', 'addrtype', '--dst-type', 'LOCAL'] as const;
+const LOOPBACK_NET = '127.0.0.0/8';
 const COMMENT = 'ovn-docker-driver';
 const IP_FORWARD = '/proc/sys/net/ipv4/ip_forward';
 /** Docker's chain for users' rules: ours come right after it, so an operator's restrictions there apply to us too. */
@@ -42,6 +55,22 @@ export interface GatewayRule {
   ifName: string;
 }
 
+export type PublishedProtocol = 'tcp' | 'udp' | 'sctp';
+
+/** One port the host publishes for a container behind one of its gateway ports. */
+export interface PublishedRule {
+  protocol: PublishedProtocol;
+  /** '' = every IPv4 address of the host; else one IPv4 address (127.0.0.1 included). */
+  hostIp: string;
+  hostPort: number;
+  /** IPv4, no prefix. */
+  containerIp: string;
+  containerPort: number;
+  /** The network's gateway port (ovg…) the container is behind, and the network's IPv4 subnet. */
+  ifName: string;
+  subnet: string;
+}
+
 export interface FirewallOptions {
   /** Interface-name prefix of every gateway port. */
   prefix: string;
@@ -49,18 +78,35 @@ export interface FirewallOptions {
   backend?: Backend;
   /** The command that reports link changes, one line each (tests point it at a namespace). */
   monitor?: readonly string[];
+  /** Where route_localnet of the gateway ports is set (tests: another namespace's). */
+  sysctl?: Sysctl;
 }
 
 /** A bridge name we can write into iptables-restore input as it is. */
 const PLAIN_NAME = /^[A-Za-z0-9_.@-]+$/;
 const CIDR = /^[0-9.]+\/[0-9]{1,2}$/;
+const OCTET = '(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])';
+const IPV4 = new RegExp(`^${OCTET}(?:\\.${OCTET}){3}$`);
+const PROTOCOLS: readonly string[] = ['tcp', 'udp', 'sctp'];
 
 export class HostFirewall {
   private wanted: GatewayRule[] = [];
+  private published: PublishedRule[] = [];
+  private readonly sysctl: Sysctl;
+  /**
+   * Gateway ports whose route_localnet may be 1 because of us; undefined
+   * until this process has looked (a driver before it may have left some on).
+   */
+  private localnetOn: Set<string> | undefined;
+  /** A port that should have route_localnet had no interface yet at the last rebuild. */
+  private localnetPending = false;
+  private warnedReadOnly = false;
   private backend: Backend | undefined;
   /** Whether `backend` is where Docker's chains were found (else only a guess until they appear). */
   private dockerFound = false;
   private found: Backend[] | undefined;
+  /** The backend we wrote to before Docker's chains showed up in another: emptied once the new one is in force. */
+  private leaving: Backend | undefined;
   private queued: Promise<void> | undefined;
   private tail: Promise<unknown> = Promise.resolve();
   private bridgesApplied = '';
@@ -74,7 +120,9 @@ export class HostFirewall {
     private readonly links: Links,
     private readonly options: FirewallOptions,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.sysctl = options.sysctl ?? new Sysctl();
+  }
 
   async enableForwarding(): Promise<void> {
     // dockerd turns it on already; in a container /proc/sys is read-only, so write only when needed.
@@ -103,6 +151,71 @@ export class HostFirewall {
   }
 
   /**
+   * Make the published ports exactly these (replacing the previous set).
+   * Resolves once rules read after this call are in force. Every rule is
+   * checked before anything changes: one bad rule and this throws, leaving
+   * the set in force as it was.
+   */
+  publish(rules: readonly PublishedRule[]): Promise<void> {
+    const checked = rules.map((r) => this.checkPublished(r));
+    // One DNAT per host address, port and protocol: a second target for it could never be reached.
+    const byHostPort = new Map<string, PublishedRule>();
+    const unique: PublishedRule[] = [];
+    for (const r of checked) {
+      const key = `${r.protocol} ${r.hostIp} ${r.hostPort}`;
+      const other = byHostPort.get(key);
+      if (!other) {
+        byHostPort.set(key, r);
+        unique.push(r);
+      } else if (other.containerIp !== r.containerIp || other.containerPort !== r.containerPort || other.ifName !== r.ifName || other.subnet !== r.subnet) {
+        throw new InvalidArgumentError(
+          'published port',
+          `${r.hostIp || '0.0.0.0'}:${r.hostPort}/${r.protocol}`,
+          `published twice, to ${other.containerIp}:${other.containerPort} and ${r.containerIp}:${r.containerPort}`,
+        );
+      }
+    }
+    this.published = unique;
+    if (unique.length > 0) this.watch();
+    return this.sync();
+  }
+
+  /** A copy of the rule with exactly the fields we know, or an InvalidArgumentError. */
+  private checkPublished(r: PublishedRule): PublishedRule {
+    const what = 'published port';
+    const text = (v: unknown) => (typeof v === 'string' ? v : JSON.stringify(v) ?? String(v));
+    if (typeof r !== 'object' || r === null) throw new InvalidArgumentError(what, text(r), 'not an object');
+    if (!PROTOCOLS.includes(r.protocol)) throw new InvalidArgumentError(`${what} protocol`, text(r.protocol), 'not tcp, udp or sctp');
+    if (typeof r.hostIp !== 'string' || (r.hostIp !== '' && !IPV4.test(r.hostIp))) {
+      throw new InvalidArgumentError(`${what} host address`, text(r.hostIp), "neither '' (every address) nor an IPv4 address");
+    }
+    if (r.hostIp === '0.0.0.0') throw new InvalidArgumentError(`${what} host address`, r.hostIp, "for every address of the host, give ''");
+    for (const [field, port] of [['host port', r.hostPort], ['container port', r.containerPort]] as const) {
+      if (!Number.isInteger(port) || port < 1 || port > 65535) throw new InvalidArgumentError(`${what} ${field}`, text(port), 'not a port number (1-65535)');
+    }
+    if (typeof r.ifName !== 'string') throw new InvalidArgumentError(`${what} gateway port`, text(r.ifName), 'not a name');
+    assertIfName(r.ifName, `${what} gateway port`);
+    if (!r.ifName.startsWith(this.options.prefix) || !PLAIN_NAME.test(r.ifName)) {
+      throw new InvalidArgumentError(`${what} gateway port`, r.ifName, `not one of ours (${this.options.prefix}*)`);
+    }
+    const subnet = typeof r.subnet === 'string' ? parseSubnet(r.subnet) : undefined;
+    if (!subnet) throw new InvalidArgumentError(`${what} subnet`, text(r.subnet), 'not an IPv4 subnet (network address/prefix length)');
+    if (typeof r.containerIp !== 'string' || !IPV4.test(r.containerIp)) {
+      throw new InvalidArgumentError(`${what} container address`, text(r.containerIp), 'not an IPv4 address (without a prefix length)');
+    }
+    if (!inSubnet(ipv4ToNumber(r.containerIp), subnet)) throw new InvalidArgumentError(`${what} container address`, r.containerIp, `not in its network's subnet ${r.subnet}`);
+    return {
+      protocol: r.protocol,
+      hostIp: r.hostIp,
+      hostPort: r.hostPort,
+      containerIp: r.containerIp,
+      containerPort: r.containerPort,
+      ifName: r.ifName,
+      subnet: r.subnet,
+    };
+  }
+
+  /**
    * One rebuild at a time; calls made while one waits to start share it, and
    * it reads the wanted state when it starts.
    */
@@ -128,16 +241,35 @@ export class HostFirewall {
     if (plain.length !== bridges.length) {
       this.log.warn({ bridges: bridges.filter((b) => !PLAIN_NAME.test(b)) }, 'bridges with unusual names are not told apart from other interfaces');
     }
-    await this.restore(backend, this.rules(plain));
+    // One snapshot of the wanted state for the rules and route_localnet alike.
+    const published = this.published;
+    await this.restore(backend, this.rules(plain, this.wanted, published));
     await this.ensureJump(backend, 'filter', 'FORWARD', FORWARD_CHAIN);
+    await this.ensureJump(backend, 'filter', 'INPUT', INPUT_CHAIN);
     await this.ensureJump(backend, 'nat', 'POSTROUTING', NAT_CHAIN);
+    await this.ensureJump(backend, 'nat', 'PREROUTING', PREROUTING_CHAIN, LOCAL_DST);
+    await this.ensureJump(backend, 'nat', 'OUTPUT', OUTPUT_CHAIN, LOCAL_DST);
     this.bridgesApplied = plain.join(' ');
+    // Only now that the new backend's rules (INPUT's guard among them) are in force.
+    if (this.leaving) {
+      await this.moveFrom(this.leaving);
+      this.leaving = undefined;
+    }
+    await this.syncRouteLocalnet(localnetPorts(published));
   }
 
-  private rules(bridges: string[]): string {
+  private rules(bridges: string[], gateways: readonly GatewayRule[], published: readonly PublishedRule[]): string {
     const any = `${this.options.prefix}+`;
     const c = ['-m', 'comment', '--comment', COMMENT].join(' ');
+    const proto = (p: PublishedRule) => `-p ${p.protocol} -m ${p.protocol}`;
     const forward = [
+      // Published ports, from anywhere (our networks included, a container's own through the host's
+      // address too): the packets DNAT'ed to them, and their replies, which between two of our
+      // networks (or within one, through the host) the next rule would drop.
+      ...published.flatMap((p) => [
+        `-A ${FORWARD_CHAIN} -d ${p.containerIp}/32 -o ${p.ifName} ${proto(p)} --dport ${p.containerPort} -m conntrack --ctstate DNAT ${c} -j ACCEPT`,
+        `-A ${FORWARD_CHAIN} -s ${p.containerIp}/32 -i ${p.ifName} ${proto(p)} --sport ${p.containerPort} -m conntrack --ctstate DNAT --ctdir REPLY ${c} -j ACCEPT`,
+      ]),
       // Between two of our networks, as Docker isolates its bridge networks.
       `-A ${FORWARD_CHAIN} -i ${any} -o ${any} ${c} -j DROP`,
       `-A ${FORWARD_CHAIN} -o ${any} -m conntrack --ctstate RELATED,ESTABLISHED ${c} -j ACCEPT`,
@@ -145,25 +277,117 @@ export class HostFirewall {
         `-A ${FORWARD_CHAIN} -i ${any} -o ${b} -m conntrack --ctstate DNAT ${c} -j RETURN`,
         `-A ${FORWARD_CHAIN} -i ${any} -o ${b} ${c} -j DROP`,
       ]),
-      ...this.wanted.map((g) => `-A ${FORWARD_CHAIN} -i ${g.ifName} ${c} -j ACCEPT`),
+      ...gateways.map((g) => `-A ${FORWARD_CHAIN} -i ${g.ifName} ${c} -j ACCEPT`),
       // Nothing else starts a connection into our networks through the host (Docker's bridge networks
       // accept all they send out, and without Docker's rules FORWARD may accept everything).
       `-A ${FORWARD_CHAIN} -o ${any} ${c} -j DROP`,
     ];
-    const nat = this.wanted.map((g) => `-A ${NAT_CHAIN} -s ${g.subnet} ! -o ${g.ifName} ${c} -j MASQUERADE`);
+    // Always, not only while some port has route_localnet on: it costs nothing while none has (the
+    // kernel drops such packets as martians then), and it never lags behind a route_localnet left on
+    // (by a driver that crashed between its writes, or by hand). Replies to the host's own connections
+    // to a port published on loopback arrive here with a 127.0.0.1 destination: those are ESTABLISHED.
+    const input = [`-A ${INPUT_CHAIN} -d ${LOOPBACK_NET} -i ${any} -m conntrack ! --ctstate RELATED,ESTABLISHED ${c} -j DROP`];
+    // A host address given before every address: the more specific binding wins, as with sockets.
+    const dnatOrder = [...published.filter((p) => p.hostIp !== ''), ...published.filter((p) => p.hostIp === '')];
+    const dnat = (chain: string) =>
+      dnatOrder.map((p) => `-A ${chain} ${p.hostIp ? `-d ${p.hostIp}/32 ` : ''}${proto(p)} --dport ${p.hostPort} ${c} -j DNAT --to-destination ${p.containerIp}:${p.containerPort}`);
+    const prerouting = dnatOrder.length === 0 ? [] : [
+      // A loopback destination from another host (on the LAN, or a container sending to 127.0.0.1
+      // through its gateway) is no way in: ports published on 127.0.0.1 stay the host's own, and the
+      // host's own connections are DNAT'ed in OUTPUT, never here.
+      `-A ${PREROUTING_CHAIN} -d ${LOOPBACK_NET} ! -i lo ${c} -j RETURN`,
+      ...dnat(PREROUTING_CHAIN),
+    ];
+    const nat = [
+      ...gateways.map((g) => `-A ${NAT_CHAIN} -s ${g.subnet} ! -o ${g.ifName} ${c} -j MASQUERADE`),
+      // Hairpin: a container reaching a published port of its own network through a host address
+      // would get the reply straight from the other container, which it never sent anything to.
+      ...published.map((p) => `-A ${NAT_CHAIN} -s ${p.subnet} -d ${p.containerIp}/32 -o ${p.ifName} ${proto(p)} --dport ${p.containerPort} ${c} -j MASQUERADE`),
+      // The host's own connections to a port published on loopback: a container cannot answer 127.0.0.1.
+      ...[...localnetPorts(published)].map((ifName) => `-A ${NAT_CHAIN} -s ${LOOPBACK_NET} -o ${ifName} ${c} -j MASQUERADE`),
+    ];
     // With --noflush, declaring a chain creates it or empties it, and leaves every other chain alone.
-    return ['*filter', `:${FORWARD_CHAIN} - [0:0]`, ...forward, 'COMMIT', '*nat', `:${NAT_CHAIN} - [0:0]`, ...nat, 'COMMIT', ''].join('\n');
+    return [
+      '*filter',
+      `:${FORWARD_CHAIN} - [0:0]`,
+      `:${INPUT_CHAIN} - [0:0]`,
+      ...unique(forward),
+      ...input,
+      'COMMIT',
+      '*nat',
+      `:${NAT_CHAIN} - [0:0]`,
+      `:${PREROUTING_CHAIN} - [0:0]`,
+      `:${OUTPUT_CHAIN} - [0:0]`,
+      ...unique(nat),
+      ...prerouting,
+      ...dnat(OUTPUT_CHAIN),
+      'COMMIT',
+      '',
+    ].join('\n');
+  }
+
+  /**
+   * route_localnet=1 on exactly the gateway ports with a port published on
+   * loopback (or on every address): the host's packets to 127.0.0.1:PORT,
+   * DNAT'ed, leave through the port with their 127.0.0.1 source (masqueraded
+   * only after routing), and the replies come back to 127.0.0.1; the kernel
+   * drops both as martians otherwise. Off again on every other port of ours.
+   */
+  private async syncRouteLocalnet(wanted: ReadonlySet<string>): Promise<void> {
+    if (wanted.size === 0 && this.localnetOn?.size === 0 && !this.localnetPending) return;
+    const present = new Set((await this.links.list()).map((l) => l.name).filter((n) => n.startsWith(this.options.prefix)));
+    const on = new Set(this.localnetOn ?? present);
+    let pending = false;
+    try {
+      for (const ifName of wanted) {
+        if (!present.has(ifName)) {
+          // Its gateway port is not up yet: the link monitor brings us back when it is.
+          pending = true;
+          continue;
+        }
+        on.add(ifName);
+        await this.setRouteLocalnet(ifName, 1);
+      }
+      for (const ifName of [...on]) {
+        if (wanted.has(ifName)) continue;
+        if (present.has(ifName)) await this.setRouteLocalnet(ifName, 0);
+        on.delete(ifName);
+      }
+    } finally {
+      this.localnetOn = on;
+      this.localnetPending = pending;
+    }
+  }
+
+  private async setRouteLocalnet(ifName: string, value: 0 | 1): Promise<void> {
+    try {
+      await this.sysctl.setInterface(ifName, { family: 'ipv4', key: 'route_localnet', value });
+    } catch (err) {
+      // Gone meanwhile: so is its setting.
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT' || !(await this.links.exists(ifName).catch(() => true))) return;
+      if (!isReadOnly(err)) throw err;
+      if (value === 1 && !this.warnedReadOnly) {
+        this.warnedReadOnly = true;
+        this.log.warn(
+          { interface: ifName, err: (err as Error).message },
+          `cannot set net.ipv4.conf.${ifName}.route_localnet=1 (/proc/sys is read-only): the host itself cannot reach ports published on loopback or on every address through 127.0.0.1`,
+        );
+      }
+    }
   }
 
   /**
    * The jump into our chain, once; from FORWARD right after DOCKER-USER's
    * jump (first without one), where a dockerd restart, which inserts its
    * rules at the top, cannot leave Docker's "accept all my bridge sends"
-   * ahead of ours. Rules of older versions go.
+   * ahead of ours; first elsewhere. With `match`, only a jump with it is
+   * ours (one without would DNAT what is not the host's). Rules of older versions go.
    */
-  private async ensureJump(backend: Backend, table: string, from: string, chain: string): Promise<void> {
+  private async ensureJump(backend: Backend, table: string, from: string, chain: string, match: readonly string[] = []): Promise<void> {
+    const matchText = match.join(' ');
+    const ours = (r: string) => isJumpTo(r, chain) && r.includes(matchText);
     let rules = await this.listRules(backend, table, from);
-    const stale = rules.filter((r) => r.includes(`--comment ${COMMENT}`) && !isJumpTo(r, chain));
+    const stale = rules.filter((r) => (r.includes(`--comment ${COMMENT}`) && !isJumpTo(r, chain)) || (isJumpTo(r, chain) && !ours(r)));
     for (const rule of stale) {
       this.log.info({ table, rule }, 'removing a rule of an older version of the driver');
       await this.deleteRule(backend, table, rule);
@@ -171,17 +395,17 @@ export class HostFirewall {
     if (stale.length > 0) rules = await this.listRules(backend, table, from);
     // 0-based among the rules; iptables numbers them from 1.
     const wanted = from === 'FORWARD' ? rules.findIndex((r) => isJumpTo(r, DOCKER_USER)) + 1 : undefined;
-    const jumps = rules.flatMap((r, i) => (isJumpTo(r, chain) ? [i] : []));
+    const jumps = rules.flatMap((r, i) => (ours(r) ? [i] : []));
     const inPlace = wanted === undefined ? jumps.length > 0 : jumps.includes(wanted);
     if (!inPlace) {
-      await this.iptables(backend, ['-t', table, '-I', from, String((wanted ?? 0) + 1), '-m', 'comment', '--comment', COMMENT, '-j', chain]);
+      await this.iptables(backend, ['-t', table, '-I', from, String((wanted ?? 0) + 1), ...match, '-m', 'comment', '--comment', COMMENT, '-j', chain]);
       if (jumps.length > 0) this.log.info({ table, from }, 'moved the jump into our chain back behind DOCKER-USER');
       rules = await this.listRules(backend, table, from);
     } else if (jumps.length === 1) {
       return;
     }
     // Every other copy goes, by number, from the last up (so the numbers above stay right).
-    const keep = rules.findIndex((r, i) => isJumpTo(r, chain) && (wanted === undefined || i === wanted));
+    const keep = rules.findIndex((r, i) => ours(r) && (wanted === undefined || i === wanted));
     const extra = rules.flatMap((r, i) => (isJumpTo(r, chain) && i !== keep ? [i] : [])).reverse();
     for (const i of extra) await this.iptables(backend, ['-t', table, '-D', from, String(i + 1)]);
   }
@@ -193,14 +417,26 @@ export class HostFirewall {
     return jumps === 1 && isJumpTo(rules[rules.findIndex((r) => isJumpTo(r, DOCKER_USER)) + 1] ?? '', FORWARD_CHAIN);
   }
 
-  /** Remove every trace: jumps (all copies), rules of older versions and our chains, in every backend. */
+  /**
+   * Remove every trace: jumps (all copies), rules of older versions and our
+   * chains, in every backend, and route_localnet on our ports. Nothing is
+   * published or forwarded afterwards until publish() or apply() is called again.
+   */
   async removeAll(): Promise<void> {
     this.stopWatching();
     this.wanted = [];
+    this.published = [];
     const removal = this.tail.then(async () => {
+      // Every port of ours, not only those this process knows of; before INPUT's guard goes.
+      this.localnetOn = undefined;
+      // Every backend is emptied below.
+      this.leaving = undefined;
+      await this.syncRouteLocalnet(new Set()).catch((err: unknown) =>
+        this.log.warn({ err }, 'cannot turn route_localnet off on the gateway ports (they go with their networks)'),
+      );
       for (const backend of this.options.backend ? [this.options.backend] : await this.backends()) {
-      if (await this.hasTables(backend)) await this.removeFrom(backend);
-    }
+        if (await this.hasTables(backend)) await this.removeFrom(backend);
+      }
     });
     this.tail = removal.catch(() => undefined);
     await removal;
@@ -263,6 +499,7 @@ export class HostFirewall {
       const bridges = (await this.links.bridges()).filter((b) => PLAIN_NAME.test(b)).join(' ');
       const backend = this.backend;
       if (bridges !== this.bridgesApplied) return this.syncInBackground('bridges changed');
+      if (this.localnetPending) return this.syncInBackground('a gateway port with a port published on loopback may be up');
       if (backend && !(await this.forwardJumpInPlace(backend))) return this.syncInBackground('jump out of place');
     })().catch((err: unknown) => this.log.warn({ err }, 'cannot check the firewall after links changed'));
   }
@@ -285,7 +522,7 @@ export class HostFirewall {
     for (const b of candidates) {
       if (!(await this.hasTables(b))) continue;
       if (await this.iptables(b, ['-t', 'filter', '-S', DOCKER_USER]).then(() => true, () => false)) {
-        if (this.backend && this.backend !== b) await this.moveFrom(this.backend);
+        if (this.backend && this.backend !== b) this.leaving = this.backend;
         this.backend = b;
         this.dockerFound = true;
         return b;
@@ -304,7 +541,10 @@ export class HostFirewall {
   private async removeFrom(backend: Backend): Promise<void> {
     for (const [table, from, chain] of [
       ['filter', 'FORWARD', FORWARD_CHAIN],
+      ['filter', 'INPUT', INPUT_CHAIN],
       ['nat', 'POSTROUTING', NAT_CHAIN],
+      ['nat', 'PREROUTING', PREROUTING_CHAIN],
+      ['nat', 'OUTPUT', OUTPUT_CHAIN],
     ] as const) {
       const rules = await this.listRules(backend, table, from).catch(() => []);
       for (const rule of rules.filter((r) => isJumpTo(r, chain) || r.includes(`--comment ${COMMENT}`))) {
@@ -365,6 +605,32 @@ export class HostFirewall {
   private iptables(backend: Backend, args: string[]) {
     return this.runner.run(backend === 'default' ? 'iptables' : `iptables-${backend}`, ['-w', ...args]);
   }
+}
+
+/** Gateway ports the host's own loopback traffic leaves through: those with a port published on loopback or every address. */
+function localnetPorts(published: readonly PublishedRule[]): Set<string> {
+  return new Set(published.filter((p) => p.hostIp === '' || p.hostIp.startsWith('127.')).map((p) => p.ifName));
+}
+
+function unique(lines: string[]): string[] {
+  return [...new Set(lines)];
+}
+
+function ipv4ToNumber(ip: string): number {
+  return ip.split('.').reduce((n, octet) => n * 256 + Number(octet), 0);
+}
+
+/** "a.b.c.d/len" with no host bits set (iptables would print it otherwise than we wrote it). */
+function parseSubnet(cidr: string): { base: number; bits: number } | undefined {
+  const [ip, len, ...rest] = cidr.split('/');
+  if (rest.length > 0 || ip === undefined || len === undefined || !IPV4.test(ip) || !/^(?:[0-9]|[12][0-9]|3[0-2])$/.test(len)) return undefined;
+  const bits = Number(len);
+  const base = ipv4ToNumber(ip);
+  return base % 2 ** (32 - bits) === 0 ? { base, bits } : undefined;
+}
+
+function inSubnet(ip: number, subnet: { base: number; bits: number }): boolean {
+  return ip - (ip % 2 ** (32 - subnet.bits)) === subnet.base;
 }
 
 function isJumpTo(rule: string, chain: string): boolean {
