@@ -3,6 +3,7 @@
  * cleans what a previous crash left on this host, then serves Docker.
  */
 import type { FastifyInstance } from 'fastify';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pino, type Logger } from 'pino';
 import { DEFAULT_CONFIG, type DriverConfig } from './config.js';
@@ -24,6 +25,7 @@ import { Links } from './host/links.js';
 import { Ovs } from './host/ovs.js';
 import { NB_INDEXES, NB_TABLES } from './ovn/keys.js';
 import { OvnNetworks } from './ovn/networks.js';
+import { parsePortRange, PortPublisher } from './publish/index.js';
 import { findVmPort } from './ovn/vm-port.js';
 import { OvsdbClient } from './ovsdb/index.js';
 import { buildApp } from './server/app.js';
@@ -94,6 +96,11 @@ export async function startDriver(config: DriverConfig, log: Logger = pino({ lev
     },
     log.child({ component: 'warm' }),
   );
+  // -p/-P on networks whose gateway is this host: published here, in the driver's own firewall chains.
+  const publisher =
+    firewall && !parent
+      ? new PortPublisher(ovs, links, firewall, config.bridge, await ephemeralPortRange(), log.child({ component: 'publish' }))
+      : undefined;
   const driver = new NetworkDriver(
     networks,
     pools,
@@ -110,8 +117,15 @@ export async function startDriver(config: DriverConfig, log: Logger = pino({ lev
     },
     log.child({ component: 'driver' }),
     warm,
+    publisher,
   );
   await driver.reconcile(true);
+  // After the gateways: the ports published before a restart are in force again before Docker is served.
+  const republished = await publisher?.restore().catch((err: unknown) => {
+    log.error({ err }, 'cannot restore the published ports of running containers; they are unreachable until their containers restart');
+    return 0;
+  });
+  if (republished) log.info({ endpoints: republished }, 'published ports restored');
   // Before serving, so that no request meets a half-recovered port; ports become ready in the background.
   await warm.start().catch((err: unknown) => log.error({ err }, 'cannot recover warm ports; containers start without them'));
 
@@ -165,6 +179,7 @@ export async function startDriver(config: DriverConfig, log: Logger = pino({ lev
       await dns?.stop();
       await orphans?.stop();
       await driver.drain();
+      publisher?.close();
       await localOvs?.close();
       firewall?.close();
       await nb.close();
@@ -188,6 +203,12 @@ export async function identifyHost(
   // A VM in nested mode is known by its VM port instead (identifyVmPort).
   if (!chassis && config.mode === 'overlay') log.warn('Open_vSwitch external_ids:system-id is not set; using the hostname as the chassis name');
   return { hostId: chassis ?? os.hostname(), chassis, nbRemote: config.nbRemote ?? ovsIds.get('ovn-nb') };
+}
+
+/** The host's ephemeral ports (net.ipv4.ip_local_port_range), from which `-P` gets its ports, as with Docker's bridge. */
+async function ephemeralPortRange(): Promise<{ low: number; high: number }> {
+  const text = await readFile('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').catch(() => '');
+  return parsePortRange(text) ?? { low: 49153, high: 65535 };
 }
 
 /** Nested mode: the name of the VM's own logical switch port, from --vm-port or the MAC of --vm-nic; also this host's id. */

@@ -18,8 +18,12 @@ import type {
   GwAllocCheckRequest,
   JoinRequest,
   NetworkRequest,
+  ProgramRequest,
 } from '../protocol/network-driver.js';
 import { DriverError, toDriverError } from './errors.js';
+import { DomainError } from '../errors.js';
+import { stripPrefix } from '../net/addressing.js';
+import { describePublished, portRequests, type PortPublisher } from '../publish/index.js';
 import type { HostPorts } from '../host/host-ports.js';
 import { HostGateways } from '../host/host-gateways.js';
 import { hostIfName, peerIfName } from '../host/names.js';
@@ -75,6 +79,8 @@ export class NetworkDriver {
     private readonly log: Logger,
     /** Ports kept ready ahead of containers (src/warm). */
     private readonly warm: WarmPorts,
+    /** Ports this host publishes for its containers (src/publish); undefined when the firewall is not ours (--masquerade false). */
+    private readonly publisher?: PortPublisher,
   ) {}
 
   getCapabilities() {
@@ -179,6 +185,8 @@ export class NetworkDriver {
 
   async deleteEndpoint(req: EndpointRequest): Promise<object> {
     const endpointId = req.EndpointID.toLowerCase();
+    // What a failed start never revoked goes with the endpoint.
+    if (this.publisher?.published(endpointId).length) await this.revokeExternalConnectivity(req);
     const deletePort = async () => {
       const deleted = await this.ovn(() => this.networks.deleteEndpoint(endpointId), `delete endpoint ${endpointId}`);
       this.log.info({ endpointId, deleted }, deleted ? 'endpoint deleted' : 'endpoint was already gone');
@@ -205,15 +213,60 @@ export class NetworkDriver {
   }
 
   endpointOperInfo(req: EndpointRequest): object {
-    const endpoint = this.networks.findEndpoint(req.EndpointID.toLowerCase());
+    const endpointId = req.EndpointID.toLowerCase();
+    const endpoint = this.networks.findEndpoint(endpointId);
     if (!endpoint) return { Value: {} };
+    const published = this.publisher?.published(endpointId) ?? [];
     return {
       Value: {
         'ovn.logical_switch_port': endpoint.name,
         'ovn.mac': endpoint.mac,
         'ovn.up': endpoint.up,
+        // The engine shows no remote driver's ports in `docker port`: here is where to read them.
+        ...(published.length ? { 'ovn.published': published.map(describePublished) } : {}),
       },
     };
+  }
+
+  /**
+   * The engine made this endpoint the container's gateway: publish the ports
+   * it asks for (all of them, replacing what it published before). Only for
+   * networks whose gateway is this host; any other answers {} and the engine
+   * goes on without (such a network gives no gateway in Join).
+   */
+  async programExternalConnectivity(req: ProgramRequest): Promise<object> {
+    const endpointId = req.EndpointID.toLowerCase();
+    const requests = portRequests(req.Options);
+    return this.locks.run(`ep:${endpointId}`, async () => {
+      const endpoint = this.networks.findEndpoint(endpointId);
+      if (!endpoint) throw new DriverError(`endpoint ${endpointId} does not exist in OVN; CreateEndpoint must come first`, 404);
+      const network = this.networks.findNetwork(endpoint.networkId);
+      const v4 = network?.ipv4.find((s) => s.gateway);
+      if (!this.publisher || !network || !HostGateways.wanted(network) || !v4 || !endpoint.ipv4) {
+        if (requests.length) this.log.warn({ endpointId, networkId: endpoint.networkId }, 'asked to publish ports on a network whose gateway is not this host: nothing published');
+        return {};
+      }
+      const target = {
+        endpointId,
+        portName: endpoint.name,
+        networkId: network.networkId,
+        containerIp: stripPrefix(endpoint.ipv4),
+        ifName: HostGateways.interfaceName(network.networkId),
+        subnet: v4.subnet,
+      };
+      const publisher = this.publisher;
+      await this.publishStep(() => publisher.program(target, requests), `publish the ports of endpoint ${endpointId}`);
+      return {};
+    });
+  }
+
+  /** The endpoint is no longer the container's gateway: its ports go. Unknown or already revoked endpoints answer {}. */
+  async revokeExternalConnectivity(req: EndpointRequest): Promise<object> {
+    const endpointId = req.EndpointID.toLowerCase();
+    const publisher = this.publisher;
+    if (!publisher) return {};
+    await this.locks.run(`ep:${endpointId}`, () => this.publishStep(() => publisher.revoke(endpointId), `stop publishing the ports of endpoint ${endpointId}`));
+    return {};
   }
 
   async join(req: JoinRequest): Promise<JoinResponse> {
@@ -274,9 +327,9 @@ export class NetworkDriver {
 
   private async joinResponse(network: NetworkRecord, srcName: string, sandboxOptions: DockerOptions): Promise<JoinResponse> {
     const response: JoinResponse = { InterfaceName: { SrcName: srcName, DstPrefix: 'eth' } };
-    // Docker publishes a container's ports (-p, -P) only through its gateway endpoint, and this driver
-    // publishes none: such a container keeps Docker's docker_gwbridge, which does.
-    if (HostGateways.wanted(network) && !publishesPorts(sandboxOptions)) {
+    // The engine publishes ports (-p, -P) only through a container's gateway endpoint: this host publishes
+    // them when the firewall is the driver's (src/publish); otherwise docker_gwbridge is the gateway, and does.
+    if (HostGateways.wanted(network) && (this.publisher !== undefined || !publishesPorts(sandboxOptions))) {
       // After a driver restart the gateway may need setting up again (it is idempotent).
       await this.hostStep(() => this.gateways.ensure(network), `set up this host as the gateway of network ${network.networkId}`);
       response.Gateway = network.ipv4.find((s) => s.gateway)!.gateway!;
@@ -310,6 +363,8 @@ export class NetworkDriver {
 
   leave(req: EndpointRequest): object {
     const endpointId = req.EndpointID.toLowerCase();
+    // Revoke comes first from the engine, except after a failed start: published ports never outlive Leave.
+    this.revokeInBackground(endpointId);
     const endpoint = this.networks.findEndpoint(endpointId);
     const network = endpoint && this.networks.findNetwork(endpoint.networkId);
     if (endpoint && network && this.warm.mayRecycle(endpoint, network)) {
@@ -343,6 +398,13 @@ export class NetworkDriver {
       },
     );
     this.unplugs.set(endpointId, unplug);
+  }
+
+  private revokeInBackground(endpointId: string): void {
+    if (!this.publisher?.published(endpointId).length) return;
+    void this.revokeExternalConnectivity({ NetworkID: '', EndpointID: endpointId }).catch((err: unknown) =>
+      this.log.error({ endpointId, err }, 'cannot stop publishing the ports of a leaving endpoint; DeleteEndpoint tries again'),
+    );
   }
 
   /** Wait for host-side teardown still running after Leave (on shutdown). */
@@ -388,6 +450,16 @@ export class NetworkDriver {
       return await work();
     } catch (err) {
       throw toDriverError(err, (message) => `cannot ${what} in the OVN northbound database: ${message}`);
+    }
+  }
+
+  /** A refusal of the publisher (a port in use) reaches the user as it is, in Docker's own words. */
+  private async publishStep<T>(work: () => Promise<T>, what: string): Promise<T> {
+    try {
+      return await work();
+    } catch (err) {
+      if (err instanceof DomainError) throw toDriverError(err, (message) => message);
+      throw new DriverError(`cannot ${what}: ${(err as Error).message}`, 500, { cause: err });
     }
   }
 

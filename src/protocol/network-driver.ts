@@ -75,6 +75,8 @@ export const endpointSchema = {
   properties: { NetworkID: networkId, EndpointID: endpointId, Options: optionsMap },
 } as const;
 export type EndpointRequest = Omit<FromSchema<typeof endpointSchema>, 'Options'>;
+/** ProgramExternalConnectivity: an endpoint and the container's options (its port map, read by src/publish/port-map.ts). */
+export type ProgramRequest = FromSchema<typeof endpointSchema>;
 
 export const joinSchema = {
   type: 'object',

@@ -14,7 +14,18 @@ import { jsonRoute } from './json-route.js';
 
 export type NetworkDriverMethods = Pick<
   NetworkDriver,
-  'getCapabilities' | 'gwAllocCheck' | 'createNetwork' | 'deleteNetwork' | 'createEndpoint' | 'endpointOperInfo' | 'deleteEndpoint' | 'join' | 'leave' | 'allocateNetwork'
+  | 'getCapabilities'
+  | 'gwAllocCheck'
+  | 'createNetwork'
+  | 'deleteNetwork'
+  | 'createEndpoint'
+  | 'endpointOperInfo'
+  | 'deleteEndpoint'
+  | 'join'
+  | 'leave'
+  | 'programExternalConnectivity'
+  | 'revokeExternalConnectivity'
+  | 'allocateNetwork'
 >;
 
 /** /NetworkDriver.*: libnetwork's remote network driver API. */
@@ -31,9 +42,9 @@ export const networkRoutes: FastifyPluginAsync<{ driver: NetworkDriverMethods }>
   jsonRoute(app, '/NetworkDriver.DeleteEndpoint', endpointSchema, (b) => driver.deleteEndpoint(b));
   jsonRoute(app, '/NetworkDriver.Join', joinSchema, (b) => driver.join(b));
   jsonRoute(app, '/NetworkDriver.Leave', endpointSchema, (b) => driver.leave(b));
-  // External connectivity is the engine's job (docker_gwbridge), as with Docker's overlay.
-  jsonRoute(app, '/NetworkDriver.ProgramExternalConnectivity', endpointSchema, () => ({}));
-  jsonRoute(app, '/NetworkDriver.RevokeExternalConnectivity', endpointSchema, () => ({}));
+  // Sent for the container's gateway endpoint only: ports it publishes (-p, -P).
+  jsonRoute(app, '/NetworkDriver.ProgramExternalConnectivity', endpointSchema, (b) => driver.programExternalConnectivity(b));
+  jsonRoute(app, '/NetworkDriver.RevokeExternalConnectivity', endpointSchema, (b) => driver.revokeExternalConnectivity(b));
   // Node discovery carries nothing OVN needs: the southbound database knows the chassis.
   jsonRoute(app, '/NetworkDriver.DiscoverNew', discoverySchema, () => ({}));
   jsonRoute(app, '/NetworkDriver.DiscoverDelete', discoverySchema, () => ({}));

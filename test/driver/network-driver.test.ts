@@ -228,7 +228,7 @@ t.test('egress: this host is the gateway unless the network asks for docker_gwbr
   t.equal(reply.Gateway, '10.74.0.1', 'the default route goes through OVN to this host');
   t.equal(reply.DisableGatewayService, true, 'no docker_gwbridge endpoint');
 
-  // -p 8080:80: Docker publishes ports only through the gateway endpoint, so docker_gwbridge stays.
+  // -p 8080:80 with --masquerade false (the firewall is not ours, so nothing publishes here): docker_gwbridge stays.
   const publishing = await createEndpoint(routed, '10.74.0.3/24');
   const portmap = [{ Proto: 6, IP: '', Port: 80, HostIP: '', HostPort: 8080, HostPortEnd: 8080 }];
   const published = await joinReply(routed, publishing.id, { 'com.docker.network.portmap': portmap });

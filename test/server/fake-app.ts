@@ -40,6 +40,8 @@ export function fakeApp(answer: Answer = () => ({}), options: { bodyLimit?: numb
     deleteEndpoint: call('deleteEndpoint'),
     join: call('join'),
     leave: call('leave'),
+    programExternalConnectivity: call('programExternalConnectivity'),
+    revokeExternalConnectivity: call('revokeExternalConnectivity'),
     allocateNetwork: call('allocateNetwork'),
   };
   const ipam: IpamDriverMethods = {

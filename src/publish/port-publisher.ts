@@ -1,0 +1,276 @@
+/**
+ * Ports published by this host for its containers (`docker run -p/-P` on a
+ * network whose gateway is this host): the engine's Program and Revoke
+ * calls, per endpoint. Each publication is a host port held open
+ * (port-reservations.ts) and DNAT'ed to the container in the driver's own
+ * firewall chains (host/firewall.ts). What is published is recorded on the
+ * endpoint's OVS interface (external_ids), so that a restarted driver puts
+ * the same rules and holds back, and it goes with the port.
+ *
+ * The engine checks no host port of a remote driver: conflicts are found
+ * here, and refused in Docker's own words. A holder whose veth is gone (its
+ * container died with dockerd, which then never revoked it) gives its ports up.
+ */
+import type { Logger } from 'pino';
+import { DomainError } from '../errors.js';
+import type { HostFirewall, PublishedRule } from '../host/firewall.js';
+import type { Links } from '../host/links.js';
+import { hostIfName } from '../host/names.js';
+import type { Ovs } from '../host/ovs.js';
+import { Keys } from '../ovn/keys.js';
+import { overlaps, PortAllocator, type Taken } from './port-allocator.js';
+import { describe, requestKey, type PortRequest, type Protocol } from './port-map.js';
+import { PortReservations } from './port-reservations.js';
+
+/** What an endpoint publishes through: its address, and its network's gateway port on this host. */
+export interface PublishTarget {
+  endpointId: string;
+  /** The endpoint's OVN port name; its veth is named after it (host/names.ts). */
+  portName: string;
+  networkId: string;
+  /** IPv4, no prefix. */
+  containerIp: string;
+  /** The network's gateway port (ovg…) and IPv4 subnet. */
+  ifName: string;
+  subnet: string;
+}
+
+export interface Published {
+  protocol: Protocol;
+  /** '' = every IPv4 address of the host. */
+  hostIp: string;
+  hostPort: number;
+  containerPort: number;
+  /** The request it answers (port-map.ts requestKey): asked again, it keeps its host port. */
+  request: string;
+}
+
+interface EndpointPublications extends PublishTarget {
+  ports: Published[];
+}
+
+export class PortPublisher {
+  private readonly byEndpoint = new Map<string, EndpointPublications>();
+  private readonly reservations = new PortReservations();
+  private readonly allocator: PortAllocator;
+  /** Program, Revoke and restore one at a time: a port is chosen and held in one step. */
+  private tail: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly ovs: Ovs,
+    private readonly links: Links,
+    private readonly firewall: HostFirewall,
+    private readonly bridge: string,
+    ephemeral: { low: number; high: number },
+    private readonly log: Logger,
+  ) {
+    this.allocator = new PortAllocator(ephemeral);
+  }
+
+  /** What an endpoint publishes now (for EndpointOperInfo and the logs). */
+  published(endpointId: string): Published[] {
+    return this.byEndpoint.get(endpointId)?.ports ?? [];
+  }
+
+  /**
+   * Publish exactly `requests` for the endpoint, replacing what it published
+   * before; a request asked again keeps its host port. On a refusal nothing
+   * changes.
+   */
+  program(target: PublishTarget, requests: PortRequest[]): Promise<Published[]> {
+    return this.serialized(() => this.programNow(target, requests));
+  }
+
+  /** Stop publishing the endpoint's ports; false when it published none. */
+  revoke(endpointId: string): Promise<boolean> {
+    return this.serialized(() => this.revokeNow(endpointId));
+  }
+
+  /** At start: the publications recorded on the bridge's interfaces, in force again. Returns how many endpoints. */
+  restore(): Promise<number> {
+    return this.serialized(async () => {
+      for (const port of await this.ovs.listPorts(this.bridge)) {
+        const text = port.externalIds.get(Keys.published);
+        if (text === undefined) continue;
+        const record = parseRecord(text);
+        if (!record || hostIfName(record.portName) !== port.port) {
+          this.log.warn({ port: port.port }, `ignoring an unreadable ${Keys.published} record`);
+          continue;
+        }
+        this.byEndpoint.set(record.endpointId, record);
+        for (const p of record.ports) {
+          if (!(await this.reservations.reserve(p))) {
+            this.log.warn({ endpointId: record.endpointId, port: describePublished(p) }, 'a published port is in use by another program on this host: its traffic still goes to the container');
+          }
+        }
+      }
+      await this.applyRules();
+      return this.byEndpoint.size;
+    });
+  }
+
+  close(): void {
+    this.reservations.closeAll();
+  }
+
+  private async programNow(target: PublishTarget, requests: PortRequest[]): Promise<Published[]> {
+    for (const r of requests) {
+      if (r.hostIp.includes(':')) {
+        throw new DomainError(
+          `cannot publish ${describe(r)}: this driver publishes on IPv4 host addresses only; leave the address out or give an IPv4 one`,
+          'invalid',
+          { endpointId: target.endpointId },
+        );
+      }
+    }
+    const before = this.byEndpoint.get(target.endpointId);
+    const kept = new Map((before?.ports ?? []).map((p) => [p.request, p]));
+    const others = [...this.byEndpoint.values()].filter((e) => e.endpointId !== target.endpointId);
+    const chosen: Published[] = [];
+    const newlyHeld: Published[] = [];
+    try {
+      for (const r of requests) {
+        const again = kept.get(requestKey(r));
+        if (again) {
+          chosen.push(again);
+          continue;
+        }
+        const free = async (hostPort: number) => {
+          const candidate = { protocol: r.protocol, hostIp: r.hostIp, hostPort };
+          if (chosen.some((p) => overlaps(p, candidate))) return false;
+          if (others.some((e) => e.ports.some((p) => overlaps(p, candidate))) && !(await this.reclaimStale(others, candidate))) return false;
+          // A port the endpoint published before and asks for again under another request is free to it.
+          const own = before?.ports.find((p) => overlaps(p, candidate));
+          return own !== undefined || this.reservations.reserve(candidate);
+        };
+        const hostPort = await this.allocator.choose(r, free);
+        if (hostPort === undefined) {
+          const where = r.hostPort === 0 ? `${r.hostIp || '0.0.0.0'}: no free port left in the range` : `${r.hostIp || '0.0.0.0'}:${r.hostPort}${r.hostPortEnd > r.hostPort ? `-${r.hostPortEnd}` : ''} failed: port is already allocated`;
+          throw new DomainError(`Bind for ${where}`, 'conflict', { endpointId: target.endpointId, port: describe(r) });
+        }
+        const published = { protocol: r.protocol, hostIp: r.hostIp, hostPort, containerPort: r.containerPort, request: requestKey(r) };
+        chosen.push(published);
+        if (!before?.ports.some((p) => overlaps(p, published))) newlyHeld.push(published);
+      }
+      const record: EndpointPublications = { ...target, ports: chosen };
+      // Recorded before the rules: a crash in between leaves a record the next start puts in force, never a rule nothing records.
+      const recorded = await this.ovs.setInterfaceExternalId(hostIfName(target.portName), Keys.published, chosen.length ? formatRecord(record) : undefined);
+      if (!recorded && chosen.length) {
+        throw new Error(`the endpoint's interface ${hostIfName(target.portName)} is not on ${this.bridge} (was the container stopped meanwhile?)`);
+      }
+      if (chosen.length) this.byEndpoint.set(target.endpointId, record);
+      else this.byEndpoint.delete(target.endpointId);
+      await this.applyRules();
+    } catch (err) {
+      if (before) this.byEndpoint.set(target.endpointId, before);
+      else this.byEndpoint.delete(target.endpointId);
+      for (const p of newlyHeld) if (!this.heldByAnyone(p)) this.reservations.release(p);
+      throw err;
+    }
+    for (const p of before?.ports ?? []) if (!chosen.includes(p) && !this.heldByAnyone(p)) this.reservations.release(p);
+    if (chosen.length) this.log.info({ endpointId: target.endpointId, ports: chosen.map(describePublished) }, 'ports published');
+    return chosen;
+  }
+
+  private async revokeNow(endpointId: string): Promise<boolean> {
+    const record = this.byEndpoint.get(endpointId);
+    if (!record) return false;
+    this.byEndpoint.delete(endpointId);
+    try {
+      await this.applyRules();
+      await this.ovs.setInterfaceExternalId(hostIfName(record.portName), Keys.published, undefined);
+    } catch (err) {
+      // Still published: Revoke or the next start tries again.
+      this.byEndpoint.set(endpointId, record);
+      throw err;
+    }
+    for (const p of record.ports) if (!this.heldByAnyone(p)) this.reservations.release(p);
+    this.log.info({ endpointId, ports: record.ports.map(describePublished) }, 'ports no longer published');
+    return true;
+  }
+
+  /**
+   * A conflicting holder whose veth is gone died without a Revoke (dockerd
+   * was killed with it): it gives its ports up. True when `candidate` is free then.
+   */
+  private async reclaimStale(others: EndpointPublications[], candidate: Taken): Promise<boolean> {
+    const holders = others.filter((e) => this.byEndpoint.has(e.endpointId) && e.ports.some((p) => overlaps(p, candidate)));
+    for (const holder of holders) {
+      if (await this.links.exists(hostIfName(holder.portName))) return false;
+    }
+    for (const holder of holders) {
+      this.log.warn({ endpointId: holder.endpointId, port: `${candidate.hostIp || '0.0.0.0'}:${candidate.hostPort}/${candidate.protocol}` }, 'taking over a published port whose container is gone (its engine never revoked it)');
+      await this.revokeNow(holder.endpointId);
+      holder.ports = [];
+    }
+    return true;
+  }
+
+  private heldByAnyone(p: Taken): boolean {
+    return [...this.byEndpoint.values()].some((e) => e.ports.some((q) => q.protocol === p.protocol && q.hostIp === p.hostIp && q.hostPort === p.hostPort));
+  }
+
+  private applyRules(): Promise<void> {
+    const rules: PublishedRule[] = [...this.byEndpoint.values()].flatMap((e) =>
+      e.ports.map((p) => ({
+        protocol: p.protocol,
+        hostIp: p.hostIp,
+        hostPort: p.hostPort,
+        containerIp: e.containerIp,
+        containerPort: p.containerPort,
+        ifName: e.ifName,
+        subnet: e.subnet,
+      })),
+    );
+    return this.firewall.publish(rules);
+  }
+
+  private serialized<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.tail.then(work, work);
+    this.tail = run.catch(() => undefined);
+    return run;
+  }
+}
+
+export function describePublished(p: Published): string {
+  return `${p.hostIp || '0.0.0.0'}:${p.hostPort}->${p.containerPort}/${p.protocol}`;
+}
+
+/* ---- The record on the OVS interface: compact JSON, checked when read back ---- */
+
+function formatRecord(r: EndpointPublications): string {
+  return JSON.stringify({
+    e: r.endpointId,
+    n: r.networkId,
+    port: r.portName,
+    ip: r.containerIp,
+    if: r.ifName,
+    s: r.subnet,
+    p: r.ports.map((p) => [p.protocol, p.hostIp, p.hostPort, p.containerPort, p.request]),
+  });
+}
+
+function parseRecord(text: string): EndpointPublications | undefined {
+  try {
+    const v = JSON.parse(text) as Record<string, unknown>;
+    const str = (x: unknown) => (typeof x === 'string' ? x : undefined);
+    const [endpointId, networkId, portName, containerIp, ifName, subnet] = [v.e, v.n, v.port, v.ip, v.if, v.s].map(str);
+    if (!endpointId || !networkId || !portName || !containerIp || !ifName || !subnet || !Array.isArray(v.p)) return undefined;
+    const ports: Published[] = [];
+    for (const entry of v.p as unknown[]) {
+      if (!Array.isArray(entry) || entry.length !== 5) return undefined;
+      const [protocol, hostIp, hostPort, containerPort, request] = entry as unknown[];
+      if (protocol !== 'tcp' && protocol !== 'udp' && protocol !== 'sctp') return undefined;
+      if (typeof hostIp !== 'string' || typeof request !== 'string') return undefined;
+      if (!isPort(hostPort) || !isPort(containerPort)) return undefined;
+      ports.push({ protocol, hostIp, hostPort, containerPort, request });
+    }
+    return { endpointId, networkId, portName, containerIp, ifName, subnet, ports };
+  } catch {
+    return undefined;
+  }
+}
+
+function isPort(x: unknown): x is number {
+  return typeof x === 'number' && Number.isInteger(x) && x >= 1 && x <= 65535;
+}
