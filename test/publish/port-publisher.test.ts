@@ -1,0 +1,107 @@
+/**
+ * The publisher's bookkeeping (src/publish/port-publisher.ts) against a real
+ * Open_vSwitch database (a bare ovsdb-server: no vswitchd is needed to keep
+ * external_ids): a retried Program keeps its ports, a new one replaces
+ * them, conflicts are refused in Docker's words and change nothing, a holder
+ * whose veth is gone gives its port up, Revoke is idempotent, and a new
+ * publisher (a restarted driver) puts back what the interfaces record. The
+ * firewall and the links are stand-ins that record what they are told:
+ * the rules themselves are test/host/firewall-publish.test.ts's.
+ */
+import t from 'tap';
+import { pino } from 'pino';
+import { createRunner } from '../../src/host/exec.js';
+import type { HostFirewall, PublishedRule } from '../../src/host/firewall.js';
+import type { Links } from '../../src/host/links.js';
+import { hostIfName } from '../../src/host/names.js';
+import { Ovs } from '../../src/host/ovs.js';
+import { Keys } from '../../src/ovn/keys.js';
+import { PortPublisher, type PublishTarget } from '../../src/publish/port-publisher.js';
+import { portRequests } from '../../src/publish/port-map.js';
+import { startOvsdbServer } from '../harness/ovsdb-server.js';
+
+const server = await startOvsdbServer({ schema: 'vswitch' });
+t.teardown(() => server.stop());
+const ovs = new Ovs({ runner: createRunner(), db: server.unixRemote });
+const vsctl = (...args: string[]) => createRunner().run('ovs-vsctl', [`--db=${server.unixRemote}`, '--no-wait', ...args]).then((r) => r.stdout.trim());
+await vsctl('init');
+await vsctl('add-br', 'br-test');
+
+let rules: PublishedRule[] = [];
+const firewall = { publish: async (r: readonly PublishedRule[]) => void (rules = [...r]) } as unknown as HostFirewall;
+const gone = new Set<string>();
+const links = { exists: async (name: string) => !gone.has(name) } as unknown as Links;
+const publishers: PortPublisher[] = [];
+const publisher = () => {
+  const p = new PortPublisher(ovs, links, firewall, 'br-test', { low: 41000, high: 41009 }, pino({ level: 'silent' }));
+  publishers.push(p);
+  return p;
+};
+t.teardown(() => publishers.forEach((p) => p.close()));
+
+let next = 1;
+/** An endpoint with its veth's port on the bridge, as Join leaves it. */
+async function endpoint(): Promise<PublishTarget> {
+  const id = (next++).toString(16).padStart(12, '0').padEnd(64, 'a');
+  await vsctl('add-port', 'br-test', hostIfName(id), '--', 'set', 'Interface', hostIfName(id), 'type=internal');
+  return { endpointId: id, portName: id, networkId: 'net1', containerIp: `10.9.0.${next}`, ifName: 'ovg000000000001', subnet: '10.9.0.0/24' };
+}
+// Loopback only, and high ports: the test holds real sockets.
+const map = (...entries: [proto: number, hostPort: number, hostPortEnd: number, port: number][]) =>
+  portRequests({ 'com.docker.network.portmap': entries.map(([Proto, HostPort, HostPortEnd, Port]) => ({ Proto, IP: '', Port, HostIP: '127.0.0.1', HostPort, HostPortEnd })) });
+const recorded = async (ep: PublishTarget) => vsctl('--if-exists', 'get', 'Interface', hostIfName(ep.portName), `external_ids:"${Keys.published}"`);
+
+const p = publisher();
+const a = await endpoint();
+const b = await endpoint();
+
+t.test('Program publishes, a retry keeps its ports, a new map replaces them', async (t) => {
+  const first = await p.program(a, map([6, 42080, 42080, 80], [17, 42053, 42053, 53], [6, 0, 0, 8080]));
+  t.same(first.map((x) => [x.protocol, x.hostPort, x.containerPort]), [['tcp', 42080, 80], ['udp', 42053, 53], ['tcp', 41000, 8080]], 'the fixed ports, and -P from the ephemeral range');
+  t.same(rules.map((r) => `${r.protocol} ${r.hostIp}:${r.hostPort}->${r.containerIp}:${r.containerPort} ${r.ifName}`), [
+    `tcp 127.0.0.1:42080->${a.containerIp}:80 ovg000000000001`,
+    `udp 127.0.0.1:42053->${a.containerIp}:53 ovg000000000001`,
+    `tcp 127.0.0.1:41000->${a.containerIp}:8080 ovg000000000001`,
+  ]);
+  t.match(await recorded(a), /42080/, "recorded on the endpoint's OVS interface");
+  const again = await p.program(a, map([6, 0, 0, 8080], [6, 42080, 42080, 80], [17, 42053, 42053, 53]));
+  t.same(again.map((x) => x.hostPort).sort(), [41000, 42053, 42080], 'the same map again (any order): the same ports, -P included');
+  const replaced = await p.program(a, map([6, 42081, 42081, 80]));
+  t.same(replaced.map((x) => x.hostPort), [42081], 'a new map replaces the old one');
+  t.equal(rules.length, 1, 'and only its rules remain');
+});
+
+t.test('conflicts: refused in Docker words, nothing changes', async (t) => {
+  const err = await p.program(b, map([6, 42081, 42081, 80])).catch((e: Error) => e);
+  t.match((err as Error).message, /^Bind for 127\.0\.0\.1:42081 failed: port is already allocated$/);
+  t.same(p.published(b.endpointId), [], 'nothing published for the refused endpoint');
+  t.equal(rules.length, 1, 'the rules are as before');
+  t.equal(await recorded(b), '', 'nothing recorded');
+  const range = await p.program(b, map([6, 42081, 42083, 80]));
+  t.same(range.map((x) => x.hostPort), [42082], 'a range: the first free port of it');
+  t.same((await p.program(b, map([17, 42081, 42081, 80]))).map((x) => x.hostPort), [42081], 'udp and tcp are apart');
+});
+
+t.test('a holder whose veth is gone gives its port up; Revoke is idempotent', async (t) => {
+  gone.add(hostIfName(a.portName));
+  const c = await endpoint();
+  t.same((await p.program(c, map([6, 42081, 42081, 80]))).map((x) => x.hostPort), [42081], "the dead holder's port is taken over");
+  t.same(p.published(a.endpointId), [], 'the dead holder publishes nothing');
+  t.equal(await recorded(a), '', 'nor records anything');
+  t.ok(await p.revoke(c.endpointId), 'revoked');
+  t.notOk(await p.revoke(c.endpointId), 'twice: nothing to do');
+  t.notOk(await p.revoke('f'.repeat(64)), 'an unknown endpoint: nothing to do');
+  t.notOk(rules.some((r) => r.containerIp === c.containerIp), 'its rules are gone');
+});
+
+t.test('a restarted driver puts back what the interfaces record', async (t) => {
+  const before = p.published(b.endpointId);
+  p.close();
+  rules = [];
+  const restarted = publisher();
+  t.equal(await restarted.restore(), 1, 'one endpoint publishes');
+  t.same(restarted.published(b.endpointId), before, 'the same ports');
+  t.same(rules.map((r) => r.hostPort), [42081], 'and the same rules');
+  const err = await restarted.program(a, map([17, 42081, 42081, 80])).catch((e: Error) => e);
+  t.match((err as Error).message, /port is already allocated/, 'held again: conflicts still found');
+});
