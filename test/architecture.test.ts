@@ -27,7 +27,8 @@ const ALLOWED: Record<string, string[]> = {
   server: ['errors', 'driver', 'protocol'],
   service: ['errors', 'config', 'net', 'ovsdb', 'ovn', 'host', 'warm', 'publish', 'docker', 'driver', 'server'],
   cleanup: ['errors', 'config', 'ovsdb', 'ovn', 'host', 'service'],
-  cli: ['config', 'service', 'cleanup'],
+  ports: ['config', 'docker', 'host', 'publish'],
+  cli: ['config', 'service', 'cleanup', 'ports'],
 };
 
 function sourceFiles(dir: string): string[] {

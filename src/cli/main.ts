@@ -8,6 +8,7 @@ import { pino } from 'pino';
 import { configWarnings, helpText, parseCommandLine, UsageError } from './options.js';
 import { startDriver, StartupError } from '../service.js';
 import { cleanupHost } from '../cleanup.js';
+import { publishedPorts } from '../ports.js';
 
 async function main(): Promise<number> {
   let command;
@@ -34,6 +35,15 @@ async function main(): Promise<number> {
   process.on('unhandledRejection', (reason: unknown) => {
     log.error({ err: reason }, 'unhandled promise rejection (a bug in the driver: please report it); the driver keeps running');
   });
+  if (command.kind === 'ports') {
+    try {
+      process.stdout.write(`${await publishedPorts(command.config)}\n`);
+      return 0;
+    } catch (err) {
+      process.stderr.write(`ovn-docker-driver ports: ${(err as Error).message}\n`);
+      return 1;
+    }
+  }
   if (command.kind === 'cleanup') {
     try {
       await cleanupHost(command.config, { nb: command.nb }, log);

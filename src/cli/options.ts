@@ -46,6 +46,7 @@ export function helpText(): string {
   const lines = [
     'Usage: ovn-docker-driver [options]',
     '       ovn-docker-driver cleanup [--nb] [options]',
+    '       ovn-docker-driver ports [options]',
     '',
     'Docker network plugin that gives containers OVN logical networks: every Docker',
     'network is an OVN logical switch, every endpoint a logical switch port, so',
@@ -69,6 +70,11 @@ export function helpText(): string {
     '                                  database: its endpoints and warm ports, and its networks',
     '                                  (the last host on a shared network deletes the switch).',
   );
+  lines.push(
+    '',
+    'ports: the ports this host publishes for its containers (-p, -P), with the host port each',
+    'got: `docker port` shows none of a network plugin\'s. Uses --bridge, --ovs-db, --docker-host.',
+  );
   lines.push('', 'Example: docker network create -d openvswitch --subnet 10.1.0.0/24 foo');
   return lines.join('\n');
 }
@@ -77,16 +83,18 @@ export type ParsedCommand =
   | { kind: 'help' }
   | { kind: 'version' }
   | { kind: 'run'; config: DriverConfig }
-  | { kind: 'cleanup'; config: DriverConfig; nb: boolean };
+  | { kind: 'cleanup'; config: DriverConfig; nb: boolean }
+  | { kind: 'ports'; config: DriverConfig };
 
 export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv): ParsedCommand {
   const cleanup = argv[0] === 'cleanup';
+  const ports = argv[0] === 'ports';
   const options: Record<string, { type: 'string' | 'boolean' }> = { help: { type: 'boolean' }, version: { type: 'boolean' } };
   if (cleanup) options.nb = { type: 'boolean' };
   for (const d of DOCS) options[d.flag] = { type: 'string' };
   let values: Record<string, string | boolean | undefined>;
   try {
-    ({ values } = parseArgs({ args: cleanup ? argv.slice(1) : argv, options, strict: true, allowPositionals: false }));
+    ({ values } = parseArgs({ args: cleanup || ports ? argv.slice(1) : argv, options, strict: true, allowPositionals: false }));
   } catch (err) {
     throw new UsageError(`${(err as Error).message} (see --help)`);
   }
@@ -166,6 +174,7 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv): Parsed
     warmPorts: integer(get('warm-ports')!, 'warm-ports', 0, 64),
     orphanGraceMs: integer(get('orphan-grace')!, 'orphan-grace', 1000, 86_400_000),
   };
+  if (ports) return { kind: 'ports', config };
   return cleanup ? { kind: 'cleanup', config, nb: values.nb === true } : { kind: 'run', config };
 }
 

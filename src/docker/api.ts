@@ -63,6 +63,18 @@ export class DockerApi {
     return new Set(ids.filter((id): id is string => typeof id === 'string' && /^[0-9a-f]{64}$/.test(id)));
   }
 
+  /** The names of the containers on `networkId`, by their endpoint ids (empty when the engine does not know it). */
+  async endpointNames(networkId: string): Promise<Map<string, string>> {
+    const { status, body } = await this.get(`/networks/${encodeURIComponent(networkId)}`).catch(() => ({ status: 0, body: '' }));
+    if (status !== 200) return new Map();
+    const net = JSON.parse(body) as { Containers?: Record<string, { EndpointID?: unknown; Name?: unknown }> };
+    const names = new Map<string, string>();
+    for (const c of Object.values(net.Containers ?? {})) {
+      if (typeof c.EndpointID === 'string' && typeof c.Name === 'string') names.set(c.EndpointID, c.Name);
+    }
+    return names;
+  }
+
   /**
    * Follow network connect/disconnect events until `signal` aborts; the
    * stream is re-opened (after a pause) when the engine goes away.

@@ -45,7 +45,7 @@ export interface Published {
   request: string;
 }
 
-interface EndpointPublications extends PublishTarget {
+export interface EndpointPublications extends PublishTarget {
   ports: Published[];
 }
 
@@ -89,14 +89,9 @@ export class PortPublisher {
   /** At start: the publications recorded on the bridge's interfaces, in force again. Returns how many endpoints. */
   restore(): Promise<number> {
     return this.serialized(async () => {
-      for (const port of await this.ovs.listPorts(this.bridge)) {
-        const text = port.externalIds.get(Keys.published);
-        if (text === undefined) continue;
-        const record = parseRecord(text);
-        if (!record || hostIfName(record.portName) !== port.port) {
-          this.log.warn({ port: port.port }, `ignoring an unreadable ${Keys.published} record`);
-          continue;
-        }
+      const { records, unreadable } = await readPublications(this.ovs, this.bridge);
+      if (unreadable.length) this.log.warn({ ports: unreadable }, `ignoring unreadable ${Keys.published} records`);
+      for (const record of records) {
         this.byEndpoint.set(record.endpointId, record);
         for (const p of record.ports) {
           if (!(await this.reservations.reserve(p))) {
@@ -234,6 +229,20 @@ export class PortPublisher {
 
 export function describePublished(p: Published): string {
   return `${p.hostIp || '0.0.0.0'}:${p.hostPort}->${p.containerPort}/${p.protocol}`;
+}
+
+/** What the interfaces on `bridge` record as published (`ovn-docker-driver ports`, and a restart). */
+export async function readPublications(ovs: Ovs, bridge: string): Promise<{ records: EndpointPublications[]; unreadable: string[] }> {
+  const records: EndpointPublications[] = [];
+  const unreadable: string[] = [];
+  for (const port of await ovs.listPorts(bridge)) {
+    const text = port.externalIds.get(Keys.published);
+    if (text === undefined) continue;
+    const record = parseRecord(text);
+    if (record && hostIfName(record.portName) === port.port) records.push(record);
+    else unreadable.push(port.port);
+  }
+  return { records, unreadable };
 }
 
 /* ---- The record on the OVS interface: compact JSON, checked when read back ---- */

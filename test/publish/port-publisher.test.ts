@@ -19,6 +19,8 @@ import { Keys } from '../../src/ovn/keys.js';
 import { PortPublisher, type PublishTarget } from '../../src/publish/port-publisher.js';
 import { portRequests } from '../../src/publish/port-map.js';
 import { startOvsdbServer } from '../harness/ovsdb-server.js';
+import { testDriverConfig } from '../harness/driver-config.js';
+import { publishedPorts } from '../../src/ports.js';
 
 const server = await startOvsdbServer({ schema: 'vswitch' });
 t.teardown(() => server.stop());
@@ -104,4 +106,10 @@ t.test('a restarted driver puts back what the interfaces record', async (t) => {
   t.same(rules.map((r) => r.hostPort), [42081], 'and the same rules');
   const err = await restarted.program(a, map([17, 42081, 42081, 80])).catch((e: Error) => e);
   t.match((err as Error).message, /port is already allocated/, 'held again: conflicts still found');
+});
+
+t.test('`ovn-docker-driver ports` lists them (without an engine: by endpoint id)', async (t) => {
+  const config = testDriverConfig({ nbRemote: 'unix:/nonexistent', ovsRemote: server.unixRemote }, '/tmp', { bridge: 'br-test', dockerSocket: undefined });
+  const text = await publishedPorts(config);
+  t.equal(text, `CONTAINER\tPUBLISHED\n${b.endpointId.slice(0, 12)}\t127.0.0.1:42081->${b.containerIp}:80/udp`);
 });
