@@ -180,6 +180,36 @@ t.test("--internal on engine 28+, Docker's IPAM: no Gateway in IPv4Data; the net
   t.equal(await switchIds(networkId), undefined, 'switch gone');
 });
 
+t.test('--internal --ipv6 on engine 28+: no Gateway in IPv4Data nor IPv6Data; dual-stack endpoints and Join work', async (t) => {
+  const networkId = hex(32);
+  const options = engineOptions({ 'com.docker.network.enable_ipv6': true, 'com.docker.network.internal': true });
+  t.same((await post('NetworkDriver.GwAllocCheck', { Options: options })).body, { SkipIPv4: true, SkipIPv6: true });
+  const created = await post('NetworkDriver.CreateNetwork', {
+    NetworkID: networkId,
+    Options: options,
+    IPv4Data: [{ AddressSpace: 'LocalDefault', Pool: '10.49.0.0/24' }],
+    IPv6Data: [{ AddressSpace: 'LocalDefault', Pool: 'fd49::/64' }],
+  });
+  t.same(created, { status: 200, body: {} });
+  const ids = await switchIds(networkId);
+  t.equal(ids?.get('docker:ipv6-subnets'), 'fd49::/64');
+  t.notOk(ids?.has('docker:ipv4-gateways') || ids?.has('docker:ipv6-gateways'), 'no gateway of either family recorded');
+  const id = hex(32);
+  const reply = await post('NetworkDriver.CreateEndpoint', {
+    NetworkID: networkId,
+    EndpointID: id,
+    Interface: { Address: '10.49.0.1/24', AddressIPv6: 'fd49::1/64', MacAddress: '' },
+    Options: {},
+  });
+  t.same(reply.body, { Interface: { MacAddress: '0a:58:0a:31:00:01' } });
+  t.same(await portColumns(id), { addresses: ['0a:58:0a:31:00:01 10.49.0.1 fd49::1'], port_security: ['0a:58:0a:31:00:01 10.49.0.1 fd49::1'] });
+  const join = await post('NetworkDriver.Join', { NetworkID: networkId, EndpointID: id, SandboxKey: '', Options: {} });
+  t.same(Object.keys(join.body), ['InterfaceName'], 'Join: no Gateway, no GatewayIPv6');
+  t.same(await portsOf(networkId), [id], 'no gateway localport');
+  t.equal((await post('NetworkDriver.DeleteEndpoint', { NetworkID: networkId, EndpointID: id })).status, 200);
+  t.equal((await post('NetworkDriver.DeleteNetwork', { NetworkID: networkId })).status, 200);
+});
+
 t.test('--internal on engine 28+, our IPAM: no gateway RequestAddress; endpoints get the pool from its first address', async (t) => {
   const networkId = hex(32);
   const options = engineOptions({ 'com.docker.network.internal': true });
