@@ -125,8 +125,10 @@ function subnetSpec(data: IpamData, family: 4 | 6, field: string): SubnetSpec {
 
 function endpointAddress(text: string, family: 4 | 6, subnets: SubnetSpec[], field: string): string {
   const c = cidr(text, family, field);
+  // An IPv6-only network (engine 28+) has no IPv4 subnet: an IPv4 address would pass its port security unchecked.
+  if (subnets.length === 0) throw invalid(`${field} ${text}: the network has no IPv${family} subnet`);
   const inside = subnets.some((s) => contains(s.subnet, c.ip));
-  if (subnets.length > 0 && !inside) {
+  if (!inside) {
     throw invalid(`${field} ${text} is not inside the network's subnets (${subnets.map((s) => s.subnet).join(', ')})`);
   }
   return `${c.ip}/${c.prefix}`;

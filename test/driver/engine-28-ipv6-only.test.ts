@@ -128,6 +128,9 @@ t.test('an IPv6 address outside the network, or an IPv4 one on an IPv6-only netw
   const family = await post('NetworkDriver.CreateEndpoint', { NetworkID: networkId, EndpointID: hex(32), Interface: { Address: 'fd52::5/64', AddressIPv6: '', MacAddress: '' }, Options: {} });
   t.equal(family.status, 400);
   t.match(String(family.body.Err), /Interface\.Address/);
+  const v4 = await post('NetworkDriver.CreateEndpoint', { NetworkID: networkId, EndpointID: hex(32), Interface: { Address: '10.52.0.5/24', AddressIPv6: 'fd52::5/64', MacAddress: '' }, Options: {} });
+  t.equal(v4.status, 400);
+  t.equal(v4.body.Err, 'Interface.Address 10.52.0.5/24: the network has no IPv4 subnet');
   await post('NetworkDriver.DeleteNetwork', { NetworkID: networkId });
 });
 
