@@ -119,12 +119,14 @@ export async function startDriver(config: DriverConfig, log: Logger = pino({ lev
     warm,
     publisher,
   );
-  await driver.reconcile(true);
-  // After the gateways: the ports published before a restart are in force again before Docker is served.
+  // Ports published before a restart: staged before the gateways' rebuild writes the rules, so that
+  // neither a container's egress nor its published ports are ever missing from them.
   const republished = await publisher?.restore().catch((err: unknown) => {
     log.error({ err }, 'cannot restore the published ports of running containers; they are unreachable until their containers restart');
     return 0;
   });
+  await driver.reconcile(true);
+  await publisher?.apply();
   if (republished) log.info({ endpoints: republished }, 'published ports restored');
   // Before serving, so that no request meets a half-recovered port; ports become ready in the background.
   await warm.start().catch((err: unknown) => log.error({ err }, 'cannot recover warm ports; containers start without them'));

@@ -156,7 +156,7 @@ export class HostFirewall {
    * checked before anything changes: one bad rule and this throws, leaving
    * the set in force as it was.
    */
-  publish(rules: readonly PublishedRule[]): Promise<void> {
+  publish(rules: readonly PublishedRule[], options: { defer?: boolean } = {}): Promise<void> {
     const checked = rules.map((r) => this.checkPublished(r));
     // One DNAT per host address, port and protocol: a second target for it could never be reached.
     const byHostPort = new Map<string, PublishedRule>();
@@ -177,6 +177,8 @@ export class HostFirewall {
     }
     this.published = unique;
     if (unique.length > 0) this.watch();
+    // At start-up the gateways' rebuild, which comes next, writes these too: no moment without either.
+    if (options.defer) return Promise.resolve();
     return this.sync();
   }
 

@@ -86,7 +86,11 @@ export class PortPublisher {
     return this.serialized(() => this.revokeNow(endpointId));
   }
 
-  /** At start: the publications recorded on the bridge's interfaces, in force again. Returns how many endpoints. */
+  /**
+   * At start: the publications recorded on the bridge's interfaces, held
+   * again and handed to the firewall, whose next rebuild (the gateways'
+   * restore) writes them; `apply()` after that makes sure. Returns how many endpoints.
+   */
   restore(): Promise<number> {
     return this.serialized(async () => {
       const { records, unreadable } = await readPublications(this.ovs, this.bridge);
@@ -99,9 +103,14 @@ export class PortPublisher {
           }
         }
       }
-      await this.applyRules();
+      await this.applyRules({ defer: true });
       return this.byEndpoint.size;
     });
+  }
+
+  /** Write the rules of what is published now (after restore(), once the gateways are set up). */
+  apply(): Promise<void> {
+    return this.serialized(() => this.applyRules());
   }
 
   close(): void {
@@ -205,7 +214,7 @@ export class PortPublisher {
     return [...this.byEndpoint.values()].some((e) => e.ports.some((q) => q.protocol === p.protocol && q.hostIp === p.hostIp && q.hostPort === p.hostPort));
   }
 
-  private applyRules(): Promise<void> {
+  private applyRules(options: { defer?: boolean } = {}): Promise<void> {
     const rules: PublishedRule[] = [...this.byEndpoint.values()].flatMap((e) =>
       e.ports.map((p) => ({
         protocol: p.protocol,
@@ -217,7 +226,7 @@ export class PortPublisher {
         subnet: e.subnet,
       })),
     );
-    return this.firewall.publish(rules);
+    return this.firewall.publish(rules, options);
   }
 
   private serialized<T>(work: () => Promise<T>): Promise<T> {
