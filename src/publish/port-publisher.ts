@@ -108,9 +108,22 @@ export class PortPublisher {
     });
   }
 
-  /** Write the rules of what is published now (after restore(), once the gateways are set up). */
+  /**
+   * Write the rules of what is published now (after restore(), once the
+   * start-up sweep ran): publications whose interface the sweep removed
+   * (their endpoint was gone) are dropped first.
+   */
   apply(): Promise<void> {
-    return this.serialized(() => this.applyRules());
+    return this.serialized(async () => {
+      const recorded = new Set((await readPublications(this.ovs, this.bridge)).records.map((r) => r.endpointId));
+      for (const [endpointId, record] of this.byEndpoint) {
+        if (recorded.has(endpointId)) continue;
+        this.byEndpoint.delete(endpointId);
+        for (const p of record.ports) if (!this.heldByAnyone(p)) this.reservations.release(p);
+        this.log.info({ endpointId, ports: record.ports.map(describePublished) }, 'ports no longer published: their endpoint was removed as a leftover');
+      }
+      await this.applyRules();
+    });
   }
 
   close(): void {

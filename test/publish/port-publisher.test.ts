@@ -113,3 +113,19 @@ t.test('`ovn-docker-driver ports` lists them (without an engine: by endpoint id)
   const text = await publishedPorts(config);
   t.equal(text, `CONTAINER\tPUBLISHED\n${b.endpointId.slice(0, 12)}\t127.0.0.1:42081->${b.containerIp}:80/udp`);
 });
+
+t.test('after the start-up sweep removed an endpoint, apply() drops what it published', async (t) => {
+  const d = await endpoint();
+  const keeper = publisher();
+  await keeper.program(d, map([6, 42090, 42090, 80]));
+  keeper.close();
+  const restarted = publisher();
+  await restarted.restore();
+  t.same(restarted.published(d.endpointId).map((x) => x.hostPort), [42090], 'restored from its record');
+  await vsctl('del-port', 'br-test', hostIfName(d.portName)); // what the sweep does to a leftover
+  await restarted.apply();
+  t.same(restarted.published(d.endpointId), [], 'dropped once its port is gone');
+  t.notOk(rules.some((r) => r.hostPort === 42090), 'and so are its rules');
+  const e = await endpoint();
+  t.same((await restarted.program(e, map([6, 42090, 42090, 80]))).map((x) => x.hostPort), [42090], 'its port is free again');
+});
