@@ -371,9 +371,14 @@ function tcpServers(ip: string, ports: number[], name: (port: number) => string,
     }`;
 }
 
-/** Send `payload` over TCP from ns with busybox nc (2 s connect timeout); what came back, or a rejection. */
+/**
+ * Send `payload` over TCP from ns with busybox nc (2 s connect timeout); what came back, or a
+ * rejection. The payload goes through a shell pipe, not the Runner's `input`: nc refused at once
+ * exits before reading it, and writing to its closed stdin would be an uncaught EPIPE.
+ */
 async function tcp(ns: string, ip: string, port: number, payload: string): Promise<string> {
-  const { stdout } = await base.run('ip', ['netns', 'exec', ns, 'busybox', 'nc', '-w', '2', ip, String(port)], { input: payload, timeoutMs: 8000 });
+  const send = 'printf %s "$0" | busybox nc -w 2 "$1" "$2"';
+  const { stdout } = await run('ip', ['netns', 'exec', ns, 'sh', '-c', send, payload, ip, String(port)], { timeoutMs: 8000 });
   return stdout;
 }
 
