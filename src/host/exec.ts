@@ -131,6 +131,9 @@ export function createRunner(options: RunnerOptions = {}): Runner {
           child.stdout?.destroy();
           child.stderr?.destroy();
         }, timeoutMs);
+        // A tool that exits before reading all its input (iptables-restore on a bad line) closes the pipe: the
+        // write then fails with EPIPE, which unhandled would end the driver; its exit status reports the failure.
+        child.stdin?.on('error', () => undefined);
         // Without input, an open pipe would only let a tool that reads stdin hang.
         child.stdin?.end(runOptions.input);
       });

@@ -74,3 +74,17 @@ t.test('output beyond 64 MiB is cut off and reported, not silently truncated', a
   t.match((err as Error).message, /failed \(ERR_CHILD_PROCESS_STDIO_MAXBUFFER\)/);
   t.equal((err as CommandError).timedOut, false);
 });
+
+t.test('input to a program that exits without reading it fails that command, not the process', async (t) => {
+  // 20 runs: the write's EPIPE races the exit (seen 6 times in 20 before the fix, each an uncaught error).
+  const input = 'x'.repeat(200_000);
+  for (let i = 0; i < 20; i++) {
+    const result = await runner.run('true', [], { input }).then(
+      () => 'ok',
+      (e: unknown) => (e instanceof CommandError ? 'failed' : 'other'),
+    );
+    t.ok(result === 'ok' || result === 'failed', `run ${i}: a result, no crash (${result})`);
+  }
+  const err = await runner.run('sh', ['-c', 'exit 4'], { input }).catch((e: unknown) => e);
+  t.equal((err as CommandError).exitCode, 4, 'the exit status is what a caller sees');
+});
