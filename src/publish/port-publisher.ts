@@ -141,6 +141,8 @@ export class PortPublisher {
       }
     }
     const before = this.byEndpoint.get(target.endpointId);
+    // The engine programs every container's gateway endpoint, most with no ports: nothing to write then.
+    if (!before && requests.length === 0) return [];
     const kept = new Map((before?.ports ?? []).map((p) => [p.request, p]));
     const others = [...this.byEndpoint.values()].filter((e) => e.endpointId !== target.endpointId);
     const chosen: Published[] = [];
@@ -169,6 +171,8 @@ export class PortPublisher {
         chosen.push(published);
         if (!before?.ports.some((p) => overlaps(p, published))) newlyHeld.push(published);
       }
+      // The same map again (a retry, or 29.0 re-programming the gateway): everything is in place already.
+      if (before && chosen.length === before.ports.length && chosen.every((p) => before.ports.includes(p)) && sameTarget(before, target)) return chosen;
       const record: EndpointPublications = { ...target, ports: chosen };
       // Recorded before the rules: a crash in between leaves a record the next start puts in force, never a rule nothing records.
       const recorded = await this.ovs.setInterfaceExternalId(hostIfName(target.portName), Keys.published, chosen.length ? formatRecord(record) : undefined);
@@ -247,6 +251,10 @@ export class PortPublisher {
     this.tail = run.catch(() => undefined);
     return run;
   }
+}
+
+function sameTarget(a: PublishTarget, b: PublishTarget): boolean {
+  return a.portName === b.portName && a.containerIp === b.containerIp && a.ifName === b.ifName && a.subnet === b.subnet && a.networkId === b.networkId;
 }
 
 export function describePublished(p: Published): string {

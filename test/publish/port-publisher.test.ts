@@ -30,7 +30,13 @@ await vsctl('init');
 await vsctl('add-br', 'br-test');
 
 let rules: PublishedRule[] = [];
-const firewall = { publish: async (r: readonly PublishedRule[]) => void (rules = [...r]) } as unknown as HostFirewall;
+let rewrites = 0;
+const firewall = {
+  publish: async (r: readonly PublishedRule[]) => {
+    rewrites++;
+    rules = [...r];
+  },
+} as unknown as HostFirewall;
 const gone = new Set<string>();
 const links = { exists: async (name: string) => !gone.has(name) } as unknown as Links;
 const publishers: PortPublisher[] = [];
@@ -66,8 +72,13 @@ t.test('Program publishes, a retry keeps its ports, a new map replaces them', as
     `tcp 127.0.0.1:41000->${a.containerIp}:8080 ovg000000000001`,
   ]);
   t.match(await recorded(a), /42080/, "recorded on the endpoint's OVS interface");
+  const writes = rewrites;
   const again = await p.program(a, map([6, 0, 0, 8080], [6, 42080, 42080, 80], [17, 42053, 42053, 53]));
   t.same(again.map((x) => x.hostPort).sort(), [41000, 42053, 42080], 'the same map again (any order): the same ports, -P included');
+  t.equal(rewrites, writes, 'and no firewall rewrite for it');
+  const idle = await endpoint();
+  t.same(await p.program(idle, []), [], 'an endpoint publishing nothing, programmed with no ports (every container start)');
+  t.equal(rewrites, writes, 'costs no firewall rewrite either');
   const replaced = await p.program(a, map([6, 42081, 42081, 80]));
   t.same(replaced.map((x) => x.hostPort), [42081], 'a new map replaces the old one');
   t.equal(rules.length, 1, 'and only its rules remain');
