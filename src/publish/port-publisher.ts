@@ -158,9 +158,9 @@ export class PortPublisher {
           const candidate = { protocol: r.protocol, hostIp: r.hostIp, hostPort };
           if (chosen.some((p) => overlaps(p, candidate))) return false;
           if (others.some((e) => e.ports.some((p) => overlaps(p, candidate))) && !(await this.reclaimStale(others, candidate))) return false;
-          // A port the endpoint published before and asks for again under another request is free to it.
-          const own = before?.ports.find((p) => overlaps(p, candidate));
-          return own !== undefined || this.reservations.reserve(candidate);
+          // The very port the endpoint holds already (asked for again under another request) is free to it.
+          const own = before?.ports.some((p) => sameHostPort(p, candidate));
+          return own === true || this.reservations.reserve(candidate);
         };
         const hostPort = await this.allocator.choose(r, free);
         if (hostPort === undefined) {
@@ -169,7 +169,7 @@ export class PortPublisher {
         }
         const published = { protocol: r.protocol, hostIp: r.hostIp, hostPort, containerPort: r.containerPort, request: requestKey(r) };
         chosen.push(published);
-        if (!before?.ports.some((p) => overlaps(p, published))) newlyHeld.push(published);
+        if (!before?.ports.some((p) => sameHostPort(p, published))) newlyHeld.push(published);
       }
       // The same map again (a retry, or 29.0 re-programming the gateway): everything is in place already.
       if (before && chosen.length === before.ports.length && chosen.every((p) => before.ports.includes(p)) && sameTarget(before, target)) return chosen;
@@ -228,7 +228,7 @@ export class PortPublisher {
   }
 
   private heldByAnyone(p: Taken): boolean {
-    return [...this.byEndpoint.values()].some((e) => e.ports.some((q) => q.protocol === p.protocol && q.hostIp === p.hostIp && q.hostPort === p.hostPort));
+    return [...this.byEndpoint.values()].some((e) => e.ports.some((q) => sameHostPort(q, p)));
   }
 
   private applyRules(options: { defer?: boolean } = {}): Promise<void> {
@@ -251,6 +251,11 @@ export class PortPublisher {
     this.tail = run.catch(() => undefined);
     return run;
   }
+}
+
+/** The same socket: protocol, host address and port (overlaps() is wider: '' meets every address). */
+function sameHostPort(a: Taken, b: Taken): boolean {
+  return a.protocol === b.protocol && a.hostIp === b.hostIp && a.hostPort === b.hostPort;
 }
 
 function sameTarget(a: PublishTarget, b: PublishTarget): boolean {
