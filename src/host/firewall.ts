@@ -108,6 +108,14 @@ export class HostFirewall {
   /** The backend we wrote to before Docker's chains showed up in another: emptied once the new one is in force. */
   private leaving: Backend | undefined;
   private queued: Promise<void> | undefined;
+  /**
+   * Whether the next rebuild must look at everything (backend, bridges, the
+   * jumps into our chains) rather than only restore our chains: a change of
+   * gateways, links or time does; a change of published ports alone does not
+   * (one process instead of eight per Program and Revoke, measured in
+   * bench/publish-run).
+   */
+  private fullNeeded = true;
   private tail: Promise<unknown> = Promise.resolve();
   private bridgesApplied = '';
   private monitor: ChildProcess | undefined;
@@ -146,6 +154,7 @@ export class HostFirewall {
       if (!CIDR.test(g.subnet)) throw new Error(`invalid IPv4 subnet ${JSON.stringify(g.subnet)}`);
     }
     this.wanted = [...gateways];
+    this.fullNeeded = true;
     if (gateways.length > 0) this.watch();
     return this.sync();
   }
@@ -237,6 +246,24 @@ export class HostFirewall {
 
   private async rebuild(): Promise<void> {
     this.queued = undefined;
+    // A change while this runs sets it again and queues the next rebuild.
+    const full = this.fullNeeded || !this.backendSettled();
+    this.fullNeeded = false;
+    try {
+      if (full) await this.rebuildAll();
+      else await this.restorePublished();
+    } catch (err) {
+      this.fullNeeded = true;
+      throw err;
+    }
+  }
+
+  /** Whether the backend chosen is the one it stays (Docker's chains were found in it, or it was given). */
+  private backendSettled(): boolean {
+    return (this.options.backend !== undefined || (this.backend !== undefined && this.dockerFound)) && this.leaving === undefined;
+  }
+
+  private async rebuildAll(): Promise<void> {
     const backend = await this.chooseBackend();
     const bridges = await this.links.bridges();
     const plain = bridges.filter((b) => PLAIN_NAME.test(b));
@@ -257,7 +284,20 @@ export class HostFirewall {
       await this.moveFrom(this.leaving);
       this.leaving = undefined;
     }
-    await this.syncRouteLocalnet(localnetPorts(published));
+    await this.syncRouteLocalnet(localnetPorts(published), { always: true });
+  }
+
+  /**
+   * Only the published ports changed since a full rebuild: the same chains
+   * restored from the same state, with the bridges that rebuild saw (the link
+   * monitor brings a full one when they change) and the jumps left as they
+   * are (the periodic check puts them back if someone removed them).
+   */
+  private async restorePublished(): Promise<void> {
+    const published = this.published;
+    const bridges = this.bridgesApplied === '' ? [] : this.bridgesApplied.split(' ');
+    await this.restore(this.options.backend ?? this.backend!, this.rules(bridges, this.wanted, published));
+    await this.syncRouteLocalnet(localnetPorts(published), { always: false });
   }
 
   private rules(bridges: string[], gateways: readonly GatewayRule[], published: readonly PublishedRule[]): string {
@@ -334,9 +374,12 @@ export class HostFirewall {
    * DNAT'ed, leave through the port with their 127.0.0.1 source (masqueraded
    * only after routing), and the replies come back to 127.0.0.1; the kernel
    * drops both as martians otherwise. Off again on every other port of ours.
+   * Unless `always`, nothing is read or written when the ports are those set last time.
    */
-  private async syncRouteLocalnet(wanted: ReadonlySet<string>): Promise<void> {
-    if (wanted.size === 0 && this.localnetOn?.size === 0 && !this.localnetPending) return;
+  private async syncRouteLocalnet(wanted: ReadonlySet<string>, options: { always: boolean }): Promise<void> {
+    const settled = !this.localnetPending && this.localnetOn !== undefined;
+    if (settled && wanted.size === 0 && this.localnetOn!.size === 0) return;
+    if (settled && !options.always && sameSet(wanted, this.localnetOn!)) return;
     const present = new Set((await this.links.list()).map((l) => l.name).filter((n) => n.startsWith(this.options.prefix)));
     const on = new Set(this.localnetOn ?? present);
     let pending = false;
@@ -428,12 +471,14 @@ export class HostFirewall {
     this.stopWatching();
     this.wanted = [];
     this.published = [];
+    // The chains go: whatever comes next must put the jumps back.
+    this.fullNeeded = true;
     const removal = this.tail.then(async () => {
       // Every port of ours, not only those this process knows of; before INPUT's guard goes.
       this.localnetOn = undefined;
       // Every backend is emptied below.
       this.leaving = undefined;
-      await this.syncRouteLocalnet(new Set()).catch((err: unknown) =>
+      await this.syncRouteLocalnet(new Set(), { always: true }).catch((err: unknown) =>
         this.log.warn({ err }, 'cannot turn route_localnet off on the gateway ports (they go with their networks)'),
       );
       for (const backend of this.options.backend ? [this.options.backend] : await this.backends()) {
@@ -508,6 +553,7 @@ export class HostFirewall {
 
   private syncInBackground(why: string): void {
     if (this.closed) return;
+    this.fullNeeded = true;
     this.sync().catch((err: unknown) => this.log.error({ err, why }, 'cannot rebuild the firewall rules of the host gateways'));
   }
 
@@ -612,6 +658,10 @@ export class HostFirewall {
 /** Gateway ports the host's own loopback traffic leaves through: those with a port published on loopback or every address. */
 function localnetPorts(published: readonly PublishedRule[]): Set<string> {
   return new Set(published.filter((p) => p.hostIp === '' || p.hostIp.startsWith('127.')).map((p) => p.ifName));
+}
+
+function sameSet<T>(a: ReadonlySet<T>, b: ReadonlySet<T>): boolean {
+  return a.size === b.size && [...a].every((x) => b.has(x));
 }
 
 function unique(lines: string[]): string[] {

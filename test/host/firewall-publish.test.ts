@@ -152,9 +152,10 @@ for (const backend of ['nft', 'legacy'] as const) {
     ];
     // Concurrent calls, as Joins and publications come: one rebuild at a time, one copy of everything.
     await Promise.all([firewall.publish(set1), firewall.apply([GA, GB]), firewall.publish(set1), firewall.apply([GA, GB])]);
-    // Someone added a jump into our DNAT chain without the addrtype match (it would DNAT forwarded traffic too).
+    // Someone added a jump into our DNAT chain without the addrtype match (it would DNAT forwarded traffic too):
+    // the next full rebuild (gateways changed, links changed, or the periodic check) removes it.
     await ipt('-t', 'nat', '-A', 'PREROUTING', '-j', PREROUTING_CHAIN);
-    await firewall.publish(set1);
+    await firewall.apply([GA, GB]);
     let saved = await save(ns, backend);
     t.same(
       chainOf(saved, 'filter', FORWARD_CHAIN),
@@ -249,6 +250,51 @@ for (const backend of ['nft', 'legacy'] as const) {
     for (const name of [A, B, C1]) t.equal(await routeLocalnet(ns, name), '0', `removeAll: route_localnet off on ${name}`);
   });
 }
+
+t.test('a change of published ports alone is one iptables-restore of the same chains a full rebuild writes', async (t) => {
+  const { ns } = await setUp(t, 'nft', { watch: false });
+  await run('ip', ['-n', ns, 'link', 'add', A, 'type', 'veth', 'peer', 'name', 'peer0']);
+  // Every command the firewall runs, by its name (the runner of setUp runs them inside ns).
+  const commands: string[] = [];
+  const counted = runnerIn(ns);
+  const counting = new HostFirewall(
+    { run: (cmd, args, opts) => (commands.push(cmd), counted.run(cmd, args, opts)) },
+    new Links(counted),
+    { prefix: 'ovg', backend: 'nft', sysctl: new Sysctl('/proc/sys', { run: (cmd, args, opts) => (commands.push(cmd), counted.run(cmd, args, opts)) }) },
+    log,
+  );
+  t.teardown(() => counting.close());
+  await counting.apply([GA]);
+  t.ok(commands.filter((c) => c.startsWith('iptables')).length > 1, `the first rebuild looks at the jumps too (${commands.join(' ')})`);
+
+  commands.length = 0;
+  await counting.publish([rule({ hostIp: '192.168.77.1' })]);
+  t.same(commands, ['iptables-nft-restore'], 'a port published on one address: one restore, nothing else');
+  const light = await save(ns, 'nft');
+
+  commands.length = 0;
+  await counting.publish([rule({ hostIp: '192.168.77.1' }), rule({ hostPort: 8081 })]);
+  t.equal(commands[0], 'iptables-nft-restore', 'a port on every address: the restore first');
+  t.ok(commands.includes('tee'), `then route_localnet of its gateway port (${commands.join(' ')})`);
+  t.equal(await routeLocalnet(ns, A), '1', 'route_localnet on');
+  commands.length = 0;
+  await counting.publish([rule({ hostIp: '192.168.77.1' }), rule({ hostPort: 8082 })]);
+  t.same(commands, ['iptables-nft-restore'], 'another such port behind the same gateway port: route_localnet is left as it is');
+
+  await counting.publish([rule({ hostIp: '192.168.77.1' })]);
+  t.equal(await routeLocalnet(ns, A), '0', 'and off again when none is left');
+  t.equal(await save(ns, 'nft'), light, 'the same rules as before the two changes');
+  await counting.apply([GA]);
+  t.equal(await save(ns, 'nft'), light, 'a full rebuild of the same state writes exactly what the restore alone wrote');
+
+  await counting.removeAll();
+  commands.length = 0;
+  await counting.publish([rule({ hostIp: '192.168.77.1' })]);
+  const saved = await save(ns, 'nft');
+  t.ok(commands.filter((c) => c.startsWith('iptables')).length > 1, 'after removeAll a publication looks at the jumps again');
+  t.same(chainOf(saved, 'filter', 'FORWARD').filter((l) => l.includes(FORWARD_CHAIN)), [`-A FORWARD ${C} -j ${FORWARD_CHAIN}`], 'and puts the jump back');
+  await counting.removeAll();
+});
 
 t.test("Docker's chains show up in the other backend: every chain and jump of ours moves there, none stays behind", async (t) => {
   const { ns, firewall } = await setUp(t, undefined, { watch: false });
