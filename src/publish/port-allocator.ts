@@ -4,7 +4,7 @@
  * ephemeral range, as Docker's bridge chooses them. "Free" means no
  * publication of ours overlaps it and the host can hold it (reservations).
  */
-import type { PortRequest, Protocol } from './port-map.js';
+import { isIpv6Address, type PortRequest, type Protocol } from './port-map.js';
 
 export interface Taken {
   protocol: Protocol;
@@ -12,9 +12,16 @@ export interface Taken {
   hostPort: number;
 }
 
-/** Whether two host addresses overlap: '' (every address) overlaps all of them. */
+/** Whether two publications meet on the host: same protocol and port, and addresses of which one covers the other. */
 export function overlaps(a: Taken, b: Taken): boolean {
-  return a.protocol === b.protocol && a.hostPort === b.hostPort && (a.hostIp === '' || b.hostIp === '' || a.hostIp === b.hostIp);
+  return a.protocol === b.protocol && a.hostPort === b.hostPort && (covers(a.hostIp, b.hostIp) || covers(b.hostIp, a.hostIp));
+}
+
+/** '' covers every address, '0.0.0.0' every IPv4 one, '::' every IPv6 one. */
+function covers(wide: string, ip: string): boolean {
+  if (wide === '' || wide === ip) return true;
+  if (wide === '0.0.0.0') return !isIpv6Address(ip);
+  return wide === '::' && isIpv6Address(ip);
 }
 
 export class PortAllocator {

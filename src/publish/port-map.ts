@@ -20,7 +20,10 @@ const PROTOCOLS: ReadonlyMap<number, Protocol> = new Map([
 
 export interface PortRequest {
   protocol: Protocol;
-  /** The host address to publish on; "" = every address of the host (`-p 8080:80`). */
+  /**
+   * The host address to publish on, canonical: "" = every address of the
+   * host, IPv4 and IPv6 (`-p 8080:80`); "0.0.0.0" every IPv4 one, "::" every IPv6 one.
+   */
   hostIp: string;
   /** Host ports to choose one from: equal for `-p 8080:80`, a range for `-p 9100-9105:80`, both 0 for `-P`. */
   hostPort: number;
@@ -77,12 +80,19 @@ function port(value: unknown, field: string, min: number): number {
   return value;
 }
 
-/** Lower case, IPv4-mapped IPv6 as IPv4: one spelling per address, for conflicts and rules. */
+/** Whether a (canonical) host address is an IPv6 one, '::' included. */
+export function isIpv6Address(ip: string): boolean {
+  return net.isIPv6(ip);
+}
+
+/** IPv6 compressed and in lower case, IPv4-mapped IPv6 as IPv4: one spelling per address, for conflicts and rules. */
 function canonicalIp(ip: string): string {
-  if (ip === '') return '';
-  const lower = ip.toLowerCase();
-  const mapped = /^::ffff:([0-9.]+)$/.exec(lower);
-  return mapped && net.isIPv4(mapped[1]!) ? mapped[1]! : lower;
+  if (ip === '' || net.isIPv4(ip)) return ip;
+  const compressed = new URL(`http://[${ip}]/`).hostname.slice(1, -1);
+  const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(compressed);
+  if (!mapped) return compressed;
+  const [high, low] = [parseInt(mapped[1]!, 16), parseInt(mapped[2]!, 16)];
+  return [high >> 8, high & 255, low >> 8, low & 255].join('.');
 }
 
 function invalid(message: string): DomainError {

@@ -19,7 +19,7 @@ import { hostIfName } from '../host/names.js';
 import type { Ovs } from '../host/ovs.js';
 import { Keys } from '../ovn/keys.js';
 import { overlaps, PortAllocator, type Taken } from './port-allocator.js';
-import { describe, requestKey, type PortRequest, type Protocol } from './port-map.js';
+import { describe, isIpv6Address, requestKey, type PortRequest, type Protocol } from './port-map.js';
 import { PortReservations } from './port-reservations.js';
 
 /** What an endpoint publishes through: its address, and its network's gateway port on this host. */
@@ -37,7 +37,7 @@ export interface PublishTarget {
 
 export interface Published {
   protocol: Protocol;
-  /** '' = every IPv4 address of the host. */
+  /** As in PortRequest: '' = every address of the host, '0.0.0.0' every IPv4 one, '::' every IPv6 one. */
   hostIp: string;
   hostPort: number;
   containerPort: number;
@@ -98,7 +98,7 @@ export class PortPublisher {
       for (const record of records) {
         this.byEndpoint.set(record.endpointId, record);
         for (const p of record.ports) {
-          if (!(await this.reservations.reserve(p))) {
+          if (!(await this.reservations.reserve(p, () => this.targetOf(p)))) {
             this.log.warn({ endpointId: record.endpointId, port: describePublished(p) }, 'a published port is in use by another program on this host: its traffic still goes to the container');
           }
         }
@@ -132,9 +132,9 @@ export class PortPublisher {
 
   private async programNow(target: PublishTarget, requests: PortRequest[]): Promise<Published[]> {
     for (const r of requests) {
-      if (r.hostIp.includes(':')) {
+      if (r.protocol === 'sctp' && isIpv6Address(r.hostIp)) {
         throw new DomainError(
-          `cannot publish ${describe(r)}: this driver publishes on IPv4 host addresses only; leave the address out or give an IPv4 one`,
+          `cannot publish ${describe(r)}: SCTP is published on IPv4 host addresses only; leave the address out or give an IPv4 one`,
           'invalid',
           { endpointId: target.endpointId },
         );
@@ -160,11 +160,11 @@ export class PortPublisher {
           if (others.some((e) => e.ports.some((p) => overlaps(p, candidate))) && !(await this.reclaimStale(others, candidate))) return false;
           // The very port the endpoint holds already (asked for again under another request) is free to it.
           const own = before?.ports.some((p) => sameHostPort(p, candidate));
-          return own === true || this.reservations.reserve(candidate);
+          return own === true || this.reservations.reserve(candidate, () => this.targetOf(candidate));
         };
         const hostPort = await this.allocator.choose(r, free);
         if (hostPort === undefined) {
-          const where = r.hostPort === 0 ? `${r.hostIp || '0.0.0.0'}: no free port left in the range` : `${r.hostIp || '0.0.0.0'}:${r.hostPort}${r.hostPortEnd > r.hostPort ? `-${r.hostPortEnd}` : ''} failed: port is already allocated`;
+          const where = r.hostPort === 0 ? `${hostAddress(r.hostIp)}: no free port left in the range` : `${hostAddress(r.hostIp)}:${r.hostPort}${r.hostPortEnd > r.hostPort ? `-${r.hostPortEnd}` : ''} failed: port is already allocated`;
           throw new DomainError(`Bind for ${where}`, 'conflict', { endpointId: target.endpointId, port: describe(r) });
         }
         const published = { protocol: r.protocol, hostIp: r.hostIp, hostPort, containerPort: r.containerPort, request: requestKey(r) };
@@ -220,11 +220,20 @@ export class PortPublisher {
       if (await this.links.exists(hostIfName(holder.portName))) return false;
     }
     for (const holder of holders) {
-      this.log.warn({ endpointId: holder.endpointId, port: `${candidate.hostIp || '0.0.0.0'}:${candidate.hostPort}/${candidate.protocol}` }, 'taking over a published port whose container is gone (its engine never revoked it)');
+      this.log.warn({ endpointId: holder.endpointId, port: `${hostAddress(candidate.hostIp)}:${candidate.hostPort}/${candidate.protocol}` }, 'taking over a published port whose container is gone (its engine never revoked it)');
       await this.revokeNow(holder.endpointId);
       holder.ports = [];
     }
     return true;
+  }
+
+  /** Where traffic to a held host port goes now (the proxied IPv6 part of a publication). */
+  private targetOf(held: Taken): { host: string; port: number } | undefined {
+    for (const e of this.byEndpoint.values()) {
+      const p = e.ports.find((q) => sameHostPort(q, held));
+      if (p) return { host: e.containerIp, port: p.containerPort };
+    }
+    return undefined;
   }
 
   private heldByAnyone(p: Taken): boolean {
@@ -232,10 +241,11 @@ export class PortPublisher {
   }
 
   private applyRules(options: { defer?: boolean } = {}): Promise<void> {
+    // IPv6 host addresses have no rule: their sockets forward (port-proxy.ts).
     const rules: PublishedRule[] = [...this.byEndpoint.values()].flatMap((e) =>
-      e.ports.map((p) => ({
+      e.ports.filter((p) => !isIpv6Address(p.hostIp)).map((p) => ({
         protocol: p.protocol,
-        hostIp: p.hostIp,
+        hostIp: p.hostIp === '0.0.0.0' ? '' : p.hostIp,
         hostPort: p.hostPort,
         containerIp: e.containerIp,
         containerPort: p.containerPort,
@@ -262,8 +272,14 @@ function sameTarget(a: PublishTarget, b: PublishTarget): boolean {
   return a.portName === b.portName && a.containerIp === b.containerIp && a.ifName === b.ifName && a.subnet === b.subnet && a.networkId === b.networkId;
 }
 
+/** As `docker port` prints it. */
 export function describePublished(p: Published): string {
-  return `${p.hostIp || '0.0.0.0'}:${p.hostPort}->${p.containerPort}/${p.protocol}`;
+  return `${hostAddress(p.hostIp)}:${p.hostPort}->${p.containerPort}/${p.protocol}`;
+}
+
+/** A host address as Docker writes it before ":port": '' (both families) as its IPv4 part, IPv6 in brackets. */
+function hostAddress(ip: string): string {
+  return ip === '' ? '0.0.0.0' : isIpv6Address(ip) ? `[${ip}]` : ip;
 }
 
 /** What the interfaces on `bridge` record as published (`ovn-docker-driver ports`, and a restart). */

@@ -140,3 +140,23 @@ t.test('after the start-up sweep removed an endpoint, apply() drops what it publ
   const e = await endpoint();
   t.same((await restarted.program(e, map([6, 42090, 42090, 80]))).map((x) => x.hostPort), [42090], 'its port is free again');
 });
+
+t.test('host addresses by family: IPv6 ones get no rule (forwarded in user space), 0.0.0.0 is every IPv4 one', async (t) => {
+  const pub = publisher();
+  const ep = await endpoint();
+  const other = await endpoint();
+  const at = (HostIP: string, HostPort: number, Proto = 6) => portRequests({ 'com.docker.network.portmap': [{ Proto, IP: '', Port: 80, HostIP, HostPort, HostPortEnd: HostPort }] });
+  const mine = () => rules.filter((r) => r.containerIp === ep.containerIp).map((r) => `${r.protocol} ${r.hostIp}:${r.hostPort}`);
+  t.same((await pub.program(ep, [...at('::1', 42180), ...at('127.0.0.1', 42181)])).map((x) => x.hostIp), ['::1', '127.0.0.1'], 'both published');
+  t.same(mine(), ['tcp 127.0.0.1:42181'], 'only the IPv4 one is a firewall rule');
+  t.same(pub.published(ep.endpointId).map((x) => x.hostIp), ['::1', '127.0.0.1']);
+  await t.rejects(pub.program(other, at('::', 42180)), { message: 'Bind for [::]:42180 failed: port is already allocated' }, '[::] meets [::1]');
+  t.same((await pub.program(other, at('127.0.0.1', 42180))).map((x) => x.hostPort), [42180], 'IPv4 of the same port number is apart');
+  await t.rejects(pub.program(ep, [...at('::1', 42180), ...at('0.0.0.0', 42180)]), { message: /Bind for 0\.0\.0\.0:42180 failed/ }, '0.0.0.0 meets 127.0.0.1');
+  await t.rejects(pub.program(ep, at('::1', 42182, 132)), { message: /SCTP is published on IPv4 host addresses only/ }, 'SCTP on IPv6 refused');
+  t.same(pub.published(ep.endpointId).map((x) => x.hostIp), ['::1', '127.0.0.1'], 'refusals change nothing');
+  t.ok(await pub.revoke(other.endpointId));
+  await pub.program(ep, at('0.0.0.0', 42183));
+  t.same(mine(), ['tcp :42183'], "0.0.0.0 is the firewall's every-address rule");
+  t.ok(await pub.revoke(ep.endpointId));
+});
