@@ -17,6 +17,8 @@ import { DriverError, toDriverError } from './errors.js';
 import type { WarmPorts } from '../warm/index.js';
 
 const GATEWAY_REQUEST = 'com.docker.network.gateway';
+/** Engines 29+ name the container an address is for; --aux-address requests carry no options. */
+const ENDPOINT_NAME = 'com.docker.network.endpoint.name';
 
 export class IpamDriver {
   constructor(
@@ -53,9 +55,9 @@ export class IpamDriver {
   }
 
   async requestAddress(req: RequestAddressRequest): Promise<object> {
-    const kind = req.Options?.RequestAddressType === GATEWAY_REQUEST ? 'gateway' : 'endpoint';
+    const kind = req.Options?.RequestAddressType === GATEWAY_REQUEST ? 'gateway' : req.Options?.[ENDPOINT_NAME] ? 'container' : 'endpoint';
     const address = await this.run(async () =>
-      kind === 'endpoint' && !req.Address
+      kind !== 'gateway' && !req.Address
         ? ((await this.warmAddress(req.PoolID)) ?? (await this.pools.requestAddress(req.PoolID, '', kind)))
         : this.pools.requestAddress(req.PoolID, req.Address ?? '', kind),
     );

@@ -193,16 +193,19 @@ export class OvnPools {
 
   /**
    * Reserve an address: the gateway (shared by every host using the pool),
-   * a given one (--ip, --aux-address), or the lowest free one.
+   * a given one (--ip, --aux-address), or the lowest free one. `container`:
+   * the engine named the container the address is for (29+), so a given one
+   * is --ip even before this lease's network is known to exist (29 asks for
+   * its networks' pools again when it restarts, and creates no network then).
    */
-  async requestAddress(poolId: string, address: string, kind: 'gateway' | 'endpoint'): Promise<string> {
+  async requestAddress(poolId: string, address: string, kind: 'gateway' | 'endpoint' | 'container'): Promise<string> {
     const { name, token, ids, subnet, user } = this.lease(poolId);
     const prefix = subnet.split('/')[1]!;
 
     if (address) {
       const ip = this.addressIn(subnet, address);
       // Before its network exists, a pool user reserves only the gateway and --aux-address ones; other hosts reserve the same.
-      const shared = kind === 'gateway' ? GATEWAY : user.endsWith(` ${PENDING}`) ? AUX : undefined;
+      const shared = kind === 'gateway' ? GATEWAY : kind === 'endpoint' && user.endsWith(` ${PENDING}`) ? AUX : undefined;
       const value = shared ?? endpointHolder(token);
       const holder = await this.reserve(name, ip, value);
       // A warm port only keeps an address ready: an explicit request takes it over.

@@ -88,6 +88,20 @@ t.test('an engine asking again for the pool its network has (Pool = the subnet) 
   t.equal(engine.nb.networks.findEndpoint(db)?.networkId, networkId, 'the new container is on the same network');
   t.equal(engine.nb.networks.findNetwork(networkId)?.name, switchName);
 
+  // 29 names the container in every endpoint request: a given address (--ip) is the container's even
+  // though this lease never sees its network created; one without a name (--aux-address) stays shared.
+  const fixed = String((await requestAddress(again.poolId, `${prefix}.50`, { 'com.docker.network.endpoint.name': 'fixed' })).body.Address);
+  t.equal(fixed, `${prefix}.50/24`, '--ip after the engine asked again');
+  const holders = async () => (await poolIds(switchName)) ?? new Map<string, string>();
+  const holderOf = async (ip: string) => [...(await holders())].find(([k]) => k.endsWith(ip))?.[1];
+  t.match(await holderOf(`${prefix}.50`), new RegExp(`^${again.poolId.split('/')[1]} [0-9a-f]{8}$`), "held by the new lease as an endpoint's, not as an --aux-address");
+  t.equal((await requestAddress(again.poolId, `${prefix}.60`)).status, 200, 'an address without a name while no network is known to this lease');
+  t.equal(await holderOf(`${prefix}.60`), 'aux', 'is an --aux-address, shared as every host reserves it');
+  t.equal((await post('IpamDriver.ReleaseAddress', { PoolID: again.poolId, Address: `${prefix}.50` })).status, 200);
+  t.equal(await holderOf(`${prefix}.50`), undefined, 'the --ip address is freed with its container');
+  t.equal((await post('IpamDriver.ReleaseAddress', { PoolID: again.poolId, Address: `${prefix}.60` })).status, 200);
+  t.equal(await holderOf(`${prefix}.60`), 'aux', 'the --aux-address stays as long as the pool');
+
   for (const [id, address, poolId] of [[web, before, first.poolId], [db, after, again.poolId]] as const) {
     await post('NetworkDriver.DeleteEndpoint', { NetworkID: networkId, EndpointID: id });
     t.equal((await post('IpamDriver.ReleaseAddress', { PoolID: poolId, Address: address.split('/')[0] })).status, 200);

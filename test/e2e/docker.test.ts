@@ -90,8 +90,10 @@ for (const version of ENGINES) {
     const lookup = await resolve(`a-${sfx}`, `b-${sfx}`, '10.81.0.1');
     t.match(lookup, new RegExp(`Address:? *${ipB.replace(/\./g, '\\.')}`), 'OVN answers the name at the gateway address');
 
-    // TCP, not only ping: the userspace datapath needs transmit checksum offload off.
-    await docker('exec', '-d', `b-${sfx}`, 'sh', '-c', 'nc -l -p 7070 > /tmp/got');
+    // TCP, not only ping: the userspace datapath needs transmit checksum offload off. The listener's
+    // stdin stays open: at EOF busybox nc half-closes at once, and the client, seeing that, quits
+    // before it sends (1 in 30 on loopback; the counters of a failure here showed just that).
+    await docker('exec', '-d', `b-${sfx}`, 'sh', '-c', 'sleep 600 | nc -l -p 7070 > /tmp/got');
     await waitFor(async () => (await exec(`b-${sfx}`, 'netstat', '-ltn')).includes(':7070') || undefined, {
       timeoutMs: 10_000,
       what: 'nc listening in b',

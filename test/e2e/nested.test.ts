@@ -115,7 +115,7 @@ t.test('containers in a VM on OVN (nested mode) beside containers on the hypervi
 
   // TCP both ways (the VM's bridge is a userspace datapath too: checksum offload must be off on the container side).
   const tcp = async (from: Side, fromName: string, to: Side, toName: string, ip: string, port: number, text: string) => {
-    await docker(to, 'exec', '-d', toName, 'sh', '-c', `nc -l -p ${port} > /tmp/got-${port}`);
+    await docker(to, 'exec', '-d', toName, 'sh', '-c', `sleep 600 | nc -l -p ${port} > /tmp/got-${port}`);
     await waitFor(async () => (await exec(to, toName, 'netstat', '-ltn')).includes(`:${port}`) || undefined, {
       timeoutMs: 10_000,
       what: `nc listening in ${toName}`,

@@ -11,12 +11,16 @@
  * port on every address from outside, from the other host (tunnel IP), from
  * the host through 127.0.0.1 and from a container of the same network
  * through the host (hairpin), while an unpublished port and the container's
- * own address stay closed; UDP; -P from the host's ephemeral range (read in
+ * own address stay closed; [::1] (forwarded by the driver) beside 127.0.0.1
+ * of the same port, 0.0.0.0 as IPv4 only, no address as IPv6 too; UDP; -P
+ * from the host's ephemeral range (read in
  * EndpointOperInfo's ovn.published: `docker port` shows nothing for a remote
  * driver); a second claim of a port refused in Docker's words; no
  * docker_gwbridge; the port following the gateway endpoint across network
  * connect/disconnect and freed by rm; kept through a driver crash and
- * restart and through `docker restart`; nothing of ours left after cleanup.
+ * restart and through `docker restart`; `-o ovn.gateway=docker` left to
+ * Docker's bridge (a second interface, `docker port` shows the port); nothing
+ * of ours left after cleanup.
  *
  * HTTP checks use busybox nc (`printf 'GET …' | nc -w 3 IP PORT`; busybox
  * wget crashes here). This busybox has no UDP nc: the UDP datagram is
@@ -130,15 +134,17 @@ interface Case {
   subnet: string;
   /** Our IPAM (--ipam-driver openvswitch) or Docker's. */
   ourIpam: boolean;
-  /** Host ports: on 127.0.0.1, on every address, UDP. */
+  /** Host ports: on 127.0.0.1, on every address, UDP, on 0.0.0.0, through docker_gwbridge. */
   p1: number;
   p2: number;
   p3: number;
+  p4: number;
+  p5: number;
 }
 
 const cases: Case[] = [
-  { engine: '20.10', host: 0, subnet: '10.97', ourIpam: true, p1: 18101, p2: 18102, p3: 18103 },
-  { engine: '26.1', host: 1, subnet: '10.98', ourIpam: false, p1: 18201, p2: 18202, p3: 18203 },
+  { engine: '20.10', host: 0, subnet: '10.97', ourIpam: true, p1: 18101, p2: 18102, p3: 18103, p4: 18104, p5: 18105 },
+  { engine: '26.1', host: 1, subnet: '10.98', ourIpam: false, p1: 18201, p2: 18202, p3: 18203, p4: 18204, p5: 18205 },
 ];
 
 for (const c of cases) {
@@ -153,8 +159,10 @@ for (const c of cases) {
     const net1 = `pub-${sfx}`;
     // Sorts after net1: the engine keeps net1's endpoint the gateway when both are connected.
     const net2 = `pub2-${sfx}`;
-    const names = ['c1', 'c2', 'c3', 'c4', 'c5', 'cl', 'c6', 'c7'].map((n) => `${n}-${sfx}`);
-    const [c1, c2, c3, c4, c5, cl, c6, c7] = names as [string, string, string, string, string, string, string, string];
+    const names = ['c1', 'c2', 'c3', 'c4', 'c5', 'cl', 'c6', 'c7', 'c8', 'c9'].map((n) => `${n}-${sfx}`);
+    const [c1, c2, c3, c4, c5, cl, c6, c7, c8, c9] = names as [string, string, string, string, string, string, string, string, string, string];
+    // A network whose containers get Docker's gateway (docker_gwbridge), -p included.
+    const net3 = `pub3-${sfx}`;
 
     let outside: string | undefined;
     let dirs: PluginDirs | undefined;
@@ -165,7 +173,7 @@ for (const c of cases) {
       await listener?.stop().catch(() => undefined);
       if (engine) {
         await engine.docker('rm', '-f', ...names).catch(() => undefined);
-        for (const n of [net1, net2]) await engine.docker('network', 'rm', n).catch(() => undefined);
+        for (const n of [net1, net2, net3]) await engine.docker('network', 'rm', n).catch(() => undefined);
         await engine.stop();
       }
       await driver?.stop();
@@ -261,6 +269,22 @@ for (const c of cases) {
     refused(await fromOutside(ip2, 81), `${c2}-private`, `unpublished port 81: outside does not reach the container's ${ip2}:81 through the host`);
     refused(await fromOutside(ip2, 80), c2, `published port 80: only through the host's port, not at the container's ${ip2}:80`);
 
+    // 2b. By address family: [::1] (forwarded by the driver to the container's IPv4 address) beside c1's
+    // 127.0.0.1 of the same port number; 0.0.0.0 is IPv4 only; no address at all (c2) is IPv6 too.
+    reached(await fromHost(host, '::1', c.p2), c2, `-p ${c.p2}:80: the host reaches [::1]:${c.p2} too`);
+    await web(c8, net1, '-p', `[::1]:${c.p1}:80`, '-p', `0.0.0.0:${c.p4}:80`);
+    reached(await fromHost(host, '::1', c.p1), c8, `-p [::1]:${c.p1}:80: the host reaches [::1]:${c.p1}`);
+    reached(await fromHost(host, '127.0.0.1', c.p1), c1, `while 127.0.0.1:${c.p1} still reaches ${c1}`);
+    reached(await fromOutside(HOST_OUT, c.p4), c8, `-p 0.0.0.0:${c.p4}:80: outside reaches ${HOST_OUT}:${c.p4}`);
+    refused(await fromHost(host, '::1', c.p4), c8, `-p 0.0.0.0:${c.p4}:80: not on [::1]:${c.p4}`);
+    t.same(
+      (await publishedBy(netId1, await endpointOf(c8, net1))).sort(),
+      [`0.0.0.0:${c.p4}->80/tcp`, `[::1]:${c.p1}->80/tcp`],
+      `EndpointOperInfo of ${c8} lists both, IPv6 in brackets`,
+    );
+    await docker('rm', '-f', c8);
+    refused(await fromHost(host, '::1', c.p1), c8, `${c8} removed: [::1]:${c.p1} is closed again`);
+
     // 3. UDP.
     await docker('run', '-d', '--net', net1, '--name', c3, '-p', `${c.p3}:5353/udp`, image, 'sleep', '3600');
     const pid3 = Number(await docker('inspect', '-f', '{{.State.Pid}}', c3));
@@ -330,9 +354,19 @@ for (const c of cases) {
     t.same(await publishedBy(netId1, await endpointOf(c6, net1)), [`0.0.0.0:${c.p2}->80/tcp`], 'docker restart: its new endpoint publishes it');
     reached(await fromHost(host, '127.0.0.1', c.p1), c1, `and 127.0.0.1:${c.p1} still reaches ${c1}`);
 
-    // 9. Nothing of ours left: containers and networks go, the driver stops, cleanup removes the rest.
+    // 9. -o ovn.gateway=docker: Docker's bridge publishes, as without the driver's publishing.
+    const netId3 = await docker('network', 'create', '-d', NAME, ...ipam, '--subnet', `${c.subnet}.2.0/24`, '-o', 'ovn.gateway=docker', net3);
+    await web(c9, net3, '-p', `${c.p5}:80`);
+    t.same((await exec(c9, 'ip', '-o', 'link')).split('\n').map((l) => l.split(':')[1]?.trim().split('@')[0]), ['lo', 'eth0', 'eth1'], `${c9} has a second interface, on docker_gwbridge`);
+    t.match(await docker('port', c9), new RegExp(`^80/tcp -> 0\\.0\\.0\\.0:${c.p5}$`, 'm'), '`docker port` shows the port: the engine published it');
+    reached(await fromOutside(HOST_OUT, c.p5), c9, `-o ovn.gateway=docker: outside reaches ${HOST_OUT}:${c.p5}`);
+    t.same(await publishedBy(netId3, await endpointOf(c9, net3)), [], 'the driver publishes nothing for it');
+    t.notMatch((await host.exec('iptables-save', ['-t', 'nat'])).stdout, new RegExp(`ovn-docker-driver.*--dport ${c.p5} `), 'and has no rule for its port');
+    await docker('rm', '-f', c9);
+
+    // 10. Nothing of ours left: containers and networks go, the driver stops, cleanup removes the rest.
     await docker('rm', '-f', c1, c3, c4, c6, cl);
-    await docker('network', 'rm', net1, net2);
+    await docker('network', 'rm', net1, net2, net3);
     await driver.stop();
     const errors = (await readDriverLog(logFile)).filter((e) => (e.level ?? 0) >= LEVEL.error);
     t.same(errors.map((e) => e.msg), [], 'the driver logged no error');
