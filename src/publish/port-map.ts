@@ -8,6 +8,11 @@ import net from 'node:net';
 import { DomainError } from '../errors.js';
 
 export const PORT_MAP_OPTION = 'com.docker.network.portmap';
+/**
+ * Engines 28+ in Program's Options: another endpoint of the container is its
+ * IPv6 gateway and publishes the IPv6 side of its ports itself.
+ */
+export const NO_PROXY_6TO4_OPTION = 'com.docker.network.driver.private.no_proxy_6to4';
 
 export type Protocol = 'tcp' | 'udp' | 'sctp';
 
@@ -37,7 +42,11 @@ export function portRequests(options: Record<string, unknown> | null | undefined
   if (raw === undefined || raw === null) return [];
   if (!Array.isArray(raw)) throw invalid(`${PORT_MAP_OPTION} must be a list`);
   if (raw.length > 1024) throw invalid(`${PORT_MAP_OPTION} has ${raw.length} entries (at most 1024)`);
-  const requests = raw.map((entry: unknown, i) => portRequest(entry, `${PORT_MAP_OPTION}[${i}]`));
+  let requests = raw.map((entry: unknown, i) => portRequest(entry, `${PORT_MAP_OPTION}[${i}]`));
+  // Ours is then the IPv4 side only: binding [::] as well would take the port from the other endpoint.
+  if (options?.[NO_PROXY_6TO4_OPTION] === true) {
+    requests = requests.flatMap((r) => (isIpv6Address(r.hostIp) ? [] : r.hostIp === '' ? [{ ...r, hostIp: '0.0.0.0' }] : [r]));
+  }
   const seen = new Set<string>();
   for (const r of requests) {
     const key = requestKey(r);

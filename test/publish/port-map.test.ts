@@ -5,9 +5,17 @@
  */
 import t from 'tap';
 import { DomainError } from '../../src/errors.js';
-import { describe, PORT_MAP_OPTION, portRequests, requestKey } from '../../src/publish/port-map.js';
+import { describe, NO_PROXY_6TO4_OPTION, PORT_MAP_OPTION, portRequests, requestKey } from '../../src/publish/port-map.js';
 
 const map = (...entries: unknown[]) => ({ [PORT_MAP_OPTION]: entries, 'com.docker.network.endpoint.exposedports': [{ Proto: 6, Port: 80 }] });
+
+t.test('IPv6 host addresses in their one spelling; with 28+ no_proxy_6to4, the IPv4 side only', async (t) => {
+  const at = (HostIP: string, HostPort = 8080) => ({ Proto: 6, IP: '', Port: 80, HostIP, HostPort, HostPortEnd: HostPort });
+  t.same(portRequests(map(at('::0'), at('2001:DB8:0:0::1', 8081), at('0.0.0.0', 8082))).map((r) => r.hostIp), ['::', '2001:db8::1', '0.0.0.0'], 'compressed, lower case; 0.0.0.0 kept apart from ""');
+  const both = { ...map(at(''), at('::1', 8081), at('127.0.0.1', 8082)), [NO_PROXY_6TO4_OPTION]: true };
+  t.same(portRequests(both).map((r) => `${r.hostIp}:${r.hostPort}`), ['0.0.0.0:8080', '127.0.0.1:8082'], 'every address becomes every IPv4 one; IPv6 ones are left to the IPv6 gateway');
+  t.same(portRequests({ ...both, [NO_PROXY_6TO4_OPTION]: false }).map((r) => r.hostIp), ['', '::1', '127.0.0.1'], 'false: all of them');
+});
 
 t.test('what the engines send', async (t) => {
   t.same(portRequests(map({ Proto: 6, IP: '', Port: 80, HostIP: '127.0.0.1', HostPort: 8080, HostPortEnd: 8080 })), [
