@@ -19,6 +19,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
+import net from 'node:net';
 import type { Logger } from 'pino';
 import { CommandError, type Runner } from './exec.js';
 import type { Links } from './links.js';
@@ -38,6 +39,7 @@ const LOCAL_DST = ['-m', 'addrtype', '--dst-type', 'LOCAL'] as const;
 const LOOPBACK_NET = '127.0.0.0/8';
 const COMMENT = 'ovn-docker-driver';
 const IP_FORWARD = '/proc/sys/net/ipv4/ip_forward';
+const IPV6_FORWARD = '/proc/sys/net/ipv6/conf/all/forwarding';
 /** Docker's chain for users' rules: ours come right after it, so an operator's restrictions there apply to us too. */
 const DOCKER_USER = 'DOCKER-USER';
 /** Safety net behind the link monitor: jumps someone removed (a firewall reload) come back within this. */
@@ -49,7 +51,7 @@ const MONITOR_DEBOUNCE_MS = 250;
 export type Backend = 'default' | 'nft' | 'legacy';
 
 export interface GatewayRule {
-  /** The network's IPv4 subnet, e.g. "10.1.0.0/24". */
+  /** The network's subnet of the firewall's family, e.g. "10.1.0.0/24" or "fd00:1::/64". */
   subnet: string;
   /** The gateway port carrying the network's gateway address on this host. */
   ifName: string;
@@ -74,6 +76,12 @@ export interface PublishedRule {
 export interface FirewallOptions {
   /** Interface-name prefix of every gateway port. */
   prefix: string;
+  /**
+   * 6: ip6tables, for the gateways' IPv6 subnets: forwarding and masquerading
+   * only (ports are published over IPv4: IPv6 host addresses are forwarded in
+   * user space, src/publish/port-proxy.ts). 4 by default.
+   */
+  family?: 4 | 6;
   /** Fixed backend instead of the one Docker's chains are found in. */
   backend?: Backend;
   /** The command that reports link changes, one line each (tests point it at a namespace). */
@@ -132,7 +140,17 @@ export class HostFirewall {
     this.sysctl = options.sysctl ?? new Sysctl();
   }
 
+  /**
+   * IPv6: whether the host forwards. Never turned on here: on a host that takes
+   * its IPv6 route from router advertisements, turning it on drops that route
+   * (accept_ra=1 stops working): the operator decides.
+   */
+  async forwarding(): Promise<boolean> {
+    return (await readFile(this.v6 ? IPV6_FORWARD : IP_FORWARD, 'utf8').catch(() => '0')).trim() === '1';
+  }
+
   async enableForwarding(): Promise<void> {
+    if (this.v6) throw new Error('IPv6 forwarding is the operator\'s to turn on (see forwarding())');
     // dockerd turns it on already; in a container /proc/sys is read-only, so write only when needed.
     if ((await readFile(IP_FORWARD, 'utf8')).trim() === '1') return;
     try {
@@ -151,7 +169,7 @@ export class HostFirewall {
     for (const g of gateways) {
       assertIfName(g.ifName);
       if (!g.ifName.startsWith(this.options.prefix)) throw new Error(`gateway port ${g.ifName} is not one of ours (${this.options.prefix}*)`);
-      if (!CIDR.test(g.subnet)) throw new Error(`invalid IPv4 subnet ${JSON.stringify(g.subnet)}`);
+      if (!(this.v6 ? isIpv6Subnet(g.subnet) : CIDR.test(g.subnet))) throw new Error(`invalid IPv${this.v6 ? 6 : 4} subnet ${JSON.stringify(g.subnet)}`);
     }
     this.wanted = [...gateways];
     this.fullNeeded = true;
@@ -166,6 +184,7 @@ export class HostFirewall {
    * the set in force as it was.
    */
   publish(rules: readonly PublishedRule[], options: { defer?: boolean } = {}): Promise<void> {
+    if (this.v6 && rules.length > 0) throw new Error('ports are published by the IPv4 firewall');
     const checked = rules.map((r) => this.checkPublished(r));
     // One DNAT per host address, port and protocol: a second target for it could never be reached.
     const byHostPort = new Map<string, PublishedRule>();
@@ -273,11 +292,7 @@ export class HostFirewall {
     // One snapshot of the wanted state for the rules and route_localnet alike.
     const published = this.published;
     await this.restore(backend, this.rules(plain, this.wanted, published));
-    await this.ensureJump(backend, 'filter', 'FORWARD', FORWARD_CHAIN);
-    await this.ensureJump(backend, 'filter', 'INPUT', INPUT_CHAIN);
-    await this.ensureJump(backend, 'nat', 'POSTROUTING', NAT_CHAIN);
-    await this.ensureJump(backend, 'nat', 'PREROUTING', PREROUTING_CHAIN, LOCAL_DST);
-    await this.ensureJump(backend, 'nat', 'OUTPUT', OUTPUT_CHAIN, LOCAL_DST);
+    for (const [table, from, chain, match] of this.jumps()) await this.ensureJump(backend, table, from, chain, match);
     this.bridgesApplied = plain.join(' ');
     // Only now that the new backend's rules (INPUT's guard among them) are in force.
     if (this.leaving) {
@@ -298,6 +313,16 @@ export class HostFirewall {
     const bridges = this.bridgesApplied === '' ? [] : this.bridgesApplied.split(' ');
     await this.restore(this.options.backend ?? this.backend!, this.rules(bridges, this.wanted, published));
     await this.syncRouteLocalnet(localnetPorts(published), { always: false });
+  }
+
+  /** Our chains, each with where it is jumped to from and the jump's matches. */
+  private jumps(): [table: 'filter' | 'nat', from: string, chain: string, match: readonly string[]][] {
+    const both: [table: 'filter' | 'nat', from: string, chain: string, match: readonly string[]][] = [
+      ['filter', 'FORWARD', FORWARD_CHAIN, []],
+      ['nat', 'POSTROUTING', NAT_CHAIN, []],
+    ];
+    if (this.v6) return both;
+    return [...both, ['filter', 'INPUT', INPUT_CHAIN, []], ['nat', 'PREROUTING', PREROUTING_CHAIN, LOCAL_DST], ['nat', 'OUTPUT', OUTPUT_CHAIN, LOCAL_DST]];
   }
 
   private rules(bridges: string[], gateways: readonly GatewayRule[], published: readonly PublishedRule[]): string {
@@ -349,6 +374,8 @@ export class HostFirewall {
       ...[...localnetPorts(published)].map((ifName) => `-A ${NAT_CHAIN} -s ${LOOPBACK_NET} -o ${ifName} ${c} -j MASQUERADE`),
     ];
     // With --noflush, declaring a chain creates it or empties it, and leaves every other chain alone.
+    // IPv6 has no published port, and nothing routes to ::1: only the gateways' chains.
+    if (this.v6) return ['*filter', `:${FORWARD_CHAIN} - [0:0]`, ...unique(forward), 'COMMIT', '*nat', `:${NAT_CHAIN} - [0:0]`, ...unique(nat), 'COMMIT', ''].join('\n');
     return [
       '*filter',
       `:${FORWARD_CHAIN} - [0:0]`,
@@ -377,6 +404,7 @@ export class HostFirewall {
    * Unless `always`, nothing is read or written when the ports are those set last time.
    */
   private async syncRouteLocalnet(wanted: ReadonlySet<string>, options: { always: boolean }): Promise<void> {
+    if (this.v6) return;
     const settled = !this.localnetPending && this.localnetOn !== undefined;
     if (settled && wanted.size === 0 && this.localnetOn!.size === 0) return;
     if (settled && !options.always && sameSet(wanted, this.localnetOn!)) return;
@@ -587,13 +615,7 @@ export class HostFirewall {
   }
 
   private async removeFrom(backend: Backend): Promise<void> {
-    for (const [table, from, chain] of [
-      ['filter', 'FORWARD', FORWARD_CHAIN],
-      ['filter', 'INPUT', INPUT_CHAIN],
-      ['nat', 'POSTROUTING', NAT_CHAIN],
-      ['nat', 'PREROUTING', PREROUTING_CHAIN],
-      ['nat', 'OUTPUT', OUTPUT_CHAIN],
-    ] as const) {
+    for (const [table, from, chain] of this.jumps()) {
       const rules = await this.listRules(backend, table, from).catch(() => []);
       for (const rule of rules.filter((r) => isJumpTo(r, chain) || r.includes(`--comment ${COMMENT}`))) {
         await this.deleteRule(backend, table, rule);
@@ -628,7 +650,7 @@ export class HostFirewall {
    */
   private async hasTables(backend: Backend): Promise<boolean> {
     if (backend !== 'legacy') return true;
-    const { stdout } = await this.runner.run('cat', ['/proc/net/ip_tables_names']).catch(() => ({ stdout: '' }));
+    const { stdout } = await this.runner.run('cat', [this.v6 ? '/proc/net/ip6_tables_names' : '/proc/net/ip_tables_names']).catch(() => ({ stdout: '' }));
     return stdout.trim() !== '';
   }
 
@@ -646,13 +668,28 @@ export class HostFirewall {
   }
 
   private async restore(backend: Backend, input: string): Promise<void> {
-    const cmd = backend === 'default' ? 'iptables-restore' : `iptables-${backend}-restore`;
+    const cmd = backend === 'default' ? `${this.command}-restore` : `${this.command}-${backend}-restore`;
     await this.runner.run(cmd, ['-w', '--noflush'], { input });
   }
 
   private iptables(backend: Backend, args: string[]) {
-    return this.runner.run(backend === 'default' ? 'iptables' : `iptables-${backend}`, ['-w', ...args]);
+    return this.runner.run(backend === 'default' ? this.command : `${this.command}-${backend}`, ['-w', ...args]);
   }
+
+  private get v6(): boolean {
+    return this.options.family === 6;
+  }
+
+  private get command(): string {
+    return this.v6 ? 'ip6tables' : 'iptables';
+  }
+}
+
+/** "prefix/len" with an IPv6 prefix, in the compressed form ip6tables prints. */
+function isIpv6Subnet(cidr: string): boolean {
+  const [ip, len, ...rest] = cidr.split('/');
+  if (rest.length > 0 || !ip || !net.isIPv6(ip) || !/^(?:[0-9]|[1-9][0-9]|1[01][0-9]|12[0-8])$/.test(len ?? '')) return false;
+  return new URL(`http://[${ip}]/`).hostname === `[${ip}]`;
 }
 
 /** Gateway ports the host's own loopback traffic leaves through: those with a port published on loopback or every address. */

@@ -175,3 +175,49 @@ t.test("the backend Docker does not use is left untouched: not even an empty leg
   await firewall.removeAll();
   t.equal(await legacyTables(), '', 'none after the driver came and went (iptables here is nft)');
 });
+
+for (const backend of ['nft', 'legacy'] as const) {
+  t.test(`${backend}: IPv6 (family 6): the gateways' chains in ip6tables, iptables untouched, gone without a trace`, async (t) => {
+    const ns = await createNetns('ovnfw6');
+    t.teardown(() => deleteNetns(ns));
+    const runner = runnerIn(ns);
+    const firewall = new HostFirewall(runner, new Links(runner), { prefix: 'ovg', family: 6, backend, monitor: ['ip', '-n', ns, '-o', 'monitor', 'link'] }, log);
+    t.teardown(() => firewall.close());
+    const ip6t = (...args: string[]) => run('ip', ['netns', 'exec', ns, `ip6tables-${backend}`, '-w', ...args]).then((r) => r.stdout);
+    const save6 = async () =>
+      (await run('ip', ['netns', 'exec', ns, `ip6tables-${backend}-save`])).stdout.split('\n').filter((l) => !l.startsWith('#')).map((l) => l.replace(/\[\d+:\d+\]/, '[0:0]')).join('\n');
+    // The host's own rules, in both tables (an empty table the driver made would stay, as with IPv4).
+    await ip6t('-A', 'FORWARD', '-i', 'eth9', '-j', 'ACCEPT');
+    await ip6t('-t', 'nat', '-A', 'POSTROUTING', '-o', 'eth9', '-j', 'RETURN');
+    const before6 = await save6();
+    const before4 = await save(ns, backend);
+
+    const A6 = { subnet: 'fd00:31::/64', ifName: A.ifName };
+    const B6 = { subnet: 'fd00:32:0:1::/64', ifName: B.ifName };
+    await Promise.all([firewall.apply([A6]), firewall.apply([A6, B6]), firewall.apply([A6, B6])]);
+    const C = '-m comment --comment ovn-docker-driver';
+    t.same((await ip6t('-S', FORWARD_CHAIN)).trim().split('\n').slice(1), [
+      `-A ${FORWARD_CHAIN} -i ovg+ -o ovg+ ${C} -j DROP`,
+      `-A ${FORWARD_CHAIN} -o ovg+ -m conntrack --ctstate RELATED,ESTABLISHED ${C} -j ACCEPT`,
+      `-A ${FORWARD_CHAIN} -i ${A.ifName} ${C} -j ACCEPT`,
+      `-A ${FORWARD_CHAIN} -i ${B.ifName} ${C} -j ACCEPT`,
+      `-A ${FORWARD_CHAIN} -o ovg+ ${C} -j DROP`,
+    ], 'FORWARD: the same isolation as IPv4');
+    t.same((await ip6t('-t', 'nat', '-S', NAT_CHAIN)).trim().split('\n').slice(1), [
+      `-A ${NAT_CHAIN} -s fd00:31::/64 ! -o ${A.ifName} ${C} -j MASQUERADE`,
+      `-A ${NAT_CHAIN} -s fd00:32:0:1::/64 ! -o ${B.ifName} ${C} -j MASQUERADE`,
+    ], 'POSTROUTING: each subnet masqueraded');
+    const forward = (await ip6t('-S', 'FORWARD')).split('\n');
+    t.same(forward.filter((l) => l.includes('OVN-DOCKER')), [`-A FORWARD ${C} -j ${FORWARD_CHAIN}`], 'one jump from FORWARD');
+    t.same((await ip6t('-t', 'nat', '-S', 'POSTROUTING')).split('\n').filter((l) => l.includes('OVN-DOCKER')), [`-A POSTROUTING ${C} -j ${NAT_CHAIN}`], 'one from POSTROUTING');
+    t.notMatch(await save6(), /OVN-DOCKER-(INPUT|PREROUTING|OUTPUT)/, 'no chain for published ports or loopback');
+    t.equal(await save(ns, backend), before4, 'iptables (IPv4) untouched');
+    t.throws(() => firewall.apply([{ subnet: '10.31.0.0/24', ifName: A.ifName }]), /invalid IPv6 subnet/, 'an IPv4 subnet refused');
+    t.throws(() => firewall.apply([{ subnet: 'fd00:0031::/64', ifName: A.ifName }]), /invalid IPv6 subnet/, 'one not written as ip6tables prints it refused');
+    t.equal(await firewall.forwarding(), (await run('ip', ['netns', 'exec', ns, 'cat', '/proc/sys/net/ipv6/conf/all/forwarding'])).stdout.trim() === '1', 'forwarding() reads the IPv6 setting');
+    await t.rejects(firewall.enableForwarding(), /operator/, 'and never turns it on');
+
+    await firewall.removeAll();
+    t.equal(await save6(), before6, 'removeAll: ip6tables-save as before');
+  });
+}
