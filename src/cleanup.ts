@@ -47,7 +47,8 @@ export async function cleanupHost(config: DriverConfig, options: CleanupOptions,
   const hostLog = log.child({ component: 'cleanup' });
   // Rules are removed whatever --masquerade says now: an earlier run may have written them.
   const firewall = new HostFirewall(runner, links, { prefix: GATEWAY_PREFIX }, hostLog);
-  const gateways = new HostGateways(ovs, links, firewall, config.bridge, hostLog);
+  const firewall6 = new HostFirewall(runner, links, { prefix: GATEWAY_PREFIX, family: 6 }, hostLog);
+  const gateways = new HostGateways(ovs, links, firewall, config.bridge, hostLog, firewall6);
   const host = new HostPorts(links, ovs, config.bridge, hostLog);
 
   const report: CleanupReport = { gatewayPorts: 0, bridgePorts: 0, veths: 0 };

@@ -66,7 +66,10 @@ export async function startDriver(config: DriverConfig, log: Logger = pino({ lev
   const firewall = config.masquerade
     ? new HostFirewall(runner, links, { prefix: GATEWAY_PREFIX }, log.child({ component: 'firewall' }))
     : undefined;
-  const gateways = new HostGateways(ovs, links, firewall, config.bridge, log.child({ component: 'gateway' }));
+  const firewall6 = config.masquerade
+    ? new HostFirewall(runner, links, { prefix: GATEWAY_PREFIX, family: 6 }, log.child({ component: 'firewall6' }))
+    : undefined;
+  const gateways = new HostGateways(ovs, links, firewall, config.bridge, log.child({ component: 'gateway' }), firewall6);
   const datapath = await host.detectDatapath().catch(async (err: unknown) => {
     await nb.close();
     throw new StartupError(
@@ -184,6 +187,7 @@ export async function startDriver(config: DriverConfig, log: Logger = pino({ lev
       publisher?.close();
       await localOvs?.close();
       firewall?.close();
+      firewall6?.close();
       await nb.close();
     },
   };

@@ -54,6 +54,7 @@ export interface DriverSettings {
 export interface JoinResponse {
   InterfaceName: { SrcName: string; DstPrefix: string };
   Gateway?: string;
+  GatewayIPv6?: string;
   StaticRoutes?: { Destination: string; RouteType: number; NextHop?: string }[];
   DisableGatewayService?: boolean;
 }
@@ -333,6 +334,8 @@ export class NetworkDriver {
       // After a driver restart the gateway may need setting up again (it is idempotent).
       await this.hostStep(() => this.gateways.ensure(network), `set up this host as the gateway of network ${network.networkId}`);
       response.Gateway = network.ipv4.find((s) => s.gateway)!.gateway!;
+      const gateway6 = this.gateways.ipv6Gateway(network.networkId);
+      if (gateway6) response.GatewayIPv6 = gateway6;
       response.DisableGatewayService = true;
     }
     return response;

@@ -8,6 +8,7 @@
  * docker_gwbridge endpoint next to ours.
  */
 import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { Links } from './links.js';
 import type { GatewayRule, HostFirewall } from './firewall.js';
@@ -22,6 +23,9 @@ export const GATEWAY_PREFIX = 'ovg';
 export class HostGateways {
   /** Gateways this process has set up, by network id; the firewall's rules are made from them. */
   private readonly active = new Map<string, GatewayRule>();
+  /** Those that route IPv6 too (the network has an IPv6 gateway and the host forwards IPv6). */
+  private readonly active6 = new Map<string, GatewayRule & { gateway: string }>();
+  private warnedNoForwarding6 = false;
   /** Set-ups under way: concurrent Joins of one network after a restart share one. */
   private readonly settingUp = new Map<string, Promise<void>>();
 
@@ -31,7 +35,14 @@ export class HostGateways {
     private readonly firewall: HostFirewall | undefined,
     private readonly bridge: string,
     private readonly log: Logger,
+    /** ip6tables (family 6), beside `firewall`: both or neither. */
+    private readonly firewall6?: HostFirewall,
   ) {}
+
+  /** The network's IPv6 gateway address, when this host routes its IPv6 too (after ensure()). */
+  ipv6Gateway(networkId: string): string | undefined {
+    return this.active6.get(networkId)?.gateway;
+  }
 
   /** Whether a network asks for the host as its gateway, and can have one. */
   static wanted(network: NetworkSpec): boolean {
@@ -60,7 +71,8 @@ export class HostGateways {
   }
 
   ensure(network: NetworkRecord): Promise<void> {
-    if (this.active.has(network.networkId)) return Promise.resolve();
+    // Set up, IPv6 included where it can be (forwarding turned on later is found at the next Join).
+    if (this.active.has(network.networkId) && (this.active6.has(network.networkId) || !network.ipv6.some((s) => s.gateway))) return Promise.resolve();
     const running = this.settingUp.get(network.networkId);
     if (running) return running;
     const setUp = this.setUp(network).finally(() => this.settingUp.delete(network.networkId));
@@ -71,6 +83,7 @@ export class HostGateways {
   private async setUp(network: NetworkRecord): Promise<void> {
     const v4 = network.ipv4.find((s) => s.gateway)!;
     const ifName = HostGateways.interfaceName(network.networkId);
+    if (this.active.has(network.networkId)) return this.setUpIpv6(network, ifName);
     await this.ovs.attachPort({
       bridge: this.bridge,
       port: ifName,
@@ -81,6 +94,7 @@ export class HostGateways {
     });
     await this.links.configureGatewayIPv6(ifName, network.ipv6.length > 0);
     await this.links.configureAddress(ifName, `${v4.gateway}/${v4.subnet.split('/')[1]}`, network.mtu);
+    await this.setUpIpv6(network, ifName);
     const rule = { subnet: v4.subnet, ifName };
     if (this.firewall) {
       await this.firewall.enableForwarding();
@@ -98,9 +112,45 @@ export class HostGateways {
     this.log.info({ networkId: network.networkId, interface: ifName, gateway: v4.gateway }, 'host gateway ready');
   }
 
+  /**
+   * IPv6 through the host as well, where the network has an IPv6 gateway and
+   * the host forwards IPv6 (the operator's choice: never turned on here).
+   * Otherwise the containers have IPv6 on the network only, as before.
+   */
+  private async setUpIpv6(network: NetworkRecord, ifName: string): Promise<void> {
+    const v6 = network.ipv6.find((s) => s.gateway);
+    if (!v6) return;
+    if (!(await this.ipv6Forwarding())) {
+      if (!this.warnedNoForwarding6) {
+        this.warnedNoForwarding6 = true;
+        this.log.warn(
+          { networkId: network.networkId },
+          'IPv6 forwarding is off on this host: containers of IPv6 networks get no IPv6 route through it. To give them one: sysctl -w net.ipv6.conf.all.forwarding=1 (where an interface takes its IPv6 route from router advertisements, set its accept_ra=2 first), then reconnect the containers',
+        );
+      }
+      return;
+    }
+    await this.links.configureAddress(ifName, `${v6.gateway}/${v6.subnet.split('/')[1]}`, network.mtu, { nodad: true });
+    const rule = { subnet: v6.subnet, ifName, gateway: v6.gateway! };
+    this.active6.set(network.networkId, rule);
+    if (!this.firewall6) return;
+    try {
+      await this.firewall6.apply([...this.active6.values()].map(({ subnet, ifName }) => ({ subnet, ifName })));
+    } catch (err) {
+      this.active6.delete(network.networkId);
+      throw err;
+    }
+  }
+
+  private async ipv6Forwarding(): Promise<boolean> {
+    if (this.firewall6) return this.firewall6.forwarding();
+    return (await readFile('/proc/sys/net/ipv6/conf/all/forwarding', 'utf8').catch(() => '0')).trim() === '1';
+  }
+
   async remove(network: NetworkRecord): Promise<void> {
     await this.settingUp.get(network.networkId)?.catch(() => undefined);
     const ifName = HostGateways.interfaceName(network.networkId);
+    if (this.active6.delete(network.networkId)) await this.firewall6?.apply([...this.active6.values()].map(({ subnet, ifName }) => ({ subnet, ifName })));
     if (this.active.delete(network.networkId)) await this.firewall?.apply([...this.active.values()]);
     await this.ovs.detachPort(this.bridge, ifName);
   }
@@ -154,12 +204,14 @@ export class HostGateways {
       }
     }
     if (this.firewall && this.active.size === 0 && this.settingUp.size === 0) await this.firewall.removeAll();
+    if (this.firewall6 && this.active6.size === 0 && this.settingUp.size === 0) await this.firewall6.removeAll();
     return removed;
   }
 
   /** Remove every gateway port of ours and every firewall rule (the `cleanup` command). */
   async removeAll(): Promise<number> {
     this.active.clear();
+    this.active6.clear();
     return this.sweep([], true);
   }
 }

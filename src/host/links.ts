@@ -199,11 +199,12 @@ export class Links {
   }
 
   /** Give a link (e.g. an OVS internal port) an address, an MTU, and bring it up; idempotent. */
-  async configureAddress(name: string, cidr: string, mtu: number): Promise<void> {
+  /** `nodad`: an IPv6 address in use at once (a gateway address every host of the network carries alike). */
+  async configureAddress(name: string, cidr: string, mtu: number, options: { nodad?: boolean } = {}): Promise<void> {
     assertIfName(name);
     assertMtu(mtu);
     if (!/^[0-9a-fA-F:.]+\/[0-9]{1,3}$/.test(cidr)) throw new InvalidArgumentError('address', cidr, 'not in CIDR form');
-    await this.runner.run('ip', ['addr', 'replace', cidr, 'dev', name]);
+    await this.runner.run('ip', ['addr', 'replace', cidr, 'dev', name, ...(options.nodad ? ['nodad'] : [])]);
     await this.runner.run('ip', ['link', 'set', 'dev', name, 'mtu', String(mtu), 'up']);
   }
 

@@ -49,6 +49,8 @@ function fakeHost(calls: HostCalls): { host: HostPorts; gateways: HostGateways }
     restore: async () => 0,
     sweep: async () => 0,
     conflictingRoute: async () => undefined,
+    // No host forwards IPv6 here.
+    ipv6Gateway: () => undefined,
   };
   return { host: host as unknown as HostPorts, gateways: gateways as unknown as HostGateways };
 }
