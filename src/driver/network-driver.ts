@@ -330,13 +330,17 @@ export class NetworkDriver {
     const response: JoinResponse = { InterfaceName: { SrcName: srcName, DstPrefix: 'eth' } };
     // The engine publishes ports (-p, -P) only through a container's gateway endpoint: this host publishes
     // them when the firewall is the driver's (src/publish); otherwise docker_gwbridge is the gateway, and does.
-    if (HostGateways.wanted(network) && (this.publisher !== undefined || !publishesPorts(sandboxOptions))) {
+    // Ports are published over IPv4: an IPv6-only network's container that publishes some takes docker_gwbridge.
+    const publishable = this.publisher !== undefined && network.ipv4.some((s) => s.gateway);
+    if (HostGateways.wanted(network) && (publishable || !publishesPorts(sandboxOptions))) {
       // After a driver restart the gateway may need setting up again (it is idempotent).
       await this.hostStep(() => this.gateways.ensure(network), `set up this host as the gateway of network ${network.networkId}`);
-      response.Gateway = network.ipv4.find((s) => s.gateway)!.gateway!;
+      const gateway = this.gateways.ipv4Gateway(network);
       const gateway6 = this.gateways.ipv6Gateway(network.networkId);
+      if (gateway) response.Gateway = gateway;
       if (gateway6) response.GatewayIPv6 = gateway6;
-      response.DisableGatewayService = true;
+      // An IPv6-only network on a host that does not forward IPv6 has no way out here: Docker's bridge gives one.
+      if (gateway || gateway6) response.DisableGatewayService = true;
     }
     return response;
   }

@@ -14,14 +14,16 @@ import type { Links } from './links.js';
 import type { GatewayRule, HostFirewall } from './firewall.js';
 import type { Ovs } from './ovs.js';
 import { Keys, OWNER } from '../ovn/keys.js';
-import { macFromIPv4 } from '../net/mac.js';
+import { gatewayMac, gatewayPortName } from '../ovn/gateway-port.js';
 import type { NetworkRecord, NetworkSpec } from '../ovn/records.js';
 import { addressBounds } from '../net/addressing.js';
 
 export const GATEWAY_PREFIX = 'ovg';
 
 export class HostGateways {
-  /** Gateways this process has set up, by network id; the firewall's rules are made from them. */
+  /** Networks whose gateway port this process has set up. */
+  private readonly ready = new Set<string>();
+  /** Their IPv4 side, by network id; the firewall's rules are made from them. */
   private readonly active = new Map<string, GatewayRule>();
   /** Those that route IPv6 too (the network has an IPv6 gateway and the host forwards IPv6). */
   private readonly active6 = new Map<string, GatewayRule & { gateway: string }>();
@@ -44,9 +46,14 @@ export class HostGateways {
     return this.active6.get(networkId)?.gateway;
   }
 
-  /** Whether a network asks for the host as its gateway, and can have one. */
+  /** Whether a network asks for the host as its gateway, and can have one (IPv6-only networks: where the host forwards IPv6). */
   static wanted(network: NetworkSpec): boolean {
-    return network.options['ovn.gateway'] === 'host' && !network.internal && network.ipv4.some((s) => s.gateway);
+    return network.options['ovn.gateway'] === 'host' && !network.internal && [...network.ipv4, ...network.ipv6].some((s) => s.gateway);
+  }
+
+  /** The network's IPv4 gateway address on this host, once ensure()d. */
+  ipv4Gateway(network: NetworkSpec): string | undefined {
+    return this.active.has(network.networkId) ? network.ipv4.find((s) => s.gateway)?.gateway : undefined;
   }
 
   /**
@@ -72,7 +79,7 @@ export class HostGateways {
 
   ensure(network: NetworkRecord): Promise<void> {
     // Set up, IPv6 included where it can be (forwarding turned on later is found at the next Join).
-    if (this.active.has(network.networkId) && (this.active6.has(network.networkId) || !network.ipv6.some((s) => s.gateway))) return Promise.resolve();
+    if (this.ready.has(network.networkId) && (this.active6.has(network.networkId) || !network.ipv6.some((s) => s.gateway))) return Promise.resolve();
     const running = this.settingUp.get(network.networkId);
     if (running) return running;
     const setUp = this.setUp(network).finally(() => this.settingUp.delete(network.networkId));
@@ -81,20 +88,24 @@ export class HostGateways {
   }
 
   private async setUp(network: NetworkRecord): Promise<void> {
-    const v4 = network.ipv4.find((s) => s.gateway)!;
+    const v4 = network.ipv4.find((s) => s.gateway);
     const ifName = HostGateways.interfaceName(network.networkId);
-    if (this.active.has(network.networkId)) return this.setUpIpv6(network, ifName);
+    if (this.ready.has(network.networkId)) return this.setUpIpv6(network, ifName);
+    // IPv6-only, on a host that does not forward IPv6: no port (each Join looks again, one file read).
+    if (!v4 && !(await this.ipv6Forwarding())) return this.warnNoForwarding6(network.networkId);
     await this.ovs.attachPort({
       bridge: this.bridge,
       port: ifName,
-      ifaceId: `${network.name}-gw`,
-      attachedMac: macFromIPv4(v4.gateway!),
+      ifaceId: gatewayPortName(network.name),
+      attachedMac: gatewayMac(network.name, network),
       internal: true,
       externalIds: { [Keys.owner]: OWNER, [Keys.role]: 'gateway', [Keys.networkId]: network.networkId },
     });
     await this.links.configureGatewayIPv6(ifName, network.ipv6.length > 0);
-    await this.links.configureAddress(ifName, `${v4.gateway}/${v4.subnet.split('/')[1]}`, network.mtu);
+    if (v4) await this.links.configureAddress(ifName, `${v4.gateway}/${v4.subnet.split('/')[1]}`, network.mtu);
     await this.setUpIpv6(network, ifName);
+    this.ready.add(network.networkId);
+    if (!v4) return;
     const rule = { subnet: v4.subnet, ifName };
     if (this.firewall) {
       await this.firewall.enableForwarding();
@@ -120,16 +131,7 @@ export class HostGateways {
   private async setUpIpv6(network: NetworkRecord, ifName: string): Promise<void> {
     const v6 = network.ipv6.find((s) => s.gateway);
     if (!v6) return;
-    if (!(await this.ipv6Forwarding())) {
-      if (!this.warnedNoForwarding6) {
-        this.warnedNoForwarding6 = true;
-        this.log.warn(
-          { networkId: network.networkId },
-          'IPv6 forwarding is off on this host: containers of IPv6 networks get no IPv6 route through it. To give them one: sysctl -w net.ipv6.conf.all.forwarding=1 (where an interface takes its IPv6 route from router advertisements, set its accept_ra=2 first), then reconnect the containers',
-        );
-      }
-      return;
-    }
+    if (!(await this.ipv6Forwarding())) return this.warnNoForwarding6(network.networkId);
     await this.links.configureAddress(ifName, `${v6.gateway}/${v6.subnet.split('/')[1]}`, network.mtu, { nodad: true });
     const rule = { subnet: v6.subnet, ifName, gateway: v6.gateway! };
     this.active6.set(network.networkId, rule);
@@ -142,6 +144,15 @@ export class HostGateways {
     }
   }
 
+  private warnNoForwarding6(networkId: string): void {
+    if (this.warnedNoForwarding6) return;
+    this.warnedNoForwarding6 = true;
+    this.log.warn(
+      { networkId },
+      'IPv6 forwarding is off on this host: containers of IPv6 networks get no IPv6 route through it (IPv6-only ones get docker_gwbridge). To give them one: sysctl -w net.ipv6.conf.all.forwarding=1 (where an interface takes its IPv6 route from router advertisements, set its accept_ra=2 first), then reconnect the containers',
+    );
+  }
+
   private async ipv6Forwarding(): Promise<boolean> {
     if (this.firewall6) return this.firewall6.forwarding();
     return (await readFile('/proc/sys/net/ipv6/conf/all/forwarding', 'utf8').catch(() => '0')).trim() === '1';
@@ -150,6 +161,7 @@ export class HostGateways {
   async remove(network: NetworkRecord): Promise<void> {
     await this.settingUp.get(network.networkId)?.catch(() => undefined);
     const ifName = HostGateways.interfaceName(network.networkId);
+    this.ready.delete(network.networkId);
     if (this.active6.delete(network.networkId)) await this.firewall6?.apply([...this.active6.values()].map(({ subnet, ifName }) => ({ subnet, ifName })));
     if (this.active.delete(network.networkId)) await this.firewall?.apply([...this.active.values()]);
     await this.ovs.detachPort(this.bridge, ifName);
@@ -183,7 +195,7 @@ export class HostGateways {
       const networkId = port.externalIds.get(Keys.networkId) ?? '';
       if (port.externalIds.get(Keys.owner) !== OWNER || port.externalIds.get(Keys.role) !== 'gateway') return false;
       // Checked now, not before listing: a network created meanwhile has its set-up under way or done.
-      return !keep.has(networkId) && !this.active.has(networkId) && !this.settingUp.has(networkId);
+      return !keep.has(networkId) && !this.ready.has(networkId) && !this.settingUp.has(networkId);
     });
     if (stray.length > 0 && !hostKnown) {
       this.log.warn(
@@ -210,6 +222,7 @@ export class HostGateways {
 
   /** Remove every gateway port of ours and every firewall rule (the `cleanup` command). */
   async removeAll(): Promise<number> {
+    this.ready.clear();
     this.active.clear();
     this.active6.clear();
     return this.sweep([], true);

@@ -11,7 +11,7 @@
  * engine-28-ipv6-only.test.ts.
  */
 import t from 'tap';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { startDriver, type RunningDriver } from '../../src/service.js';
@@ -50,6 +50,8 @@ t.teardown(async () => {
 });
 
 const call = (method: string, body?: unknown) => callPlugin(driver.address, method, body);
+/** Whether this machine forwards IPv6 (the driver is then IPv6-only networks' gateway: test/e2e/ipv6-gateway.test.ts). */
+const forwards6 = (await readFile('/proc/sys/net/ipv6/conf/all/forwarding', 'utf8').catch(() => '0')).trim() === '1';
 
 async function ok(method: string, body: unknown): Promise<Record<string, unknown>> {
   const reply = await call(method, body);
@@ -91,7 +93,9 @@ async function runContainer(networkId: string, family: 4 | 6, address: string, p
     Options: SANDBOX_OPTIONS,
   });
   const { SrcName, DstPrefix } = joined.InterfaceName as { SrcName: string; DstPrefix: string };
-  if (Object.keys(joined).join() !== 'InterfaceName') throw new Error(`Join answered more than the interface: ${JSON.stringify(joined)}`);
+  // Only the interface: no network here has a gateway through this host (none for IPv6 unless it forwards IPv6).
+  const gateway6 = forwards6 ? ['GatewayIPv6', 'DisableGatewayService'] : [];
+  if (Object.keys(joined).some((k) => k !== 'InterfaceName' && !gateway6.includes(k))) throw new Error(`Join answered more than the interface: ${JSON.stringify(joined)}`);
   hostEnds.add(`ovn${SrcName.slice(3)}`);
   const ns = await createNetns('ovn28');
   namespaces.push(ns);
@@ -207,7 +211,8 @@ for (const ipam of ['docker', 'ovn'] as const) {
     t.ok(await ping6(c.ns, b.address.split('/')[0]!, c.address.split('/')[0]), 'while its own address still passes');
 
     // Warm ports are IPv4-only: the pool fills the IPv4 switches but never this one, and logs no error.
-    t.same(await portsOn(switchName), [a, b, c].map((x) => x.endpointId).sort(), 'only the three endpoints on its switch');
+    t.same(await portsOn(switchName), [...[a, b, c].map((x) => x.endpointId), `${switchName}-gw`].sort(), 'only the three endpoints on its switch, and its gateway localport');
+    if (!forwards6) t.equal((await stack.vsctl('--bare', '--columns=name', 'find', 'Interface', `external_ids:docker\\:network-id=${networkId}`, 'external_ids:docker\\:role=gateway')).trim(), '', 'no gateway port on br-int: this host does not forward IPv6');
     t.equal((await stack.nbctl('--bare', '--columns=name', 'find', 'Address_Set', `name=docker_ports_${switchName}`)).trim(), '', 'no warm port set for it');
 
     for (const x of [a, b, c]) await removeContainer(networkId, x, poolId);

@@ -67,7 +67,8 @@ t.test("Docker's IPAM: CreateNetwork, CreateEndpoint, Join, Leave, DeleteEndpoin
     t.equal(ids?.get('docker:ipv6-subnets'), 'fd51::/64');
     t.equal(ids?.get('docker:ipv6-gateways'), 'fd51::1');
     t.notOk(ids?.has('docker:ipv4-subnets'), 'no IPv4 subnet');
-    t.same(await select(nb, 'Logical_Switch_Port', [['name', '==', `${networkId}-gw`]], ['name']), [], 'no IPv4 gateway, so no gateway localport');
+    const [gw] = await select(nb, 'Logical_Switch_Port', [['name', '==', `${networkId}-gw`]], ['type', 'addresses']);
+    t.same(gw && [gw.type, gw.addresses], ['localport', `${macFromId(`${networkId}-gw`)} fd51::1`], 'the gateway localport: a MAC from its name (no IPv4 address to derive one from) and the IPv6 gateway');
 
     const a = await createEndpoint(networkId, 'fd51::2/64');
     const mac = macFromId(a.id);
@@ -101,7 +102,7 @@ t.test("Docker's IPAM: CreateNetwork, CreateEndpoint, Join, Leave, DeleteEndpoin
       t.same(joined, { status: 200, body: { InterfaceName: { SrcName: `ovc${ep.id.slice(0, 12)}`, DstPrefix: 'eth' } } }, 'Join: no Gateway, no GatewayIPv6: docker_gwbridge serves');
     }
     t.match(calls.plugs.find((p) => p.portName === a.id), { endpointId: a.id, networkId, mac, mtu: 1442 }, 'plugged with its MAC');
-    t.notOk(calls.gateways.includes(networkId), 'this host did not become its gateway (IPv4 only)');
+    t.ok(calls.gateways.includes(networkId), 'this host was asked to be its gateway (it is where it forwards IPv6; this one does not)');
     t.same((await post('NetworkDriver.EndpointOperInfo', { NetworkID: networkId, EndpointID: a.id })).body, { Value: { 'ovn.logical_switch_port': a.id, 'ovn.mac': mac, 'ovn.up': false } });
 
     // Names: published with the IPv6 address (OVN answers AAAA), gone with the endpoint.

@@ -49,6 +49,7 @@ function fakeHost(calls: HostCalls): { host: HostPorts; gateways: HostGateways }
     restore: async () => 0,
     sweep: async () => 0,
     conflictingRoute: async () => undefined,
+    ipv4Gateway: (network: { ipv4: { gateway?: string }[] }) => network.ipv4.find((s) => s.gateway)?.gateway,
     // No host forwards IPv6 here.
     ipv6Gateway: () => undefined,
   };

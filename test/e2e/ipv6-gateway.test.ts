@@ -8,7 +8,9 @@
  * on, a new network's container gets the host's IPv6 gateway, reaches the
  * outside over IPv6, masqueraded in the driver's ip6tables chain, and the
  * outside cannot reach it, and so does a container joining the first
- * network after that; IPv4 egress as before; after removal and
+ * network after that; an IPv6-only network (called as engine 28 calls the
+ * driver) gets the IPv6 gateway alone and its container reaches the outside;
+ * IPv4 egress as before; after removal and
  * cleanup, iptables-save as before the driver ran, and ip6tables-save but
  * for an empty table with ACCEPT policies (iptables-nft cannot delete one).
  */
@@ -20,8 +22,9 @@ import { dockerAvailable, ensureBusyboxImage, startDockerEngine, type DockerEngi
 import { readDriverLog, LEVEL } from '../harness/driver-log.js';
 import { startDriverProcess, type DriverProcess } from '../harness/driver-process.js';
 import { makePluginDirs, type PluginDirs } from '../harness/plugin-dirs.js';
+import { callPlugin } from '../harness/plugin-client.js';
 import { createNetns, deleteNetns } from '../harness/netns.js';
-import { run } from '../harness/process.js';
+import { run, waitFor } from '../harness/process.js';
 import { startTwoHosts, type Host, type TwoHosts } from '../harness/two-hosts.js';
 
 const NAME = 'openvswitch';
@@ -70,6 +73,8 @@ for (const c of cases) {
     const outside4 = `198.51.${c.n}.2`;
 
     let outside: string | undefined;
+    /** The IPv6-only network's "container" (a namespace of this test). */
+    let ctr: string | undefined;
     let dirs: PluginDirs | undefined;
     let engine: DockerEngine | undefined;
     let driver: DriverProcess | undefined;
@@ -82,6 +87,7 @@ for (const c of cases) {
       await driver?.stop();
       await dirs?.remove();
       if (outside) await deleteNetns(outside);
+      if (ctr) await deleteNetns(ctr);
       await host.exec('sysctl', ['-qw', 'net.ipv6.conf.all.forwarding=0']).catch(() => undefined);
     });
 
@@ -145,6 +151,55 @@ for (const c of cases) {
     await docker('run', '-d', '--net', off, '--name', c3, image, 'sleep', '3600');
     t.match(await docker('exec', c3, 'ip', '-6', 'route'), new RegExp(`^default via fd${c.n}:1::1 dev eth0`, 'm'), `a container joining ${off} now gets the IPv6 gateway too`);
     t.match(await ping6(c3, outside6), /1 packets received/, `and reaches ${outside6}`);
+
+    // An IPv6-only network (engine 28's --ipv4=false --ipv6; no such engine here): the driver called as 28
+    // calls it, the container a namespace set up as the engine sets one up from Join's answer.
+    if (c.engine === '20.10') {
+      const call = async (method: string, body: unknown) => {
+        const reply = await callPlugin(driver!.socket, method, body);
+        if (reply.status !== 200) throw new Error(`${method}: ${JSON.stringify(reply.body)}`);
+        return reply.body;
+      };
+      const networkId = randomBytes(32).toString('hex');
+      const endpointId = randomBytes(32).toString('hex');
+      const gw6 = `fd${c.n}:3::1`;
+      const options = { 'com.docker.network.enable_ipv4': false, 'com.docker.network.enable_ipv6': true, 'com.docker.network.generic': {} };
+      const sandbox = { 'com.docker.network.endpoint.exposedports': [], 'com.docker.network.portmap': [] };
+      await call('NetworkDriver.CreateNetwork', { NetworkID: networkId, Options: options, IPv4Data: [], IPv6Data: [{ AddressSpace: 'LocalDefault', Pool: `fd${c.n}:3::/64`, Gateway: `${gw6}/64` }] });
+      const created = await call('NetworkDriver.CreateEndpoint', {
+        NetworkID: networkId, EndpointID: endpointId, Interface: { Address: '', AddressIPv6: `fd${c.n}:3::2/64`, MacAddress: '' }, Options: sandbox,
+      });
+      const joined = await call('NetworkDriver.Join', { NetworkID: networkId, EndpointID: endpointId, SandboxKey: `/var/run/docker/netns/${endpointId.slice(0, 12)}`, Options: sandbox });
+      t.same([joined.Gateway, joined.GatewayIPv6, joined.DisableGatewayService], [undefined, gw6, true], 'IPv6-only: Join gives the IPv6 gateway only, and no docker_gwbridge');
+      ctr = await createNetns('ovnc6');
+      const src = (joined.InterfaceName as { SrcName: string }).SrcName;
+      await run('ip', ['-n', host.netns, 'link', 'set', src, 'netns', ctr]);
+      await run('ip', ['-n', ctr, 'link', 'set', src, 'name', 'eth0']);
+      await run('ip', ['-n', ctr, 'link', 'set', 'eth0', 'address', String((created.Interface as { MacAddress: string }).MacAddress)]);
+      await run('ip', ['-n', ctr, 'addr', 'add', `fd${c.n}:3::2/64`, 'dev', 'eth0', 'nodad']);
+      await run('ip', ['-n', ctr, 'link', 'set', 'eth0', 'up']);
+      await run('ip', ['-n', ctr, '-6', 'route', 'add', 'default', 'via', gw6]);
+      const pinged = await waitFor(() => run('ip', ['netns', 'exec', ctr!, 'ping', '-6', '-c1', '-W2', outside6]).then((r) => r.stdout, () => undefined), {
+        timeoutMs: 10_000,
+        what: `${outside6} from the IPv6-only container`,
+      }).catch(async (e: Error) => {
+        const facts = await Promise.all([
+          run('ip', ['-n', ctr!, '-6', 'neigh']).then((r) => r.stdout),
+          host.exec('ip', ['-6', 'addr']).then((r) => r.stdout),
+          host.exec('ip', ['-6', 'route']).then((r) => r.stdout),
+          host.exec('ip', ['link']).then((r) => r.stdout),
+          cluster!.nbctl('--columns=name,type,addresses', 'list', 'Logical_Switch_Port').then((r) => r.split('\n\n').filter((x) => x.includes(`fd${c.n}:3`)).join('\n')),
+          host.vsctl('--columns=name,mac_in_use,mac,external_ids', 'list', 'Interface'),
+        ].map((p) => p.catch((err: Error) => err.message)));
+        return `${e.message}\n${facts.join('\n----\n')}`;
+      });
+      t.match(pinged, /1 packets received|1 received/, `IPv6-only: the container reaches ${outside6} through the host`);
+      await call('NetworkDriver.Leave', { NetworkID: networkId, EndpointID: endpointId });
+      await deleteNetns(ctr);
+      ctr = undefined;
+      await call('NetworkDriver.DeleteEndpoint', { NetworkID: networkId, EndpointID: endpointId });
+      await call('NetworkDriver.DeleteNetwork', { NetworkID: networkId });
+    }
 
     // Gone: containers, networks, driver; cleanup takes the rest.
     await docker('rm', '-f', c1, c2, c3);
