@@ -1,24 +1,31 @@
 /**
  * bench/docker-run: `docker run --rm --net <ovn network> busybox true`
- * against `--net bridge` (Docker's built-in driver), paired in one run, at 0
- * and at 10,000 existing ports in NB; and the driver's own CreateEndpoint +
- * Join latency (Join includes the wait for OVN to report the port up).
+ * against `--net bridge` (Docker's built-in driver) and against a no-op
+ * remote plugin's `--internal` network (bench/noop-plugin.ts: the engine's
+ * own cost of any remote network plugin), in rounds of three in one run, at
+ * 0 and at 10,000 existing ports in NB; and the driver's own CreateEndpoint
+ * + Join latency (Join includes the wait for OVN to report the port up).
  *
  * Real parts: single-chassis OVN (userspace datapath), the driver as its
  * own process, Debian's dockerd. Prints a Markdown table for the README.
  *
  *   npm run bench:docker-run [-- --pairs 20 --ports 10000 --engine 20.10]
  */
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { OvsdbClient } from '../src/ovsdb/index.js';
 import { ensureBusyboxImage, startDockerEngine, type DockerEngine } from '../test/harness/docker.js';
 import { startDriverProcess, type DriverProcess } from '../test/harness/driver-process.js';
 import { startOvnStack, type OvnStack } from '../test/harness/ovn-stack.js';
 import { callPlugin } from '../test/harness/plugin-client.js';
-import { makePluginDirs } from '../test/harness/plugin-dirs.js';
+import { makePluginDirs, type PluginDirs } from '../test/harness/plugin-dirs.js';
 import { waitFor } from '../test/harness/process.js';
 import { median, time } from './stats.js';
+
+const BENCH = path.dirname(fileURLToPath(import.meta.url));
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -34,9 +41,10 @@ const CALLS = Number(arg('calls', '30'));
 
 interface Result {
   ports: number;
-  /** Median per network kind, and median of per-round ratios to bridge. */
+  /** Median per network kind, and medians of per-round ratios to bridge and to the no-op plugin. */
   medians: Map<string, number>;
   ratios: Map<string, number>;
+  toNoop: Map<string, number>;
   createEndpoint: number;
   join: number;
   /** RequestAddress + CreateEndpoint + Join on a network of our IPAM, on a warm port. */
@@ -67,9 +75,11 @@ async function main(): Promise<void> {
   let driver: DriverProcess | undefined;
   let engine: DockerEngine | undefined;
   let nb: OvsdbClient | undefined;
+  let noop: NoopPlugin | undefined;
   const results: Result[] = [];
   try {
     stack = await startOvnStack();
+    noop = await startNoopPlugin(dirs, `noop${sfx}`);
     engine = await startDockerEngine({ engine: ENGINE, pluginDir: dirs.pluginDir, bridge: true });
     driver = await startDriverProcess({
       name,
@@ -93,6 +103,8 @@ async function main(): Promise<void> {
       if (i === 3) ipamNetId = id;
       nets.set(label, net);
     }
+    const noopNet = `bench-noop-${sfx}`;
+    await engine.docker('network', 'create', '-d', noop.name, '--internal', '--subnet', '10.89.0.0/16', noopNet);
     nb = await OvsdbClient.connect({ remote: stack.nbRemote, database: 'OVN_Northbound', tables: ['Logical_Switch'] });
 
     const dockerRun = (network: string) => () => engine!.docker('run', '--rm', '--net', network, image, 'true');
@@ -103,43 +115,52 @@ async function main(): Promise<void> {
       // network's containers cause (ovn-northd recomputing, veths going) then slows only its own pairs.
       const medians = new Map<string, number>();
       const ratios = new Map<string, number>();
+      const toNoop = new Map<string, number>();
       const bridgeAll: number[] = [];
+      const noopAll: number[] = [];
       for (const [label, net] of nets) {
-        for (let i = 0; i < 2; i++) for (const n of [net, 'bridge']) await dockerRun(n)();
-        const own: number[] = [];
-        const bridge: number[] = [];
+        for (let i = 0; i < 2; i++) for (const n of [net, 'bridge', noopNet]) await dockerRun(n)();
+        const runs = new Map<string, number[]>([[net, []], ['bridge', []], [noopNet, []]]);
+        const order = [net, 'bridge', noopNet];
         for (let i = 0; i < PAIRS; i++) {
-          // Alternate which goes first, so that neither always runs on a warmer machine.
-          for (const n of i % 2 ? ['bridge', net] : [net, 'bridge']) {
+          // Rotate which goes first, so that none always runs on a warmer machine.
+          for (const n of [...order.slice(i % 3), ...order.slice(0, i % 3)]) {
             if (GAP_MS > 0) await sleep(GAP_MS);
-            (n === 'bridge' ? bridge : own).push(await time(dockerRun(n)));
+            runs.get(n)!.push(await time(dockerRun(n)));
           }
         }
+        const [own, bridge, floor] = [runs.get(net)!, runs.get('bridge')!, runs.get(noopNet)!];
         bridgeAll.push(...bridge);
+        noopAll.push(...floor);
         medians.set(label, median(own));
         ratios.set(label, median(own.map((o, i) => o / bridge[i]!)));
+        toNoop.set(label, median(own.map((o, i) => o / floor[i]!)));
       }
       medians.set('bridge', median(bridgeAll));
+      medians.set('noop', median(noopAll));
+      ratios.set('noop', median(noopAll.map((o, i) => o / bridgeAll[i]!)));
       const { create, join } = await pluginLatency(driver.socket, netId, CALLS, size);
       const warmStart = await warmLatency(engine, driver.socket, ipamNetId, CALLS);
-      results.push({ ports: size, medians, ratios, createEndpoint: create, join, warmStart });
+      results.push({ ports: size, medians, ratios, toNoop, createEndpoint: create, join, warmStart });
       console.error(`done at ${size} ports`);
     }
-    await engine.docker('network', 'rm', ...nets.values());
+    await engine.docker('network', 'rm', ...nets.values(), noopNet);
   } finally {
     await nb?.close();
     await engine?.stop();
+    await noop?.stop();
     await driver?.stop();
     await stack?.stop();
     await dirs.remove();
   }
 
   // One row per network kind, one column pair per NB size: the table stays narrow enough to read.
-  console.log(`| network | ${results.map((r) => `${r.ports} ports: median | ratio`).join(' | ')} |`);
-  console.log(`|---|${results.map(() => '---:|---:').join('|')}|`);
-  console.log(`| \`--net bridge\` | ${results.map((r) => `${r.medians.get('bridge')!.toFixed(0)} ms | 1.00x`).join(' | ')} |`);
+  console.log(`| network | ${results.map((r) => `${r.ports} ports: median | to bridge | to no-op`).join(' | ')} |`);
+  console.log(`|---|${results.map(() => '---:|---:|---:').join('|')}|`);
+  console.log(`| \`--net bridge\` | ${results.map((r) => `${r.medians.get('bridge')!.toFixed(0)} ms | 1.00x | `).join(' | ')} |`);
+  console.log(`| no-op plugin, \`--internal\` | ${results.map((r) => `${r.medians.get('noop')!.toFixed(0)} ms | ${r.ratios.get('noop')!.toFixed(2)}x | 1.00x`).join(' | ')} |`);
   for (const [label] of KINDS) {
-    console.log(`| ${label} | ${results.map((r) => `${r.medians.get(label)!.toFixed(0)} ms | ${r.ratios.get(label)!.toFixed(2)}x`).join(' | ')} |`);
+    console.log(`| ${label} | ${results.map((r) => `${r.medians.get(label)!.toFixed(0)} ms | ${r.ratios.get(label)!.toFixed(2)}x | ${r.toNoop.get(label)!.toFixed(2)}x`).join(' | ')} |`);
   }
   console.log('\nThe driver\'s own handling (median of the calls as dockerd makes them):\n');
   console.log(`| ports in NB | CreateEndpoint | Join incl. port ready | warm port: RequestAddress + CreateEndpoint + Join |`);
@@ -247,6 +268,30 @@ async function warmLatency(engine: DockerEngine, socket: string, networkId: stri
   }
   await callPlugin(socket, 'IpamDriver.ReleasePool', { PoolID: poolId });
   return median(samples);
+}
+
+interface NoopPlugin {
+  name: string;
+  stop(): Promise<void>;
+}
+
+/** bench/noop-plugin.ts as its own process (as the driver is), found by the engine through a spec file beside the driver's. */
+async function startNoopPlugin(dirs: PluginDirs, name: string): Promise<NoopPlugin> {
+  const socket = path.join(dirs.socketDir, `${name}.sock`);
+  await writeFile(path.join(dirs.pluginDir, `${name}.spec`), `unix://${socket}\n`);
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(BENCH, 'noop-plugin.ts'), '--socket', socket], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.once('data', () => resolve());
+    void exited.then(() => reject(new Error('the no-op plugin exited before it listened')));
+  });
+  return {
+    name,
+    stop: async () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      await exited;
+    },
+  };
 }
 
 function sleep(ms: number): Promise<void> {
