@@ -11,21 +11,17 @@
  *
  *   npm run bench:docker-run [-- --pairs 20 --ports 10000 --engine 20.10]
  */
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { OvsdbClient } from '../src/ovsdb/index.js';
 import { ensureBusyboxImage, startDockerEngine, type DockerEngine } from '../test/harness/docker.js';
 import { startDriverProcess, type DriverProcess } from '../test/harness/driver-process.js';
 import { startOvnStack, type OvnStack } from '../test/harness/ovn-stack.js';
 import { callPlugin } from '../test/harness/plugin-client.js';
-import { makePluginDirs, type PluginDirs } from '../test/harness/plugin-dirs.js';
+import { makePluginDirs } from '../test/harness/plugin-dirs.js';
 import { waitFor } from '../test/harness/process.js';
+import { fillNb, startNoopPlugin, type NoopPlugin } from './lab.js';
 import { median, time } from './stats.js';
-
-const BENCH = path.dirname(fileURLToPath(import.meta.url));
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -109,7 +105,7 @@ async function main(): Promise<void> {
 
     const dockerRun = (network: string) => () => engine!.docker('run', '--rm', '--net', network, image, 'true');
     for (const size of PORTS > 0 ? [0, PORTS] : [0]) {
-      if (size > 0) await fill(nb, size);
+      if (size > 0) await fillNb(nb, size);
       await settle(stack, 2 * KINDS.length);
       // Each network is paired with its own bridge runs, in a phase of its own: the background work one
       // network's containers cause (ovn-northd recomputing, veths going) then slows only its own pairs.
@@ -171,21 +167,6 @@ async function main(): Promise<void> {
   console.log(`\n${PAIRS} pairs per size, engine ${ENGINE}, node ${process.version}, ${GAP_MS} ms between runs.`);
 }
 
-/** Put `count` ports on a separate switch, in batches, as other tenants' load. */
-async function fill(nb: OvsdbClient, count: number): Promise<void> {
-  await nb.transaction((tx) => {
-    tx.insert('Logical_Switch', { name: 'bench-fill' });
-  });
-  for (let done = 0; done < count; done += 1000) {
-    await nb.transaction((tx) => {
-      const ports = [];
-      for (let i = done; i < Math.min(count, done + 1000); i++) {
-        ports.push(tx.insert('Logical_Switch_Port', { name: `fill-${i}`, addresses: ['unknown'] }));
-      }
-      tx.mutate('Logical_Switch', [['name', '==', 'bench-fill']], [['ports', 'insert', ports]]);
-    });
-  }
-}
 
 /**
  * Before a size's phases: every network's warm ports made and plugged, and
@@ -270,29 +251,6 @@ async function warmLatency(engine: DockerEngine, socket: string, networkId: stri
   return median(samples);
 }
 
-interface NoopPlugin {
-  name: string;
-  stop(): Promise<void>;
-}
-
-/** bench/noop-plugin.ts as its own process (as the driver is), found by the engine through a spec file beside the driver's. */
-async function startNoopPlugin(dirs: PluginDirs, name: string): Promise<NoopPlugin> {
-  const socket = path.join(dirs.socketDir, `${name}.sock`);
-  await writeFile(path.join(dirs.pluginDir, `${name}.spec`), `unix://${socket}\n`);
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(BENCH, 'noop-plugin.ts'), '--socket', socket], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  await new Promise<void>((resolve, reject) => {
-    child.stdout!.once('data', () => resolve());
-    void exited.then(() => reject(new Error('the no-op plugin exited before it listened')));
-  });
-  return {
-    name,
-    stop: async () => {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-      await exited;
-    },
-  };
-}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));

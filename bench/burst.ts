@@ -1,0 +1,162 @@
+/**
+ * bench/burst: N containers started at once (`docker run -d`, as `docker
+ * compose up` or a host rebooting with `--restart always` containers do) on
+ * one network of ours, against the same burst on `--net bridge` and on a
+ * no-op remote plugin's `--internal` network (bench/noop-plugin.ts, the
+ * engine's own cost of a remote plugin), in rotating order within each
+ * round, at 0 and at 10,000 ports in NB.
+ *
+ * Per burst: the time until every `docker run -d` has returned (all
+ * running), and for ours and bridge until each container has pinged the
+ * first one (the no-op plugin's containers have no connectivity); the CPU
+ * time the driver, ovn-northd and ovn-controller used meanwhile. Containers
+ * are removed between bursts (not timed), and the next burst starts after
+ * the driver's warm pool had time to refill.
+ *
+ * Real parts: single-chassis OVN (userspace datapath), the driver as its own
+ * process with its defaults (2 warm ports per network), Debian's dockerd.
+ *
+ *   npm run bench:burst [-- --sizes 20,50 --rounds 2 --ports 10000 --engine 20.10 --settle 5000]
+ */
+import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { OvsdbClient } from '../src/ovsdb/index.js';
+import { ensureBusyboxImage, startDockerEngine, type DockerEngine } from '../test/harness/docker.js';
+import { startDriverProcess, type DriverProcess } from '../test/harness/driver-process.js';
+import { startOvnStack, type OvnStack } from '../test/harness/ovn-stack.js';
+import { makePluginDirs } from '../test/harness/plugin-dirs.js';
+import { waitFor } from '../test/harness/process.js';
+import { fillNb, startNoopPlugin } from './lab.js';
+import { median } from './stats.js';
+
+function arg(name: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? (process.argv[i + 1] ?? fallback) : fallback;
+}
+const SIZES = arg('sizes', '20,50').split(',').map(Number);
+const ROUNDS = Number(arg('rounds', '2'));
+const PORTS = Number(arg('ports', '10000'));
+const ENGINE = arg('engine', '20.10') as '20.10' | '26.1';
+/** Pause after a burst's containers are removed: the warm pool refills, the engine settles. */
+const SETTLE_MS = Number(arg('settle', '5000'));
+
+type Kind = 'ours' | 'bridge' | 'noop';
+const KINDS: Kind[] = ['ours', 'bridge', 'noop'];
+
+interface Burst {
+  started: number;
+  /** Until every container pinged the first; undefined for the no-op plugin. */
+  pinged?: number;
+  /** CPU milliseconds during the burst, by daemon. */
+  cpu: { driver: number; northd: number; controller: number };
+}
+
+async function main(): Promise<void> {
+  const sfx = randomBytes(3).toString('hex');
+  const name = `ovnb${sfx}`;
+  const noopName = `noop${sfx}`;
+  const dirs = await makePluginDirs(name);
+  let stack: OvnStack | undefined;
+  let driver: DriverProcess | undefined;
+  let engine: DockerEngine | undefined;
+  let noop: { stop(): Promise<void> } | undefined;
+  let nb: OvsdbClient | undefined;
+  const rows: string[] = [];
+  try {
+    stack = await startOvnStack();
+    noop = await startNoopPlugin(dirs, noopName);
+    engine = await startDockerEngine({ engine: ENGINE, pluginDir: dirs.pluginDir, bridge: true });
+    driver = await startDriverProcess({
+      name,
+      pluginDir: dirs.socketDir,
+      nbRemote: stack.nbRemote,
+      ovsDb: stack.ovsRemote,
+      logFile: path.join(dirs.dir, 'driver.log'),
+      extraArgs: ['--log-level', 'warn', '--masquerade', 'false', '--docker-host', engine.host],
+    });
+    const image = await ensureBusyboxImage(engine);
+    const nets: Record<Kind, string> = { ours: `burst-${sfx}`, bridge: 'bridge', noop: `burst-noop-${sfx}` };
+    await engine.docker('network', 'create', '-d', name, '--subnet', '10.120.0.0/16', nets.ours);
+    await engine.docker('network', 'create', '-d', noopName, '--internal', '--subnet', '10.121.0.0/16', nets.noop);
+    nb = await OvsdbClient.connect({ remote: stack.nbRemote, database: 'OVN_Northbound', tables: ['Logical_Switch'] });
+    const pids = { driver: driver.pid, northd: stack.pids.northd, controller: stack.pids.controller };
+
+    for (const ports of PORTS > 0 ? [0, PORTS] : [0]) {
+      if (ports > 0) await fillNb(nb, ports);
+      await stack.nbctl('--wait=hv', 'sync');
+      for (const n of SIZES) {
+        const bursts: Record<Kind, Burst[]> = { ours: [], bridge: [], noop: [] };
+        // One burst of each first, not counted: images, caches and the pool's first refill.
+        for (const kind of KINDS) await burst(engine, image, nets[kind], kind, n, pids);
+        for (let r = 0; r < ROUNDS; r++) {
+          for (const kind of [...KINDS.slice(r % 3), ...KINDS.slice(0, r % 3)]) bursts[kind].push(await burst(engine, image, nets[kind], kind, n, pids));
+        }
+        const m = (kind: Kind, f: (b: Burst) => number | undefined) => median(bursts[kind].map(f).filter((x): x is number => x !== undefined));
+        const cpu = (kind: Kind, d: keyof Burst['cpu']) => m(kind, (b) => b.cpu[d]).toFixed(0);
+        rows.push(
+          `| ${ports} | ${n} | ${m('ours', (b) => b.started).toFixed(0)} ms | ${m('bridge', (b) => b.started).toFixed(0)} ms | ${m('noop', (b) => b.started).toFixed(0)} ms | ` +
+            `**${(m('ours', (b) => b.started) / m('bridge', (b) => b.started)).toFixed(2)}x** | **${(m('ours', (b) => b.started) / m('noop', (b) => b.started)).toFixed(2)}x** | ` +
+            `${m('ours', (b) => b.pinged).toFixed(0)} ms | ${m('bridge', (b) => b.pinged).toFixed(0)} ms | ${cpu('ours', 'driver')} / ${cpu('ours', 'northd')} / ${cpu('ours', 'controller')} ms |`,
+        );
+        console.error(`done: ${n} at once, ${ports} ports`);
+      }
+    }
+    await engine.docker('network', 'rm', nets.ours, nets.noop);
+  } finally {
+    await nb?.close();
+    await engine?.stop();
+    await noop?.stop();
+    await driver?.stop();
+    await stack?.stop();
+    await dirs.remove();
+  }
+  console.log('| ports in NB | at once | ours: all running | bridge | no-op plugin | ours / bridge | ours / no-op | ours: all pinged the first | bridge: all pinged | CPU during ours: driver / northd / controller |');
+  console.log('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  for (const row of rows) console.log(row);
+  console.log(`\nMedians of ${ROUNDS} bursts per cell after one not counted, engine ${ENGINE}, node ${process.version}, ${SETTLE_MS} ms between bursts.`);
+}
+
+/** N `docker run -d` at once; then, where there is connectivity, each pings the first. Removed afterwards. */
+async function burst(engine: DockerEngine, image: string, net: string, kind: Kind, n: number, pids: Record<keyof Burst['cpu'], number>): Promise<Burst> {
+  const tag = randomBytes(3).toString('hex');
+  const names = Array.from({ length: n }, (_, i) => `burst-${kind}-${tag}-${i}`);
+  const before = await cpuOf(pids);
+  const t0 = performance.now();
+  try {
+    await Promise.all(names.map((c) => engine.docker('run', '-d', '--net', net, '--name', c, image, 'sleep', '3600')));
+    const started = performance.now() - t0;
+    let pinged: number | undefined;
+    if (kind !== 'noop') {
+      const first = (await engine.docker('inspect', '-f', '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}', names[0]!)).stdout.trim();
+      await Promise.all(
+        names.slice(1).map((c) =>
+          waitFor(() => engine.docker('exec', c, 'ping', '-c1', '-W1', first).then(() => true, () => undefined), { timeoutMs: 60_000, intervalMs: 100, what: `${c} pinging ${first}` }),
+        ),
+      );
+      pinged = performance.now() - t0;
+    }
+    const after = await cpuOf(pids);
+    return { started, ...(pinged !== undefined ? { pinged } : {}), cpu: { driver: after.driver - before.driver, northd: after.northd - before.northd, controller: after.controller - before.controller } };
+  } finally {
+    await engine.docker('rm', '-f', ...names).catch(() => undefined);
+    await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
+  }
+}
+
+/** utime + stime of each process, in ms (USER_HZ is 100 on Linux). */
+async function cpuOf(pids: Record<keyof Burst['cpu'], number>): Promise<Burst['cpu']> {
+  const one = async (pid: number) => {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  };
+  return { driver: await one(pids.driver), northd: await one(pids.northd), controller: await one(pids.controller) };
+}
+
+
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
