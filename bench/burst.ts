@@ -20,14 +20,10 @@
  */
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import path from 'node:path';
 import { OvsdbClient } from '../src/ovsdb/index.js';
-import { ensureBusyboxImage, startDockerEngine, type DockerEngine } from '../test/harness/docker.js';
-import { startDriverProcess, type DriverProcess } from '../test/harness/driver-process.js';
-import { startOvnStack, type OvnStack } from '../test/harness/ovn-stack.js';
-import { makePluginDirs } from '../test/harness/plugin-dirs.js';
+import type { DockerEngine } from '../test/harness/docker.js';
 import { waitFor } from '../test/harness/process.js';
-import { fillNb, startNoopPlugin } from './lab.js';
+import { fillNb, startSingleChassisLab } from './lab.js';
 import { median } from './stats.js';
 
 function arg(name: string, fallback: string): string {
@@ -54,31 +50,14 @@ interface Burst {
 
 async function main(): Promise<void> {
   const sfx = randomBytes(3).toString('hex');
-  const name = `ovnb${sfx}`;
-  const noopName = `noop${sfx}`;
-  const dirs = await makePluginDirs(name);
-  let stack: OvnStack | undefined;
-  let driver: DriverProcess | undefined;
-  let engine: DockerEngine | undefined;
-  let noop: { stop(): Promise<void> } | undefined;
+  const lab = await startSingleChassisLab({ engine: ENGINE, name: `ovnb${sfx}`, bridge: true, noop: true });
+  const { stack, engine, driver, image, name } = lab;
   let nb: OvsdbClient | undefined;
   const rows: string[] = [];
   try {
-    stack = await startOvnStack();
-    noop = await startNoopPlugin(dirs, noopName);
-    engine = await startDockerEngine({ engine: ENGINE, pluginDir: dirs.pluginDir, bridge: true });
-    driver = await startDriverProcess({
-      name,
-      pluginDir: dirs.socketDir,
-      nbRemote: stack.nbRemote,
-      ovsDb: stack.ovsRemote,
-      logFile: path.join(dirs.dir, 'driver.log'),
-      extraArgs: ['--log-level', 'warn', '--masquerade', 'false', '--docker-host', engine.host],
-    });
-    const image = await ensureBusyboxImage(engine);
     const nets: Record<Kind, string> = { ours: `burst-${sfx}`, bridge: 'bridge', noop: `burst-noop-${sfx}` };
     await engine.docker('network', 'create', '-d', name, '--subnet', '10.120.0.0/16', nets.ours);
-    await engine.docker('network', 'create', '-d', noopName, '--internal', '--subnet', '10.121.0.0/16', nets.noop);
+    await engine.docker('network', 'create', '-d', lab.noop!.name, '--internal', '--subnet', '10.121.0.0/16', nets.noop);
     nb = await OvsdbClient.connect({ remote: stack.nbRemote, database: 'OVN_Northbound', tables: ['Logical_Switch'] });
     const pids = { driver: driver.pid, northd: stack.pids.northd, controller: stack.pids.controller };
 
@@ -105,11 +84,7 @@ async function main(): Promise<void> {
     await engine.docker('network', 'rm', nets.ours, nets.noop);
   } finally {
     await nb?.close();
-    await engine?.stop();
-    await noop?.stop();
-    await driver?.stop();
-    await stack?.stop();
-    await dirs.remove();
+    await lab.stop();
   }
   console.log('| ports in NB | at once | ours: all running | bridge | no-op plugin | ours / bridge | ours / no-op | ours: all pinged the first | bridge: all pinged | CPU during ours: driver / northd / controller |');
   console.log('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');

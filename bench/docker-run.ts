@@ -12,15 +12,12 @@
  *   npm run bench:docker-run [-- --pairs 20 --ports 10000 --engine 20.10]
  */
 import { randomBytes } from 'node:crypto';
-import path from 'node:path';
 import { OvsdbClient } from '../src/ovsdb/index.js';
-import { ensureBusyboxImage, startDockerEngine, type DockerEngine } from '../test/harness/docker.js';
-import { startDriverProcess, type DriverProcess } from '../test/harness/driver-process.js';
-import { startOvnStack, type OvnStack } from '../test/harness/ovn-stack.js';
+import type { DockerEngine } from '../test/harness/docker.js';
+import type { OvnStack } from '../test/harness/ovn-stack.js';
 import { callPlugin } from '../test/harness/plugin-client.js';
-import { makePluginDirs } from '../test/harness/plugin-dirs.js';
 import { waitFor } from '../test/harness/process.js';
-import { fillNb, startNoopPlugin, type NoopPlugin } from './lab.js';
+import { fillNb, startSingleChassisLab } from './lab.js';
 import { median, time } from './stats.js';
 
 function arg(name: string, fallback: string): string {
@@ -64,30 +61,12 @@ const KINDS: [label: string, flags: string[]][] = [
 
 async function main(): Promise<void> {
   const sfx = randomBytes(3).toString('hex');
-  const name = `ovnb${sfx}`;
-  const dirs = await makePluginDirs(name);
-
-  let stack: OvnStack | undefined;
-  let driver: DriverProcess | undefined;
-  let engine: DockerEngine | undefined;
+  const lab = await startSingleChassisLab({ engine: ENGINE, name: `ovnb${sfx}`, bridge: true, noop: true });
+  const { stack, engine, driver, image, name } = lab;
+  const noop = lab.noop!;
   let nb: OvsdbClient | undefined;
-  let noop: NoopPlugin | undefined;
   const results: Result[] = [];
   try {
-    stack = await startOvnStack();
-    noop = await startNoopPlugin(dirs, `noop${sfx}`);
-    engine = await startDockerEngine({ engine: ENGINE, pluginDir: dirs.pluginDir, bridge: true });
-    driver = await startDriverProcess({
-      name,
-      pluginDir: dirs.socketDir,
-      nbRemote: stack.nbRemote,
-      ovsDb: stack.ovsRemote,
-      logFile: path.join(dirs.dir, 'driver.log'),
-      // As deployed: names published in OVN DNS from the engine's API. The root namespace's
-      // firewall is the machine's: the bench does not touch it.
-      extraArgs: ['--log-level', 'warn', '--masquerade', 'false', '--docker-host', engine.host],
-    });
-    const image = await ensureBusyboxImage(engine);
     const nets = new Map<string, string>();
     let netId = '';
     let ipamNetId = '';
@@ -143,11 +122,7 @@ async function main(): Promise<void> {
     await engine.docker('network', 'rm', ...nets.values(), noopNet);
   } finally {
     await nb?.close();
-    await engine?.stop();
-    await noop?.stop();
-    await driver?.stop();
-    await stack?.stop();
-    await dirs.remove();
+    await lab.stop();
   }
 
   // One row per network kind, one column pair per NB size: the table stays narrow enough to read.

@@ -1,10 +1,13 @@
-/** What several benches set up alike: NB filled with other tenants' ports, and the no-op plugin beside the driver. */
+/** What several benches set up alike: the single-chassis lab, NB filled with other tenants' ports, the no-op plugin beside the driver. */
 import { spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { OvsdbClient } from '../src/ovsdb/index.js';
-import type { PluginDirs } from '../test/harness/plugin-dirs.js';
+import { ensureBusyboxImage, startDockerEngine, type DockerEngine, type EngineVersion } from '../test/harness/docker.js';
+import { startDriverProcess, type DriverProcess } from '../test/harness/driver-process.js';
+import { startOvnStack, type OvnStack } from '../test/harness/ovn-stack.js';
+import { makePluginDirs, type PluginDirs } from '../test/harness/plugin-dirs.js';
 
 const BENCH = path.dirname(fileURLToPath(import.meta.url));
 
@@ -44,4 +47,54 @@ export async function startNoopPlugin(dirs: PluginDirs, name: string): Promise<N
       await exited;
     },
   };
+}
+
+export interface SingleChassisLab {
+  /** The driver's plugin name (its networks' `-d`). */
+  name: string;
+  dirs: PluginDirs;
+  stack: OvnStack;
+  engine: DockerEngine;
+  driver: DriverProcess;
+  /** The no-op plugin, when asked for. */
+  noop?: NoopPlugin;
+  image: string;
+  /** Everything started here, in reverse order (safe after a partial start). */
+  stop(): Promise<void>;
+}
+
+/**
+ * Single-chassis OVN (userspace datapath) in the root namespace, Debian's
+ * dockerd, and the driver as its own process as deployed (names from the
+ * engine's API, log level warn), with `--masquerade false`: the root
+ * namespace's firewall is the machine's, and a bench does not touch it.
+ */
+export async function startSingleChassisLab(opts: { engine: EngineVersion; name: string; bridge?: boolean; noop?: boolean }): Promise<SingleChassisLab> {
+  const dirs = await makePluginDirs(opts.name);
+  const started: { stack?: OvnStack; engine?: DockerEngine; driver?: DriverProcess; noop?: NoopPlugin } = {};
+  const stop = async () => {
+    await started.engine?.stop();
+    await started.noop?.stop();
+    await started.driver?.stop();
+    await started.stack?.stop();
+    await dirs.remove();
+  };
+  try {
+    const stack = (started.stack = await startOvnStack());
+    if (opts.noop) started.noop = await startNoopPlugin(dirs, `noop${opts.name}`);
+    const engine = (started.engine = await startDockerEngine({ engine: opts.engine, pluginDir: dirs.pluginDir, ...(opts.bridge ? { bridge: true } : {}) }));
+    const driver = (started.driver = await startDriverProcess({
+      name: opts.name,
+      pluginDir: dirs.socketDir,
+      nbRemote: stack.nbRemote,
+      ovsDb: stack.ovsRemote,
+      logFile: path.join(dirs.dir, 'driver.log'),
+      extraArgs: ['--log-level', 'warn', '--masquerade', 'false', '--docker-host', engine.host],
+    }));
+    const image = await ensureBusyboxImage(engine);
+    return { name: opts.name, dirs, stack, engine, driver, ...(started.noop ? { noop: started.noop } : {}), image, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
 }

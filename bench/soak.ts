@@ -13,12 +13,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
-import path from 'node:path';
-import { ensureBusyboxImage, startDockerEngine, type DockerEngine } from '../test/harness/docker.js';
-import { startDriverProcess, type DriverProcess } from '../test/harness/driver-process.js';
-import { startOvnStack, type OvnStack } from '../test/harness/ovn-stack.js';
-import { makePluginDirs } from '../test/harness/plugin-dirs.js';
+import type { OvnStack } from '../test/harness/ovn-stack.js';
 import { run } from '../test/harness/process.js';
+import { startSingleChassisLab } from './lab.js';
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -43,39 +40,24 @@ interface Sample {
 
 async function main(): Promise<void> {
   const sfx = randomBytes(3).toString('hex');
-  const name = `ovns${sfx}`;
-  const dirs = await makePluginDirs(name);
-  let stack: OvnStack | undefined;
-  let engine: DockerEngine | undefined;
-  let driver: DriverProcess | undefined;
+  const lab = await startSingleChassisLab({ engine: ENGINE, name: `ovns${sfx}` });
+  const { stack, engine, driver, image, name } = lab;
   const samples: Sample[] = [];
   const started = Date.now();
   try {
-    stack = await startOvnStack();
-    engine = await startDockerEngine({ engine: ENGINE, pluginDir: dirs.pluginDir });
-    driver = await startDriverProcess({
-      name,
-      pluginDir: dirs.socketDir,
-      nbRemote: stack.nbRemote,
-      ovsDb: stack.ovsRemote,
-      logFile: path.join(dirs.dir, 'driver.log'),
-      // The root namespace's firewall is the machine's: the bench does not touch it.
-      extraArgs: ['--log-level', 'warn', '--masquerade', 'false', '--docker-host', engine.host],
-    });
-    const image = await ensureBusyboxImage(engine);
     const ipam = IPAM === 'plugin' ? ['--ipam-driver', name] : [];
     const net = `soak-${sfx}`;
     const networkId = (await engine.docker('network', 'create', '-d', name, ...ipam, '--subnet', '10.97.0.0/24', net)).stdout.trim();
 
     let failures = 0;
     const lifecycle = async () => {
-      await engine!.docker('run', '--rm', '--net', net, image, 'true').catch((err: unknown) => {
+      await engine.docker('run', '--rm', '--net', net, image, 'true').catch((err: unknown) => {
         failures++;
         console.error(`run failed: ${(err as Error).message.split('\n')[0]}`);
       });
     };
     const sample = async (runs: number) => {
-      const s = { runs, ...(await processFigures(driver!.pid)), ports: await switchPorts(stack!, networkId), veths: await driverVeths(), failures };
+      const s = { runs, ...(await processFigures(driver.pid)), ports: await switchPorts(stack, networkId), veths: await driverVeths(), failures };
       samples.push(s);
       console.error(`${runs} runs: ${JSON.stringify(s)} (${((Date.now() - started) / 1000).toFixed(0)} s)`);
     };
@@ -89,10 +71,7 @@ async function main(): Promise<void> {
     }
     await engine.docker('network', 'rm', net);
   } finally {
-    await engine?.stop();
-    await driver?.stop();
-    await stack?.stop();
-    await dirs.remove();
+    await lab.stop();
   }
 
   const first = samples[0]!;
