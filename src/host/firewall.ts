@@ -39,7 +39,6 @@ const LOCAL_DST = ['-m', 'addrtype', '--dst-type', 'LOCAL'] as const;
 const LOOPBACK_NET = '127.0.0.0/8';
 const COMMENT = 'ovn-docker-driver';
 const IP_FORWARD = '/proc/sys/net/ipv4/ip_forward';
-const IPV6_FORWARD = '/proc/sys/net/ipv6/conf/all/forwarding';
 /** Docker's chain for users' rules: ours come right after it, so an operator's restrictions there apply to us too. */
 const DOCKER_USER = 'DOCKER-USER';
 /** Safety net behind the link monitor: jumps someone removed (a firewall reload) come back within this. */
@@ -146,7 +145,7 @@ export class HostFirewall {
    * (accept_ra=1 stops working): the operator decides.
    */
   async forwarding(): Promise<boolean> {
-    return (await readFile(this.v6 ? IPV6_FORWARD : IP_FORWARD, 'utf8').catch(() => '0')).trim() === '1';
+    return this.sysctl.forwarding(this.v6 ? 'ipv6' : 'ipv4');
   }
 
   async enableForwarding(): Promise<void> {

@@ -8,11 +8,11 @@
  * docker_gwbridge endpoint next to ours.
  */
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { Links } from './links.js';
 import type { GatewayRule, HostFirewall } from './firewall.js';
 import type { Ovs } from './ovs.js';
+import { Sysctl } from './sysctl.js';
 import { Keys, OWNER } from '../ovn/keys.js';
 import { gatewayMac, gatewayPortName } from '../ovn/gateway-port.js';
 import type { NetworkRecord, NetworkSpec } from '../ovn/records.js';
@@ -153,9 +153,8 @@ export class HostGateways {
     );
   }
 
-  private async ipv6Forwarding(): Promise<boolean> {
-    if (this.firewall6) return this.firewall6.forwarding();
-    return (await readFile('/proc/sys/net/ipv6/conf/all/forwarding', 'utf8').catch(() => '0')).trim() === '1';
+  private ipv6Forwarding(): Promise<boolean> {
+    return this.firewall6?.forwarding() ?? new Sysctl().forwarding('ipv6');
   }
 
   async remove(network: NetworkRecord): Promise<void> {

@@ -33,6 +33,12 @@ export class Sysctl {
     await this.write(file, `${wanted}\n`);
   }
 
+  /** Whether the host forwards packets of a family (IPv6: net.ipv6.conf.all.forwarding). */
+  async forwarding(family: 'ipv4' | 'ipv6'): Promise<boolean> {
+    const file = path.join(this.root, 'net', ...(family === 'ipv4' ? ['ipv4', 'ip_forward'] : ['ipv6', 'conf', 'all', 'forwarding']));
+    return (await this.read(file).catch(() => '0')).trim() === '1';
+  }
+
   private async read(file: string): Promise<string> {
     if (!this.runner) return readFile(file, 'utf8');
     return (await this.runner.run('cat', [file])).stdout;

@@ -10,6 +10,7 @@ import { pino } from 'pino';
 import { createRunner, type Runner } from '../../src/host/exec.js';
 import { FORWARD_CHAIN, HostFirewall, NAT_CHAIN, type Backend } from '../../src/host/firewall.js';
 import { Links } from '../../src/host/links.js';
+import { Sysctl } from '../../src/host/sysctl.js';
 import { createNetns, deleteNetns } from '../harness/netns.js';
 import { run, waitFor } from '../harness/process.js';
 
@@ -181,7 +182,7 @@ for (const backend of ['nft', 'legacy'] as const) {
     const ns = await createNetns('ovnfw6');
     t.teardown(() => deleteNetns(ns));
     const runner = runnerIn(ns);
-    const firewall = new HostFirewall(runner, new Links(runner), { prefix: 'ovg', family: 6, backend, monitor: ['ip', '-n', ns, '-o', 'monitor', 'link'] }, log);
+    const firewall = new HostFirewall(runner, new Links(runner), { prefix: 'ovg', family: 6, backend, monitor: ['ip', '-n', ns, '-o', 'monitor', 'link'], sysctl: new Sysctl('/proc/sys', runner) }, log);
     t.teardown(() => firewall.close());
     const ip6t = (...args: string[]) => run('ip', ['netns', 'exec', ns, `ip6tables-${backend}`, '-w', ...args]).then((r) => r.stdout);
     const save6 = async () =>
@@ -214,7 +215,9 @@ for (const backend of ['nft', 'legacy'] as const) {
     t.equal(await save(ns, backend), before4, 'iptables (IPv4) untouched');
     t.throws(() => firewall.apply([{ subnet: '10.31.0.0/24', ifName: A.ifName }]), /invalid IPv6 subnet/, 'an IPv4 subnet refused');
     t.throws(() => firewall.apply([{ subnet: 'fd00:0031::/64', ifName: A.ifName }]), /invalid IPv6 subnet/, 'one not written as ip6tables prints it refused');
-    t.equal(await firewall.forwarding(), (await run('ip', ['netns', 'exec', ns, 'cat', '/proc/sys/net/ipv6/conf/all/forwarding'])).stdout.trim() === '1', 'forwarding() reads the IPv6 setting');
+    t.equal(await firewall.forwarding(), false, "forwarding() reads the namespace's IPv6 setting: off");
+    await run('ip', ['netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv6.conf.all.forwarding=1']);
+    t.equal(await firewall.forwarding(), true, 'on');
     await t.rejects(firewall.enableForwarding(), /operator/, 'and never turns it on');
 
     await firewall.removeAll();
