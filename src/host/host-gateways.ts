@@ -104,8 +104,11 @@ export class HostGateways {
     await this.links.configureGatewayIPv6(ifName, network.ipv6.length > 0);
     if (v4) await this.links.configureAddress(ifName, `${v4.gateway}/${v4.subnet.split('/')[1]}`, network.mtu);
     await this.setUpIpv6(network, ifName);
-    this.ready.add(network.networkId);
-    if (!v4) return;
+    if (!v4) {
+      this.ready.add(network.networkId);
+      this.log.info({ networkId: network.networkId, interface: ifName, gateway: this.ipv6Gateway(network.networkId) }, 'host gateway ready');
+      return;
+    }
     const rule = { subnet: v4.subnet, ifName };
     if (this.firewall) {
       await this.firewall.enableForwarding();
@@ -120,6 +123,8 @@ export class HostGateways {
     } else {
       this.active.set(network.networkId, rule);
     }
+    // Only now: a step that failed above is tried again by the next Join.
+    this.ready.add(network.networkId);
     this.log.info({ networkId: network.networkId, interface: ifName, gateway: v4.gateway }, 'host gateway ready');
   }
 
@@ -137,11 +142,15 @@ export class HostGateways {
     this.active6.set(network.networkId, rule);
     if (!this.firewall6) return;
     try {
-      await this.firewall6.apply([...this.active6.values()].map(({ subnet, ifName }) => ({ subnet, ifName })));
+      await this.firewall6.apply(this.rules6());
     } catch (err) {
       this.active6.delete(network.networkId);
       throw err;
     }
+  }
+
+  private rules6(): GatewayRule[] {
+    return [...this.active6.values()].map(({ subnet, ifName }) => ({ subnet, ifName }));
   }
 
   private warnNoForwarding6(networkId: string): void {
@@ -161,7 +170,7 @@ export class HostGateways {
     await this.settingUp.get(network.networkId)?.catch(() => undefined);
     const ifName = HostGateways.interfaceName(network.networkId);
     this.ready.delete(network.networkId);
-    if (this.active6.delete(network.networkId)) await this.firewall6?.apply([...this.active6.values()].map(({ subnet, ifName }) => ({ subnet, ifName })));
+    if (this.active6.delete(network.networkId)) await this.firewall6?.apply(this.rules6());
     if (this.active.delete(network.networkId)) await this.firewall?.apply([...this.active.values()]);
     await this.ovs.detachPort(this.bridge, ifName);
   }
