@@ -34,8 +34,12 @@ export interface DriverConfig {
   gateway: 'host' | 'docker';
   /** For networks whose gateway is this host: masquerade their traffic leaving this host (iptables). */
   masquerade: boolean;
-  /** Ports kept plugged and bound per IPv4 switch on this host; 0 disables. */
+  /** Ports kept plugged and bound per IPv4 switch on this host while idle; 0 disables. */
   warmPorts: number;
+  /** The most a switch's warm ports grow to after bursts of container starts (never below warmPorts). */
+  warmPortsMax: number;
+  /** How long a switch with extra warm ports sees no container start before they halve. */
+  warmPortsIdleMs: number;
   /** How long an endpoint of this host may be unknown to the engine before it is removed as a leftover. */
   orphanGraceMs: number;
 }
@@ -62,5 +66,7 @@ export const DEFAULT_CONFIG = {
   gateway: 'host',
   masquerade: true,
   warmPorts: 2,
+  warmPortsMax: 32,
+  warmPortsIdleMs: 600_000,
   orphanGraceMs: 60_000,
 } as const satisfies DriverConfig & { nestedBridge: string };

@@ -91,6 +91,8 @@ export async function startDriver(config: DriverConfig, log: Logger = pino({ lev
     {
       chassis: hostId,
       perSwitch: config.warmPorts,
+      maxPerSwitch: config.warmPortsMax,
+      idleShrinkMs: config.warmPortsIdleMs,
       reserveFree: WARM_RESERVE_FREE,
       readyTimeoutMs: config.portUpTimeoutMs || DEFAULT_CONFIG.portUpTimeoutMs,
       refillDelayMs: WARM_REFILL_DELAY_MS,

@@ -36,6 +36,8 @@ const DOCS: OptionDoc[] = [
   { flag: 'gateway', env: 'OVN_DOCKER_GATEWAY', value: 'host|docker', default: D.gateway, help: 'Egress of networks created without -o ovn.gateway=host|docker (nested mode: docker only). host: each host is the gateway of its own containers through OVN (the gateway address is bound on this host), so a container has one interface; a container that publishes ports (-p, -P) still gets Docker\'s docker_gwbridge, which publishes them. docker: every container gets a second interface on docker_gwbridge for egress, as with Docker\'s overlay driver. Recorded per network when it is created.' },
   { flag: 'masquerade', env: 'OVN_DOCKER_MASQUERADE', value: 'true|false', default: String(D.masquerade), help: 'For networks whose gateway is this host (see --gateway): turn on IP forwarding and masquerade the network\'s subnet with iptables, isolating such networks from each other.' },
   { flag: 'warm-ports', env: 'OVN_DOCKER_WARM_PORTS', value: 'N', default: String(D.warmPorts), help: 'Keep N ports per IPv4 network ready on this host (logical port, veth, OVS binding), each at an address the next container will get: the lowest free ones on networks of Docker\'s IPAM (which gives those first), addresses of the pool on networks of this plugin\'s IPAM. A container start on one need not wait for ovn-northd and ovn-controller. An endpoint that gets a warm port\'s address but cannot use the port takes the address over. 0 disables.' },
+  { flag: 'warm-ports-max', env: 'OVN_DOCKER_WARM_PORTS_MAX', value: 'N', default: String(D.warmPortsMax), help: 'A network\'s warm ports grow past --warm-ports, up to N, by one for each container start that found none left (a burst: docker compose up, a reboot with --restart always containers), so that the next burst as large finds its ports ready. Each warm port is a logical port in OVN and a veth on this host.' },
+  { flag: 'warm-ports-idle', env: 'OVN_DOCKER_WARM_PORTS_IDLE', value: 'SECONDS', default: String(D.warmPortsIdleMs / 1000), help: 'A network that grew extra warm ports and has had no container start for this long halves them, and again after each such period, back to --warm-ports.' },
   { flag: 'orphan-grace', env: 'OVN_DOCKER_ORPHAN_GRACE', value: 'MS', default: String(D.orphanGraceMs), help: "An endpoint of this host that the engine (--docker-host) has not known for this long is removed with its port, veth and address: what a driver killed during a container start leaves, since the engine never calls DeleteEndpoint for a start it saw fail. Networks the engine does not answer for are left alone." },
   { flag: 'log-level', env: 'LOG_LEVEL', value: 'LEVEL', default: D.logLevel, help: 'trace, debug, info, warn or error. Logs are JSON lines on stdout.' },
 ];
@@ -172,6 +174,8 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv): Parsed
     gateway,
     masquerade: boolean(get('masquerade')!, 'masquerade'),
     warmPorts: integer(get('warm-ports')!, 'warm-ports', 0, 64),
+    warmPortsMax: integer(get('warm-ports-max')!, 'warm-ports-max', 0, 256),
+    warmPortsIdleMs: integer(get('warm-ports-idle')!, 'warm-ports-idle', 1, 86_400) * 1000,
     orphanGraceMs: integer(get('orphan-grace')!, 'orphan-grace', 1000, 86_400_000),
   };
   if (ports) return { kind: 'ports', config };

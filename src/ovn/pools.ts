@@ -22,7 +22,7 @@
 import { randomBytes } from 'node:crypto';
 import { DomainError } from '../errors.js';
 import type { OvsdbClient, Replica, Row, Transaction } from '../ovsdb/index.js';
-import { addressBounds, bigToIPv4, bigToIPv6, contains, freeAddresses, networkOf, parseCidr, stripPrefix } from '../net/addressing.js';
+import { addressBounds, bigToIPv4, bigToIPv6, contains, lowestFree, networkOf, parseCidr, stripPrefix } from '../net/addressing.js';
 import { externalIds } from './external-ids.js';
 import { OWNER, Keys } from './keys.js';
 import { parseWarmHolder, reservationKey, warmPortOf } from './records.js';
@@ -342,17 +342,18 @@ export class OvnPools {
 
   /** The lowest address nobody holds. */
   freeAddress(name: string, replica: Replica = this.replica): string | undefined {
-    return this.scanFree(name, replica, 1).first;
+    return this.lowestFree(name, 1, replica)[0];
   }
 
   /** How many addresses of the pool nobody holds, counting up to `limit`. */
   countFree(name: string, limit: number, replica: Replica = this.replica): number {
-    return this.scanFree(name, replica, limit).count;
+    return this.lowestFree(name, limit, replica).length;
   }
 
-  private scanFree(name: string, replica: Replica, limit: number): { first?: string; count: number } {
+  /** The `limit` lowest addresses of the pool nobody holds, in order. */
+  lowestFree(name: string, limit: number, replica: Replica = this.replica): string[] {
     const row = replica.findOne('Address_Set', 'name', name);
-    if (!row) return { count: 0 };
+    if (!row) return [];
     const ids = externalIds(row);
     const subnet = ids.get(Keys.pool)!;
     const taken = new Set<string>();
@@ -360,7 +361,7 @@ export class OvnPools {
       if (key.startsWith(Keys.poolIp)) taken.add(key.slice(Keys.poolIp.length));
     }
     // An IPv4 --ip-range's own first and last addresses look like network and broadcast addresses to people and tools: skip them too.
-    return freeAddresses(subnet, taken, limit, { range: ids.get(Keys.poolRange) || subnet, skipRangeEdges: true });
+    return lowestFree(subnet, taken, limit, { range: ids.get(Keys.poolRange) || subnet, skipRangeEdges: true });
   }
 
   /** The pool a PoolID names and its user's value ("<chassis> <state>"); a DomainError unless both exist. */

@@ -47,14 +47,14 @@ export function onlyIPv4Subnet(ls: Row): string | undefined {
 }
 
 /**
- * Set `key` to `holder` in the port set `setName` of switch `ls`, making the
- * set if it does not exist yet (Address_Set names are unique: a concurrent
- * maker makes the transaction re-run and find it). The insert mutation
- * leaves a key someone else holds as it is.
+ * Set each key of `holders` to its holder in the port set `setName` of
+ * switch `ls`, making the set if it does not exist yet (Address_Set names
+ * are unique: a concurrent maker makes the transaction re-run and find it).
+ * The insert mutation leaves a key someone else holds as it is.
  */
-export function holdInPortSet(tx: Transaction, setName: string, set: Row | undefined, ls: Row, key: string, holder: string): void {
+export function holdInPortSet(tx: Transaction, setName: string, set: Row | undefined, ls: Row, holders: ReadonlyMap<string, string>): void {
   if (set) {
-    tx.mutate('Address_Set', [['_uuid', '==', set._uuid]], [['external_ids', 'insert', new Map([[key, holder]])]]);
+    tx.mutate('Address_Set', [['_uuid', '==', set._uuid]], [['external_ids', 'insert', new Map(holders)]]);
     return;
   }
   tx.insert('Address_Set', {
@@ -62,7 +62,7 @@ export function holdInPortSet(tx: Transaction, setName: string, set: Row | undef
     external_ids: new Map([
       [Keys.owner, OWNER],
       [Keys.portsOf, String(ls.name)],
-      [key, holder],
+      ...holders,
     ]),
   });
 }

@@ -1,12 +1,12 @@
 /**
- * Where a new warm port goes, and its creation in one NB transaction: on a
- * pool of our IPAM, the lowest free address (the one a request gets next);
- * on a port set, the lowest address Docker's IPAM gives next. Either way,
+ * Where new warm ports go, and their creation in one NB transaction: on a
+ * pool of our IPAM, the lowest free addresses (the ones requests get next);
+ * on a port set, the lowest addresses Docker's IPAM gives next. Either way,
  * only while enough addresses stay free for endpoints.
  */
 import { randomBytes } from 'node:crypto';
 import type { OvsdbClient, Replica, Row, Transaction } from '../ovsdb/index.js';
-import { freeAddresses, lowestFree } from '../net/addressing.js';
+import { lowestFree } from '../net/addressing.js';
 import { macFromIPv4 } from '../net/mac.js';
 import { externalIds } from './external-ids.js';
 import { Keys, OWNER } from './keys.js';
@@ -22,44 +22,48 @@ export interface PortSetHint {
   floor?: string;
   /** Addresses endpoints are being created with right now (asked again each time the transaction is built). */
   avoid?: () => Iterable<string>;
-  /** Told the address each time the transaction is built with one. */
-  onChosen?: (ip: string) => void;
+  /** Told the addresses each time the transaction is built with some. */
+  onChosen?: (ips: string[]) => void;
 }
 
 /**
- * Create one warm port of `chassis` for `pool` (a pool or a port set),
- * unless fewer than `reserveFree` addresses would stay free. Returns its
- * name, or undefined when there is no room.
+ * Create up to `count` warm ports of `chassis` for `pool` (a pool or a port
+ * set) in one NB transaction, so that a refill of many costs ovn-northd one
+ * round: as many as fit while `reserveFree` addresses stay free. Returns
+ * their names, none when there is no room.
  */
-export async function createWarmPort(
+export async function createWarmPorts(
   nb: OvsdbClient,
   pools: OvnPools,
   pool: string,
   owner: WarmOwner,
+  count: number,
   reserveFree: number,
   hint: PortSetHint = {},
-): Promise<string | undefined> {
-  const name = randomBytes(32).toString('hex');
-  const tags = tagsInFlight.chooser();
-  const place = (tx: Transaction, replica: Replica): Placement =>
-    owner.parent ? { parent: owner.parent, tag: tags.choose(tx, replica, owner.parent) } : { chassis: owner.chassis };
-  const build = isPortSet(pool) ? onPortSet(pool, name, owner, place, reserveFree, hint) : onPool(pools, pool, name, owner, place, reserveFree);
+): Promise<string[]> {
+  if (count <= 0) return [];
+  const names = Array.from({ length: count }, () => randomBytes(32).toString('hex'));
+  const tags = names.map(() => tagsInFlight.chooser());
+  const place = (i: number, tx: Transaction, replica: Replica): Placement =>
+    owner.parent ? { parent: owner.parent, tag: tags[i]!.choose(tx, replica, owner.parent) } : { chassis: owner.chassis };
+  const build = isPortSet(pool) ? onPortSet(pool, names, owner, place, reserveFree, hint) : onPool(pools, pool, names, owner, place, reserveFree);
   const { value } = await nb.transaction(
     (tx, replica) => {
-      // A retry after a lost reply finds the port it made: the name is this call's own.
-      if (replica.findOne('Logical_Switch_Port', 'name', name)) return true;
+      // A retry after a lost reply finds the ports it made: the names are this call's own.
+      const made = names.filter((name) => replica.findOne('Logical_Switch_Port', 'name', name));
+      if (made.length) return made.length;
       return build(tx, replica);
     },
     isPortSet(pool)
       ? // Endpoints joining the switch meanwhile make this re-run: a burst of container starts may take several.
-        { comment: `ovn-docker-driver: warm port for network ${pool}`, retries: 20 }
-      : { comment: `ovn-docker-driver: warm port for ${pool}`, ...(owner.parent ? { retries: 20 } : {}) },
-  ).finally(() => tags.release());
-  return value ? name : undefined;
+        { comment: `ovn-docker-driver: ${count} warm port(s) for network ${pool}`, retries: 20 }
+      : { comment: `ovn-docker-driver: ${count} warm port(s) for ${pool}`, ...(owner.parent ? { retries: 20 } : {}) },
+  ).finally(() => tags.forEach((t) => t.release()));
+  return names.slice(0, value);
 }
 
-/** Where a new warm port is bound, chosen inside its transaction (a nested port's tag, see vlan-tags.ts). */
-type PlaceFn = (tx: Transaction, replica: Replica) => Placement;
+/** Where the i-th new warm port is bound, chosen inside its transaction (a nested port's tag, see vlan-tags.ts). */
+type PlaceFn = (i: number, tx: Transaction, replica: Replica) => Placement;
 
 /** Who keeps a warm port: this host's id, and in nested mode the VM's port it is a child of. */
 export interface WarmOwner {
@@ -67,50 +71,56 @@ export interface WarmOwner {
   parent?: string;
 }
 
-/** On a pool of our IPAM: the lowest free address of the pool. */
-function onPool(pools: OvnPools, pool: string, name: string, owner: WarmOwner, place: PlaceFn, reserveFree: number) {
-  return (tx: Transaction, replica: Replica): boolean => {
+/** The first `wanted` of `free` that leave `reserveFree` behind and whose MAC no port of the switch has. */
+function pick(free: string[], wanted: number, reserveFree: number, replica: Replica, ls: Row): string[] {
+  const macs = macsOnSwitch(replica, ls);
+  return free.slice(0, Math.max(0, Math.min(wanted, free.length - reserveFree))).filter((ip) => !macs.has(macFromIPv4(ip)));
+}
+
+/** On a pool of our IPAM: the lowest free addresses of the pool. */
+function onPool(pools: OvnPools, pool: string, names: string[], owner: WarmOwner, place: PlaceFn, reserveFree: number) {
+  return (tx: Transaction, replica: Replica): number => {
     const set = replica.findOne('Address_Set', 'name', pool);
     const ls = replica.findByExternalId('Logical_Switch', Keys.poolV4, pool)[0];
-    if (!set || !ls) return false;
-    if (pools.countFree(pool, reserveFree + 1, replica) <= reserveFree) return false;
-    const ip = pools.freeAddress(pool, replica);
-    if (!ip) return false;
-    if (macsOnSwitch(replica, ls).has(macFromIPv4(ip))) return false;
+    if (!set || !ls) return 0;
+    const ips = pick(pools.lowestFree(pool, names.length + reserveFree, replica), names.length, reserveFree, replica, ls);
+    if (ips.length === 0) return 0;
     const prefix = externalIds(set).get(Keys.pool)!.split('/')[1]!;
     // The whole reservation map: another host reserving anything meanwhile makes this re-run.
     tx.verify('Address_Set', set, ['external_ids']);
-    tx.mutate('Address_Set', [['_uuid', '==', set._uuid]], [['external_ids', 'insert', new Map([[reservationKey(ip), warmHolder(name)]])]]);
+    tx.mutate('Address_Set', [['_uuid', '==', set._uuid]], [
+      ['external_ids', 'insert', new Map(ips.map((ip, i) => [reservationKey(ip), warmHolder(names[i]!)]))],
+    ]);
     tx.verify('Logical_Switch', ls, ['name']);
-    insertWarmPort(tx, ls, { name, ip, prefix, chassis: owner.chassis, placement: place(tx, replica), setName: pool });
-    return true;
+    ips.forEach((ip, i) => insertWarmPort(tx, ls, { name: names[i]!, ip, prefix, chassis: owner.chassis, placement: place(i, tx, replica), setName: pool }));
+    return ips.length;
   };
 }
 
 /**
- * On the switch of a network of Docker's IPAM: the lowest address (not
+ * On the switch of a network of Docker's IPAM: the lowest addresses (not
  * below the hint's floor) that no port of the switch has and Docker keeps
- * for nothing else (gateway, --aux-address): the address Docker gives next.
+ * for nothing else (gateway, --aux-address): the addresses Docker gives next.
  */
-function onPortSet(setName: string, name: string, owner: WarmOwner, place: PlaceFn, reserveFree: number, hint: PortSetHint) {
-  return (tx: Transaction, replica: Replica): boolean => {
+function onPortSet(setName: string, names: string[], owner: WarmOwner, place: PlaceFn, reserveFree: number, hint: PortSetHint) {
+  return (tx: Transaction, replica: Replica): number => {
     const ls = switchOfWarmSet(replica, setName);
     const subnet = ls && onlyIPv4Subnet(ls);
-    if (!ls || !subnet) return false;
+    if (!ls || !subnet) return 0;
     const set = replica.findOne('Address_Set', 'name', setName);
     const taken = addressesOnSwitch(replica, ls, set);
     for (const ip of hint.avoid?.() ?? []) taken.add(ip);
-    const free = freeAddresses(subnet, taken, reserveFree + 1, hint.floor ? { from: hint.floor } : {});
-    if (!free.first || free.count <= reserveFree) return false;
-    const ip = free.first;
-    if (macsOnSwitch(replica, ls).has(macFromIPv4(ip))) return false;
-    hint.onChosen?.(ip);
-    // No one else writes this key: the address is on no port of the switch (the guard below).
-    holdInPortSet(tx, setName, set, ls, reservationKey(ip), warmHolder(name));
-    // The switch's ports: an endpoint Docker gave this address meanwhile makes this re-run and pick another.
+    const free = lowestFree(subnet, taken, names.length + reserveFree, hint.floor ? { from: hint.floor } : {});
+    const ips = pick(free, names.length, reserveFree, replica, ls);
+    if (ips.length === 0) return 0;
+    hint.onChosen?.(ips);
+    // No one else writes these keys: the addresses are on no port of the switch (the guard below).
+    holdInPortSet(tx, setName, set, ls, new Map(ips.map((ip, i) => [reservationKey(ip), warmHolder(names[i]!)])));
+    // The switch's ports: an endpoint Docker gave one of these addresses meanwhile makes this re-run and pick others.
     tx.verify('Logical_Switch', ls, ['ports']);
-    insertWarmPort(tx, ls, { name, ip, prefix: subnet.split('/')[1]!, chassis: owner.chassis, placement: place(tx, replica), setName });
-    return true;
+    const prefix = subnet.split('/')[1]!;
+    ips.forEach((ip, i) => insertWarmPort(tx, ls, { name: names[i]!, ip, prefix, chassis: owner.chassis, placement: place(i, tx, replica), setName }));
+    return ips.length;
   };
 }
 

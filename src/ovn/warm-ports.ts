@@ -27,7 +27,7 @@ import {
   warmPortOf,
   type EndpointRecord,
 } from './records.js';
-import { createWarmPort, preferredAddresses, type PortSetHint } from './warm-port-creation.js';
+import { createWarmPorts, preferredAddresses, type PortSetHint } from './warm-port-creation.js';
 import { portTag } from './vlan-tags.js';
 
 export type WarmState = 'warm' | 'claimed' | 'adopted' | 'recycled';
@@ -124,12 +124,13 @@ export class OvnWarmPorts {
   }
 
   /**
-   * Create one warm port of `chassis` for the pool or port set `pool`
-   * (warm-port-creation.ts). Undefined when there is no room.
+   * Create up to `count` warm ports of `chassis` for the pool or port set
+   * `pool`, in one transaction (warm-port-creation.ts). None when there is no room.
    */
-  async create(pool: string, chassis: string, reserveFree: number, hint: PortSetHint = {}): Promise<WarmPort | undefined> {
-    const name = await createWarmPort(this.nb, this.pools, pool, { chassis, ...(this.parent ? { parent: this.parent } : {}) }, reserveFree, hint);
-    return name === undefined ? undefined : this.find(name);
+  async create(pool: string, chassis: string, count: number, reserveFree: number, hint: PortSetHint = {}): Promise<WarmPort[]> {
+    const owner = { chassis, ...(this.parent ? { parent: this.parent } : {}) };
+    const names = await createWarmPorts(this.nb, this.pools, pool, owner, count, reserveFree, hint);
+    return names.flatMap((name) => this.find(name) ?? []);
   }
 
   /**
@@ -226,7 +227,7 @@ export class OvnWarmPorts {
           // A port made for the endpoint: no one else writes its key, for while the endpoint's port has
           // the address, no warm port is made at it.
           if (adopted) swapHolder(tx, set!, key, adopted[1], warmHolder(name));
-          else if (holder === undefined) holdInPortSet(tx, pool, set, ls, key, warmHolder(name));
+          else if (holder === undefined) holdInPortSet(tx, pool, set, ls, new Map([[key, warmHolder(name)]]));
           else return undefined;
         } else {
           if (holder === undefined || (parseWarmHolder(holder) && !adopted)) return undefined;

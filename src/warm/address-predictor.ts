@@ -15,21 +15,21 @@ export class AddressPredictor {
   private readonly floors = new Map<string, string>();
   /** Per set: addresses of endpoints being created right now, with how many at each. */
   private readonly inFlight = new Map<string, Map<string, number>>();
-  /** Per set: the warm port being created right now, and its address once chosen. */
-  private readonly creations = new Map<string, { done: Promise<unknown>; ip?: string }>();
+  /** Per set: the warm ports being created right now, and their addresses once chosen. */
+  private readonly creations = new Map<string, { done: Promise<unknown>; ips: ReadonlySet<string> }>();
 
   floor(set: string): string | undefined {
     return this.floors.get(set);
   }
 
-  /** Run the creation of a warm port in `set`, with the hint that keeps it off the addresses above. */
+  /** Run the creation of warm ports in `set`, with the hint that keeps them off the addresses above. */
   async create<T>(set: string, create: (hint: PortSetHint) => Promise<T>): Promise<T> {
     const floor = this.floors.get(set);
-    const creation: { done: Promise<unknown>; ip?: string } = { done: Promise.resolve() };
+    const creation: { done: Promise<unknown>; ips: ReadonlySet<string> } = { done: Promise.resolve(), ips: new Set() };
     const done = create({
       ...(floor ? { floor } : {}),
       avoid: () => this.inFlight.get(set)?.keys() ?? [],
-      onChosen: (ip) => (creation.ip = ip),
+      onChosen: (ips) => (creation.ips = new Set(ips)),
     });
     creation.done = done;
     this.creations.set(set, creation);
@@ -42,8 +42,8 @@ export class AddressPredictor {
 
   /**
    * An endpoint is about to get a port of its own at `ipv4`: from now on no
-   * warm port is made at that address, and one being made there right now is
-   * in NB when this resolves (the endpoint's transaction then takes it over).
+   * warm port is made at that address, and ports being made with it right
+   * now are in NB when this resolves (the endpoint's transaction then takes it over).
    * Call the returned function when the endpoint exists.
    */
   async hold(set: string, ipv4: string): Promise<() => void> {
@@ -51,9 +51,9 @@ export class AddressPredictor {
     const inFlight = this.inFlight.get(set) ?? new Map<string, number>();
     this.inFlight.set(set, inFlight);
     inFlight.set(ip, (inFlight.get(ip) ?? 0) + 1);
-    // A creation not built yet sees the address in flight; one built at another address cannot pick it any more.
+    // A creation not built yet sees the address in flight; one built with other addresses cannot pick it any more.
     const creation = this.creations.get(set);
-    if (creation?.ip === ip) await creation.done.catch(() => undefined);
+    if (creation?.ips.has(ip)) await creation.done.catch(() => undefined);
     return () => {
       const left = (inFlight.get(ip) ?? 1) - 1;
       if (left > 0) inFlight.set(ip, left);

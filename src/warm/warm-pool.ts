@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { HostPorts } from '../host/host-ports.js';
 import { hostIfName } from '../host/names.js';
 import type { PortReadiness } from '../ovn/port-readiness.js';
-import { stripPrefix } from '../net/addressing.js';
+import { addressBounds, stripPrefix } from '../net/addressing.js';
 import { macFromIPv4 } from '../net/mac.js';
 import { isPortSet, portSetName } from '../ovn/port-sets.js';
 import type { EndpointRecord, EndpointSpec, NetworkRecord } from '../ovn/records.js';
@@ -10,13 +10,24 @@ import type { OvnWarmPorts, WarmPort } from '../ovn/warm-ports.js';
 import { AddressPredictor, below } from './address-predictor.js';
 import type { WarmPorts } from './warm-ports.js';
 import { Inventory } from './inventory.js';
+import { PoolSizer } from './pool-sizer.js';
 import { RefillScheduler, type RefillTiming } from './refill-scheduler.js';
+
+/** Ports plugged at once by a refill: plugging is a few processes each, and waiting for flows costs nothing. */
+const PLUG_CONCURRENCY = 4;
+
+/** An IPv4 address ("10.0.0.5" or "10.0.0.5/24") as a number. */
+const addressValue = (ipv4: string): bigint => addressBounds(`${stripPrefix(ipv4)}/32`)[0];
 
 export interface WarmPoolSettings extends RefillTiming {
   /** OVS system-id of this host. */
   chassis: string;
-  /** Ready ports to keep per switch; 0 turns warm ports off. */
+  /** Ready ports to keep per switch while idle; 0 turns warm ports off. */
   perSwitch: number;
+  /** The most ready ports a switch's pool grows to for bursts of container starts. */
+  maxPerSwitch: number;
+  /** After this long without a container start on a switch, its pool shrinks by half, back to `perSwitch`. */
+  idleShrinkMs: number;
   /** A warm port is made only while more than this many addresses of the pool stay free for endpoints. */
   reserveFree: number;
   /** How long a new warm port may take to be bound before it is given up. */
@@ -26,9 +37,11 @@ export interface WarmPoolSettings extends RefillTiming {
 }
 
 /**
- * Keeps a few warm ports ready on this host for each IPv4 switch a local
- * network uses: the logical port made (ovn/warm-ports.ts holds its rows),
- * its veth plugged into the bridge, and ovn-controller's flows installed.
+ * Keeps warm ports ready on this host for each IPv4 switch a local network
+ * uses: the logical port made (ovn/warm-ports.ts holds its rows), its veth
+ * plugged into the bridge, and ovn-controller's flows installed. How many
+ * follows the container starts (pool-sizer.ts): a few while idle, more
+ * after a burst that emptied the pool.
  * Each switch's ports are keyed by the Address_Set holding their addresses:
  * the pool of our IPAM, or the switch's port set for Docker's IPAM.
  *
@@ -39,6 +52,7 @@ export interface WarmPoolSettings extends RefillTiming {
 export class WarmPool implements WarmPorts {
   private readonly inventory = new Inventory();
   private readonly predictor = new AddressPredictor();
+  private readonly sizer: PoolSizer;
   private readonly refills: RefillScheduler;
   private closed = false;
   private unsubscribe: (() => void) | undefined;
@@ -51,6 +65,10 @@ export class WarmPool implements WarmPorts {
     private readonly log: Logger,
   ) {
     this.refills = new RefillScheduler((pool) => this.fill(pool), settings, log);
+    this.sizer = new PoolSizer({ min: settings.perSwitch, max: settings.maxPerSwitch, idleMs: settings.idleShrinkMs }, (pool, size) => {
+      this.log.info({ pool, size }, 'no container started on this network for a while: its warm pool shrinks');
+      this.trim(pool);
+    });
   }
 
   private get enabled(): boolean {
@@ -81,6 +99,7 @@ export class WarmPool implements WarmPorts {
   async close(): Promise<void> {
     this.closed = true;
     this.unsubscribe?.();
+    this.sizer.close();
     await this.refills.close();
   }
 
@@ -92,6 +111,7 @@ export class WarmPool implements WarmPorts {
     const pool = this.targetOf(network);
     if (!pool) return;
     this.predictor.forget(pool);
+    this.sizer.forget(pool);
     await this.refills.cancel(pool);
     // Docker deletes no network with endpoints: an adopted port left is one whose DeleteEndpoint failed. It goes
     // from NB with the switch; its veth goes here (remove() keeps adopted ports in NB). Ports gone from NB
@@ -113,10 +133,26 @@ export class WarmPool implements WarmPorts {
     const adopted = spec.ipv6 ? undefined : await this.adopt(target, spec, spec.ipv4);
     const endpoint = adopted ?? (await this.withAddressHeld(target, spec.ipv4, makeOwn));
     if (isPortSet(target)) {
-      this.predictor.noteAllocation(target, spec.ipv4, adopted !== undefined, this.inventory.readyIn(target).map((p) => p.ipv4));
+      const ready = this.inventory.readyIn(target);
+      this.predictor.noteAllocation(target, spec.ipv4, adopted !== undefined, ready.map((p) => p.ipv4));
+      this.sizer.started(target, adopted === undefined && this.pastThePool(spec.ipv4, ready));
       this.schedule(target, this.settings.refillDelayMs);
     }
     return { endpoint, warm: adopted !== undefined };
+  }
+
+  /**
+   * Whether Docker's IPAM gave `ipv4` because the pool had too few ports: it
+   * gives the lowest free address, so a start the pool missed gets one just
+   * past every ready port (starts side by side take the lower ones). An
+   * address further away than the pool could ever grow is a --ip or the start
+   * of an --ip-range, which a larger pool would not have served either.
+   */
+  private pastThePool(ipv4: string, ready: WarmPort[]): boolean {
+    const ip = addressValue(ipv4);
+    const highest = ready.reduce((h, p) => (addressValue(p.ipv4) > h ? addressValue(p.ipv4) : h), -1n);
+    if (highest < 0n) return true;
+    return ip > highest && ip - highest <= BigInt(this.settings.maxPerSwitch);
   }
 
   takeReady(portName: string): boolean {
@@ -148,7 +184,7 @@ export class WarmPool implements WarmPorts {
   async recycle(endpoint: EndpointRecord, network: NetworkRecord): Promise<boolean> {
     const pool = this.targetOf(network);
     // Docker's IPAM gives the address it gets back first: a port set keeps the port even when it has enough (see trim()).
-    const full = pool !== undefined && !isPortSet(pool) && this.inventory.count(pool) >= this.settings.perSwitch;
+    const full = pool !== undefined && !isPortSet(pool) && this.inventory.count(pool) >= this.sizer.size(pool);
     if (!pool || full || !this.mayRecycle(endpoint, network)) return false;
     try {
       if (!(await this.host.isReusable(endpoint.name, network.mtu, endpoint.mac))) return false;
@@ -177,6 +213,7 @@ export class WarmPool implements WarmPorts {
       if (!port) break;
       if (await this.ovn.claim(port, holder)) {
         this.inventory.markHandedOut(port.name);
+        this.sizer.started(pool, false);
         this.schedule(pool, this.settings.refillDelayMs);
         this.log.debug({ port: port.name, ipv4: port.ipv4 }, 'warm port handed out');
         return stripPrefix(port.ipv4);
@@ -184,6 +221,7 @@ export class WarmPool implements WarmPorts {
       // Taken over by another request, or removed: its host side is garbage now.
       await this.discard([port]);
     }
+    this.sizer.started(pool, true);
     this.schedule(pool, 0);
     return undefined;
   }
@@ -251,6 +289,8 @@ export class WarmPool implements WarmPorts {
         }
       }),
     );
+    // A pool grown for bursts before the restart keeps its size until it is idle.
+    for (const pool of new Set(survivors.map((p) => p.pool))) this.sizer.resume(pool, this.inventory.readyIn(pool).length);
     this.log.info({ ready: this.inventory.readyCount }, 'warm ports recovered');
     this.fillAll();
   }
@@ -261,13 +301,13 @@ export class WarmPool implements WarmPorts {
   }
 
   /**
-   * A port set with more ready ports than it keeps: the ones at the highest
+   * A pool with more ready ports than its size: the ones at the highest
    * addresses go (in the background), since Docker's IPAM gives the lowest
-   * free address first.
+   * free address first, as does ours.
    */
   private trim(pool: string): void {
     const ports = this.inventory.readyIn(pool);
-    const extra = ports.length - this.settings.perSwitch;
+    const extra = ports.length - this.sizer.size(pool);
     if (extra <= 0) return;
     const highest = ports.sort((a, b) => (below(stripPrefix(a.ipv4), stripPrefix(b.ipv4)) ? 1 : -1)).slice(0, extra);
     // discard() takes them out of the inventory before its first await: no one is handed them meanwhile.
@@ -315,37 +355,57 @@ export class WarmPool implements WarmPorts {
     if (this.enabled) this.refills.schedule(pool, delayMs);
   }
 
-  /** Make ports until the pool has its share; a failure throws, and the scheduler retries later. */
+  /**
+   * Make ports until the pool has its size, as many at once as it lacks (one
+   * NB transaction, plugged side by side); a failure throws, and the
+   * scheduler retries later.
+   */
   private async fill(pool: string): Promise<void> {
     const started = Date.now();
     let made = 0;
     while (!this.closed) {
+      const size = this.sizer.size(pool);
       // Ports another host's request took over are gone from NB: drop their host side.
       // So are ports of a port set away from the lowest addresses Docker gives next (a floor moved, an address came free).
       const preferred = isPortSet(pool)
-        ? this.ovn.preferredAddresses(pool, this.settings.chassis, this.settings.perSwitch, this.predictor.floor(pool))
+        ? this.ovn.preferredAddresses(pool, this.settings.chassis, size, this.predictor.floor(pool))
         : undefined;
       const vanished = this.inventory.readyIn(pool).filter((p) => !this.stillWarm(p) || (preferred !== undefined && !preferred.has(stripPrefix(p.ipv4))));
       await this.discard(vanished);
-      if (this.inventory.count(pool) >= this.settings.perSwitch || !this.ovn.isEligible(pool, this.settings.chassis)) break;
-      const port = await this.predictor.create(pool, (hint) => this.ovn.create(pool, this.settings.chassis, this.settings.reserveFree, hint));
-      if (!port) break;
-      try {
-        await this.plugAndWait(port);
-      } catch (err) {
-        await this.discard([port]);
-        throw err;
+      const lacking = size - this.inventory.count(pool);
+      if (lacking <= 0 || !this.ovn.isEligible(pool, this.settings.chassis)) break;
+      const ports = await this.predictor.create(pool, (hint) => this.ovn.create(pool, this.settings.chassis, lacking, this.settings.reserveFree, hint));
+      if (ports.length === 0) break;
+      const plugged = await this.plugAll(ports);
+      const failed = plugged.flatMap((r, i) => (r.status === 'rejected' ? [{ port: ports[i]!, err: r.reason as Error }] : []));
+      // Taken over while being plugged (an endpoint got its address), or plugged after close: the host side is garbage.
+      const ready = ports.filter((_, i) => plugged[i]!.status === 'fulfilled');
+      const garbage = this.closed ? ready : ready.filter((p) => !this.stillWarm(p));
+      await this.discard([...failed.map((f) => f.port), ...garbage]);
+      for (const port of ready) {
+        if (garbage.includes(port)) continue;
+        this.inventory.addReady(port);
+        made++;
       }
-      if (this.closed) break;
-      // Taken over while it was being plugged (an endpoint got its address): its host side is garbage.
-      if (!this.stillWarm(port)) {
-        await this.discard([port]);
-        continue;
-      }
-      this.inventory.addReady(port);
-      made++;
+      if (failed.length) throw failed[0]!.err;
     }
     if (made) this.log.debug({ pool, made, ms: Date.now() - started }, 'warm ports ready');
+  }
+
+  /** Plug ports and wait for their flows, a few at a time: a refill of many must not crowd out container starts. */
+  private async plugAll(ports: WarmPort[]): Promise<PromiseSettledResult<void>[]> {
+    const results: PromiseSettledResult<void>[] = [];
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      for (let i = next++; i < ports.length; i = next++) {
+        results[i] = await this.plugAndWait(ports[i]!).then(
+          () => ({ status: 'fulfilled', value: undefined }),
+          (reason: unknown) => ({ status: 'rejected', reason }),
+        );
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(PLUG_CONCURRENCY, ports.length) }, worker));
+    return results;
   }
 
   private async plugAndWait(port: WarmPort): Promise<void> {

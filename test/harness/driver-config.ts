@@ -26,6 +26,8 @@ export function testDriverConfig(
     gateway: 'host',
     masquerade: false,
     warmPorts: 2,
+    warmPortsMax: 32,
+    warmPortsIdleMs: 600_000,
     orphanGraceMs: 60_000,
     ...overrides,
   };

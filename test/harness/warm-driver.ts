@@ -50,10 +50,10 @@ export class WarmDriverFixture {
     return startDriver(testDriverConfig(this.stack, this.dir, { warmPorts: 2, ...overrides }), pino({ level }));
   }
 
-  /** The file's driver stops, as at a host restart, and starts again. */
-  async restart(): Promise<void> {
+  /** The file's driver stops, as at a host restart, and starts again (with other settings, if given). */
+  async restart(overrides: Partial<DriverConfig> = {}): Promise<void> {
     await this.driver.close();
-    this.driver = await this.start();
+    this.driver = await this.start(overrides);
   }
 
   call(method: string, body?: unknown): ReturnType<typeof callPlugin> {

@@ -86,7 +86,7 @@ t.test("the MAC: Docker's as given; else from the IPv4 address unless a port hol
 t.test("delete: true once, then false; an adopted warm port's address leaves its port set with it", async (t) => {
   await network('net86', 86);
   const set = portSetName('net86');
-  const warm = await a.warm.create(set, a.chassis, 0);
+  const warm = (await a.warm.create(set, a.chassis, 1, 0))[0];
   if (!warm) throw new Error('no warm port');
   await a.warm.adopt(warm, 'net86', 'ep86');
   const adopted = a.networks.findEndpoint('ep86');

@@ -125,7 +125,7 @@ t.test('--ip-range: addresses come from the range, its edges skipped; every user
 t.test('a full pool gives the address a warm port keeps ready, then says it is exhausted', async (t) => {
   const lease = await poolNetwork(a, pools.a, '10.98.0.0/29', 'net98');
   const { name } = lease;
-  const warm = await a.warm.create(name, a.chassis, 0);
+  const warm = (await a.warm.create(name, a.chassis, 1, 0))[0];
   t.equal(warm && stripPrefix(warm.ipv4), '10.98.0.2', 'a warm port at the lowest free address');
   const given = [];
   for (let i = 0; i < 4; i++) given.push(await pools.a.requestAddress(lease.poolId, '', 'endpoint'));

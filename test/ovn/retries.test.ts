@@ -141,7 +141,7 @@ async function lspCount(): Promise<number> {
 t.test('takeOverWarm: a full pool request whose reply is lost takes one warm port, not two', async (t) => {
   const pool = await poolNetwork(a, a.pools, '10.201.0.0/29', 'net-201');
   // .1 gateway; warm ports at .2 and .3; endpoints at .4 to .6: nothing left but the warm ports.
-  const warm = [await a.warm.create(pool.name, a.chassis, 0), await a.warm.create(pool.name, a.chassis, 0)];
+  const warm = [(await a.warm.create(pool.name, a.chassis, 1, 0))[0], (await a.warm.create(pool.name, a.chassis, 1, 0))[0]];
   t.ok(warm[0] && warm[1], 'two warm ports');
   for (let i = 0; i < 3; i++) await a.pools.requestAddress(pool.poolId, '', 'endpoint');
   t.equal(a.pools.freeAddress(pool.name), undefined, 'no free address but the warm ports');
@@ -163,7 +163,7 @@ t.test('takeOverWarm: a full pool request whose reply is lost takes one warm por
 
 t.test('requestAddress: --ip of a warm port\'s address whose reply is lost gets that address', async (t) => {
   const pool = await poolNetwork(a, a.pools, '10.202.0.0/29', 'net-202');
-  const port = await a.warm.create(pool.name, a.chassis, 0);
+  const port = (await a.warm.create(pool.name, a.chassis, 1, 0))[0];
   t.equal(port && stripPrefix(port.ipv4), '10.202.0.2', 'a warm port at .2');
 
   const { cut, value, error } = await cutDuring(/take over a warm port/, () => a.pools.requestAddress(pool.poolId, '10.202.0.2', 'endpoint'));
@@ -184,7 +184,7 @@ t.test('requestAddress: a dynamic request whose reply is lost reserves one addre
 
 t.test('claim: a claim whose reply is lost returns true, and the claimer holds the address', async (t) => {
   const pool = await poolNetwork(a, a.pools, '10.204.0.0/24', 'net-204');
-  const port = await a.warm.create(pool.name, a.chassis, 0);
+  const port = (await a.warm.create(pool.name, a.chassis, 1, 0))[0];
   if (!port) throw new Error('no warm port');
   const holder = `${pool.token} 0badcafe`;
 
@@ -199,7 +199,7 @@ t.test('claim: a claim whose reply is lost returns true, and the claimer holds t
 t.test('create: warm-port creation on a pool whose reply is lost makes one port', async (t) => {
   const pool = await poolNetwork(a, a.pools, '10.205.0.0/24', 'net-205');
   const before = (await lspCount());
-  const { cut, value: port, error } = await cutDuring(/warm port for docker_pool/, () => a.warm.create(pool.name, a.chassis, 0));
+  const { cut, value: port, error } = await cutDuring(/warm port\(s\) for docker_pool/, async () => (await a.warm.create(pool.name, a.chassis, 1, 0))[0]);
   committed(t, cut);
   t.equal(error?.message, undefined, 'no error');
   t.ok(port, 'the port is returned');
@@ -212,10 +212,22 @@ t.test('create: warm-port creation on a pool whose reply is lost makes one port'
   t.equal((await lspCount()), before + 1, 'one LSP more in NB: no orphan');
 });
 
+t.test('create: a batch of warm ports whose reply is lost makes each port once', async (t) => {
+  const pool = await poolNetwork(a, a.pools, '10.208.0.0/24', 'net-208');
+  const before = await lspCount();
+  const { cut, value: ports, error } = await cutDuring(/3 warm port\(s\) for docker_pool/, () => a.warm.create(pool.name, a.chassis, 3, 0));
+  committed(t, cut);
+  t.equal(error?.message, undefined, 'no error');
+  t.equal(ports?.length, 3, 'the three ports are returned');
+  t.same((await heldBy(pool.name, (h) => warmPortOf(h) !== undefined)).sort(), (ports ?? []).map((p) => stripPrefix(p.ipv4)).sort(), 'their addresses held as warm');
+  for (const port of ports ?? []) t.equal(await lspsNamed(port.name), 1, `one LSP named ${port.name.slice(0, 8)}…`);
+  t.equal(await lspCount(), before + 3, 'three LSPs more in NB: no orphan');
+});
+
 t.test('create: warm-port creation on a port set whose reply is lost makes one port', async (t) => {
   const set = await dockerIpamNetwork(a, 206);
   const before = (await lspCount());
-  const { cut, value: port, error } = await cutDuring(/warm port for network docker_ports_/, () => a.warm.create(set, a.chassis, 0));
+  const { cut, value: port, error } = await cutDuring(/warm port\(s\) for network docker_ports_/, async () => (await a.warm.create(set, a.chassis, 1, 0))[0]);
   committed(t, cut);
   t.equal(error?.message, undefined, 'no error');
   t.ok(port, 'the port is returned');
@@ -264,7 +276,7 @@ t.test('requestPool: a default pool request whose reply is lost makes one pool',
 
 t.test('recycle and rewarm: a kept port whose reply is lost is reported kept, then warm', async (t) => {
   const pool = await poolNetwork(a, a.pools, '10.208.0.0/24', 'net-208');
-  const port = await a.warm.create(pool.name, a.chassis, 0);
+  const port = (await a.warm.create(pool.name, a.chassis, 1, 0))[0];
   if (!port) throw new Error('no warm port');
   t.ok(await a.warm.claim(port, `${pool.token} 0badcafe`), 'claimed');
   await a.warm.adopt(port, 'net-208', 'ep-208');

@@ -78,7 +78,7 @@ t.test("a warm port the endpoint takes over frees its MAC for it", async (t) => 
   const networkId = 'warm14';
   // Docker's IPAM: the switch has its own port set, and the warm port the lowest free address.
   await b.networks.ensureNetwork(networkSpec(b, 14, networkId, false));
-  const warm = await b.warm.create(portSetName(networkId), b.chassis, 0);
+  const warm = (await b.warm.create(portSetName(networkId), b.chassis, 1, 0))[0];
   t.ok(warm, 'a warm port');
   t.equal(warm?.ipv4, '10.14.0.2/24');
   t.equal(warm?.state, 'warm');

@@ -75,7 +75,7 @@ t.test('the last network out takes its DNS row and port set with the switch; del
   await a.networks.ensureNetwork(networkSpec(a, 74, 'del74'));
   const { endpoint } = await a.networks.ensureEndpoint({ networkId: 'del74', endpointId: 'ep-del74', ipv4: '10.74.0.2/24', chassis: a.chassis });
   await a.networks.publishNames([{ endpointId: 'ep-del74', names: ['web74'] }]);
-  const warm = await a.warm.create(portSetName('del74'), a.chassis, 0);
+  const warm = (await a.warm.create(portSetName('del74'), a.chassis, 1, 0))[0];
   t.ok(warm, 'a warm port, and so a port set');
   const [ls] = await select(a.nb, 'Logical_Switch', [['name', '==', 'del74']], ['dns_records']);
   const dns = wireSet(ls?.dns_records).map((ref) => String((ref as [string, string])[1]));

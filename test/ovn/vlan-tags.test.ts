@@ -78,7 +78,7 @@ t.test('a tag is free again when its port goes; tags of children made by others 
 
 t.test('warm ports of a VM are children with tags of their own', async (t) => {
   const warm = new OvnWarmPorts(a.nb, new OvnPools(a.nb), 'vm1');
-  const port = await warm.create(portSetName('net-61'), 'vm1', 0);
+  const port = (await warm.create(portSetName('net-61'), 'vm1', 1, 0))[0];
   t.ok(port, 'a warm port was made');
   const row = await tagOf(port!.name);
   t.same(row.parent, ['vm1'], "its parent is the VM's port");

@@ -21,7 +21,7 @@ const [a, b] = (await useNbHosts(t, ['host-a', 'host-b'])) as [NbHost, NbHost];
 const pools = new OvnPools(a.nb);
 
 async function warmPort(pool: string): Promise<WarmPort> {
-  const port = await a.warm.create(pool, a.chassis, 0);
+  const port = (await a.warm.create(pool, a.chassis, 1, 0))[0];
   if (!port) throw new Error(`no warm port on ${pool}`);
   return port;
 }
@@ -45,8 +45,28 @@ t.test("a pool's warm port takes its lowest free address, with that address's MA
   t.equal(a.warm.findByAddress(a.chassis, pool.name, '10.101.0.2', ['warm'])?.name, port.name);
   t.equal(a.warm.findByAddress(a.chassis, pool.name, '10.101.0.2', ['claimed']), undefined, 'in its state only');
   // .3 to .6 are free: a fifth port would leave fewer than four for endpoints.
-  t.equal(await a.warm.create(pool.name, a.chassis, 4), undefined, 'none when fewer than reserveFree addresses would stay free');
-  t.ok(await a.warm.create(pool.name, a.chassis, 3), 'one when enough stay');
+  t.equal((await a.warm.create(pool.name, a.chassis, 1, 4))[0], undefined, 'none when fewer than reserveFree addresses would stay free');
+  t.ok((await a.warm.create(pool.name, a.chassis, 1, 3))[0], 'one when enough stay');
+});
+
+t.test('a batch: as many ports as asked for in one transaction, at the lowest free addresses, while reserveFree stay free', async (t) => {
+  const pool = await poolNetwork(a, pools, '10.110.0.0/28', 'net110');
+  // .2 to .14 are free (13).
+  const first = await a.warm.create(pool.name, a.chassis, 3, 4);
+  t.same(first.map((p) => p.ipv4), ['10.110.0.2/28', '10.110.0.3/28', '10.110.0.4/28'], 'the three lowest');
+  t.same(new Set(first.map((p) => p.mac)).size, 3, 'each with its own MAC');
+  for (const port of first) t.equal(await holderOf(pool.name, port), warmHolder(port.name), `${port.ipv4} held for its port`);
+  const capped = await a.warm.create(pool.name, a.chassis, 20, 4);
+  t.same(capped.map((p) => p.ipv4), ['.5', '.6', '.7', '.8', '.9', '.10'].map((x) => `10.110.0${x}/28`), 'only as many as leave four free');
+  t.same(await a.warm.create(pool.name, a.chassis, 1, 4), [], 'then none');
+
+  const set = portSetName('net111');
+  await a.networks.ensureNetwork({ ...networkSpec(a, 111, 'net111'), ipv4: [{ subnet: '10.111.0.0/24', gateway: '10.111.0.1', aux: ['10.111.0.4'] }] });
+  const chosen: string[] = [];
+  const batch = await a.warm.create(set, a.chassis, 4, 0, { avoid: () => ['10.111.0.3'], onChosen: (ips) => chosen.push(...ips) });
+  t.same(batch.map((p) => p.ipv4), ['10.111.0.2/24', '10.111.0.5/24', '10.111.0.6/24', '10.111.0.7/24'], 'on a port set: past the gateway, the --aux-address and an address being given out');
+  t.same(chosen, ['10.111.0.2', '10.111.0.5', '10.111.0.6', '10.111.0.7'], 'told every address it chose');
+  t.same(a.warm.list(a.chassis, set).map((p) => p.state), ['warm', 'warm', 'warm', 'warm'], 'all warm, in one port set');
 });
 
 t.test('a port adopts only what it may: a claimed address, not a warm one of a pool, nor a port that is gone', async (t) => {
@@ -105,10 +125,10 @@ t.test("on a port set: the lowest address no port has, not below the floor, nor 
   const lowest = await warmPort(set);
   t.equal(lowest.ipv4, '10.108.0.4/24', 'above the endpoint and the --aux-address');
   const chosen: string[] = [];
-  const avoiding = await a.warm.create(set, a.chassis, 0, { avoid: () => ['10.108.0.5'], onChosen: (ip) => chosen.push(ip) });
+  const avoiding = (await a.warm.create(set, a.chassis, 1, 0, { avoid: () => ['10.108.0.5'], onChosen: (ips) => chosen.push(...ips) }))[0];
   t.equal(avoiding?.ipv4, '10.108.0.6/24', 'not an address an endpoint is being created with');
   t.same(chosen, ['10.108.0.6'], 'told the address it chose');
-  const floored = await a.warm.create(set, a.chassis, 0, { floor: '10.108.0.100' });
+  const floored = (await a.warm.create(set, a.chassis, 1, 0, { floor: '10.108.0.100' }))[0];
   t.equal(floored?.ipv4, '10.108.0.100/24', 'not below the floor');
   t.equal(await holderOf(set, lowest), warmHolder(lowest.name), 'the port set holds its address');
   // Counting its own warm ports' addresses as free: those Docker's IPAM gives next.

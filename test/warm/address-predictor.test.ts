@@ -42,10 +42,11 @@ t.test('a creation avoids addresses held by endpoints, and an endpoint waits for
 
   let finish!: () => void;
   const creation = p.create('s', (hint) => {
-    hint.onChosen?.('10.0.0.7');
+    hint.onChosen?.(['10.0.0.6', '10.0.0.7']);
     return new Promise<void>((resolve) => (finish = resolve));
   });
   let held = false;
+  // The second address of a batch: every port of it is made in one transaction.
   const holding = p.hold('s', '10.0.0.7').then((r) => ((held = true), r));
   const other = await p.hold('s', '10.0.0.8');
   t.pass('an endpoint at another address does not wait');

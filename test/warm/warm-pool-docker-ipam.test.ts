@@ -233,8 +233,16 @@ t.test('a burst of endpoints at the lowest addresses, with refills running: one 
     }
     return count;
   };
-  // Let the refill that follows the burst run too.
-  await readyAt(net, ['10.164.0.14', '10.164.0.15']);
+  // Let the refill that follows the burst run too: the pool grew by the starts that found it empty.
+  const grown = await waitFor(
+    async () => {
+      const warm = [...(await holders(net))].filter(([, h]) => h.startsWith('warm ')).map(([ip]) => ip);
+      const want = Array.from({ length: warm.length }, (_, i) => `10.164.0.${i + 14}`);
+      return warm.length > 2 && warm.sort().join() === want.sort().join() ? warm.length : undefined;
+    },
+    { timeoutMs: 20_000, what: 'more than two warm ports, from 10.164.0.14 up' },
+  );
+  t.ok(grown > 2, `the pool grew to ${grown} warm ports`);
   const count = await portsAt();
   for (const ip of addresses) t.equal(count.get(ip), 1, `one port at ${ip}`);
   t.same([...count.values()].filter((n) => n !== 1), [], 'no address on two ports');
@@ -245,4 +253,47 @@ t.test('a burst of endpoints at the lowest addresses, with refills running: one 
   }
   for (const id of endpoints) await call('NetworkDriver.DeleteEndpoint', { NetworkID: net, EndpointID: id });
   t.equal((await call('NetworkDriver.DeleteNetwork', { NetworkID: net })).status, 200);
+});
+
+t.test('a burst that empties the pool grows it: the next burst as large starts on warm ports only; idle, it shrinks back', async (t) => {
+  const net = await dockerNetwork('10.165.0.0/24');
+  await readyAt(net, ['10.165.0.2', '10.165.0.3']);
+  const at = (from: number, n: number) => Array.from({ length: n }, (_, i) => `10.165.0.${from + i}`);
+  const burst = (ips: string[]) =>
+    Promise.all(
+      ips.map(async (ip) => {
+        const ep = await createEndpoint(net, `${ip}/24`);
+        t.equal(ep.status, 200, JSON.stringify(ep.body));
+        return { id: ep.id, ip, ifName: await join(net, ep.id) };
+      }),
+    );
+  // Eight at once (the CreateEndpoints all well within the two seconds before a refill): two warm, six short.
+  const first = await burst(at(2, 8));
+  const warm = await readyAt(net, at(10, 8));
+  t.pass('eight warm ports now, at the next eight addresses');
+
+  // With ovn-northd stopped, a start can only succeed on a warm port.
+  process.kill(fx.stack.pids.northd, 'SIGSTOP');
+  let second: Awaited<ReturnType<typeof burst>> = [];
+  try {
+    second = await burst(at(10, 8));
+  } finally {
+    process.kill(fx.stack.pids.northd, 'SIGCONT');
+  }
+  for (const ep of second) t.equal(ep.ifName, peerIfName(warm.get(ep.ip)!), `${ep.ip} started on its warm port`);
+  await readyAt(net, at(18, 8));
+  t.pass('and refilled to eight');
+
+  // Idle: the pool halves each period, 8 -> 5 -> 3 -> 2, dropping its highest addresses.
+  await fx.restart({ warmPortsIdleMs: 1000 });
+  await readyAt(net, at(18, 2));
+  t.pass('back to two warm ports after the idle periods');
+
+  for (const ep of [...first, ...second]) {
+    const info = await call('NetworkDriver.EndpointOperInfo', { NetworkID: net, EndpointID: ep.id });
+    fx.portsSeen.add(String((info.body.Value as Record<string, unknown>)['ovn.logical_switch_port']));
+    await call('NetworkDriver.DeleteEndpoint', { NetworkID: net, EndpointID: ep.id });
+  }
+  t.equal((await call('NetworkDriver.DeleteNetwork', { NetworkID: net })).status, 200);
+  await fx.restart();
 });
