@@ -5,6 +5,7 @@
  */
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
+import { hostBinaries } from './ovn-binaries.js';
 import { launchOvsdbServer, PortTakenError, schemaPathOf, type OvsdbLaunch } from './ovsdb-server.js';
 import {
   freeTcpPort,
@@ -222,6 +223,9 @@ function prepareMember(root: string, index: number, raftPort: number, tcpPort: n
       ctlPath: path.join(dir, 'ovsdb-server.ctl'),
       extraArgs: [`--remote=ptcp:${tcpPort}:127.0.0.1`],
       ports: [raftPort, tcpPort],
+      // The RAFT harness stays on the host's OVS (with ovsdb-tool's create-cluster
+      // below): it tests the driver's client against RAFT, not OVN versions.
+      binaries: hostBinaries,
     },
   };
 }
@@ -253,7 +257,7 @@ async function startNbClusterOnce(size: number): Promise<OvsdbCluster> {
   try {
     const [first, ...rest] = members;
     if (!first) throw new Error('a cluster needs at least one member');
-    await run('ovsdb-tool', ['create-cluster', first.launch.dbPath, schemaPathOf('nb'), first.raftAddress], { env: isolatedEnv(first.dir) });
+    await run('ovsdb-tool', ['create-cluster', first.launch.dbPath, schemaPathOf('nb', hostBinaries), first.raftAddress], { env: isolatedEnv(first.dir) });
     for (const m of rest) {
       await run('ovsdb-tool', ['join-cluster', m.launch.dbPath, DB, m.raftAddress, first.raftAddress], { env: isolatedEnv(m.dir) });
     }

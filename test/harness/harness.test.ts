@@ -4,9 +4,10 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import t from 'tap';
+import { existsSync, readFileSync } from 'node:fs';
+import t, { type Test } from 'tap';
 import { startNbCluster } from './cluster.js';
+import { ovnBinaries, type OvnTool } from './ovn-binaries.js';
 import { startOvnStack, type OvnStack } from './ovn-stack.js';
 import { startOvsdbServer } from './ovsdb-server.js';
 import { makePki } from './pki.js';
@@ -141,6 +142,33 @@ function tcpEcho(ns: string, ip: string, port: number): Promise<{ pid: number; d
   });
 }
 
+/**
+ * Every daemon of the stack is the one ovn-binaries.ts chose (OVN_TEST_ROOT or
+ * the host's), by the version it reports over unixctl, and is named as its
+ * program in /proc/PID/comm (what the datapath check and pgrep go by).
+ */
+async function runsChosenBinaries(t: Test, stack: OvnStack): Promise<void> {
+  const binaries = ovnBinaries();
+  t.comment(`binaries: ${binaries.description}`);
+  const version = async (tool: OvnTool): Promise<string> => {
+    const { cmd, args } = binaries.command(tool, ['--version']);
+    return (await run(cmd, args)).stdout.split('\n')[0]!.trim();
+  };
+  const daemons: [OvnTool, number, string][] = [
+    ['ovn-northd', stack.pids.northd, `${stack.dir}/northd.ctl`],
+    ['ovs-vswitchd', stack.pids.vswitchd, `${stack.dir}/vswitchd.ctl`],
+    // Its default control socket, in OVN_RUNDIR (the stack's dir).
+    ['ovn-controller', stack.pids.controller, `${stack.dir}/ovn-controller.${stack.pids.controller}.ctl`],
+    ['ovsdb-server', stack.nb.pid, stack.nb.ctlPath],
+  ];
+  for (const [tool, pid, ctlPath] of daemons) {
+    const expected = await version(tool);
+    const { stdout } = await run('ovs-appctl', ['-t', ctlPath, 'version']);
+    t.equal(stdout.split('\n')[0]!.trim(), expected, `${tool} pid ${pid} is ${expected}`);
+    t.equal(readFileSync(`/proc/${pid}/comm`, 'utf8').trim(), tool, `${tool} pid ${pid} is named ${tool}`);
+  }
+}
+
 t.test('a single-chassis OVN stack forwards ping and TCP between two namespaces', async (t) => {
   const stack = await timed(t, 'startOvnStack', () => startOvnStack());
   const sfx = randomBytes(3).toString('hex');
@@ -159,6 +187,7 @@ t.test('a single-chassis OVN stack forwards ping and TCP between two namespaces'
   });
 
   t.match(await stack.sbctl('--bare', '--columns=name', 'list', 'Chassis'), stack.systemId);
+  await runsChosenBinaries(t, stack);
   await stack.nbctl('ls-add', sw);
   for (const e of endpoints) await plug(stack, sw, e);
   await timed(t, 'ports up', () =>

@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { readdir, readFile, readlink } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
+import { ovnBinaries } from './ovn-binaries.js';
 import { ovnCli } from './ovn-cli.js';
 import { startOvsdbServer, type OvsdbServer } from './ovsdb-server.js';
 import {
@@ -181,19 +182,17 @@ class Stack implements OvnStack {
     // NB_Global before northd, so `nbctl --wait=…` works at once and the two
     // do not race to create the single allowed row.
     await this.nbctl('init');
-    this.pids.northd = await startDaemon(
-      'ovn-northd',
-      [`--ovnnb-db=${this.nbRemote}`, `--ovnsb-db=${this.sb.unixRemote}`, `--unixctl=${file('northd.ctl')}`, `--log-file=${file('northd.log')}`, '--no-chdir', '-vconsole:off'],
-      { pidfile: file('northd.pid'), env: this.env },
-    );
+    const northd = ovnBinaries().command('ovn-northd', [
+      `--ovnnb-db=${this.nbRemote}`, `--ovnsb-db=${this.sb.unixRemote}`, `--unixctl=${file('northd.ctl')}`, `--log-file=${file('northd.log')}`, '--no-chdir', '-vconsole:off',
+    ]);
+    this.pids.northd = await startDaemon(northd.cmd, northd.args, { pidfile: file('northd.pid'), env: this.env });
 
     await this.vsctl('--no-wait', 'init');
     // OVS_RUNDIR=this.dir (via env) is what keeps br-int.mgmt private to this vswitchd.
-    this.pids.vswitchd = await startDaemon(
-      'ovs-vswitchd',
-      [this.ovsRemote, `--unixctl=${file('vswitchd.ctl')}`, `--log-file=${file('vswitchd.log')}`, '--no-chdir', '-vconsole:off'],
-      { pidfile: file('vswitchd.pid'), env: this.env },
-    );
+    const vswitchd = ovnBinaries().command('ovs-vswitchd', [
+      this.ovsRemote, `--unixctl=${file('vswitchd.ctl')}`, `--log-file=${file('vswitchd.log')}`, '--no-chdir', '-vconsole:off',
+    ]);
+    this.pids.vswitchd = await startDaemon(vswitchd.cmd, vswitchd.args, { pidfile: file('vswitchd.pid'), env: this.env });
     await this.vsctl(
       'set', 'Open_vSwitch', '.',
       `external_ids:system-id=${this.systemId}`,
@@ -206,11 +205,8 @@ class Stack implements OvnStack {
       '--', 'set', 'Bridge', 'br-int', 'datapath_type=netdev', 'fail-mode=secure',
     );
     // 23.03 has no --unixctl: its control socket lands in OVN_RUNDIR (this.dir).
-    this.pids.controller = await startDaemon(
-      'ovn-controller',
-      [this.ovsRemote, `--log-file=${file('controller.log')}`, '--no-chdir', '-vconsole:off'],
-      { pidfile: file('controller.pid'), env: this.env },
-    );
+    const controller = ovnBinaries().command('ovn-controller', [this.ovsRemote, `--log-file=${file('controller.log')}`, '--no-chdir', '-vconsole:off']);
+    this.pids.controller = await startDaemon(controller.cmd, controller.args, { pidfile: file('controller.pid'), env: this.env });
     await waitFor(
       async () => (await this.sbctl('--bare', '--columns=name', 'find', 'Chassis', `name=${this.systemId}`)).trim() === this.systemId,
       { what: `Chassis ${this.systemId} in the SB database`, timeoutMs: 20_000 },

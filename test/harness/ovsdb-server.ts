@@ -5,6 +5,7 @@
  */
 import { open, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { ovnBinaries, type OvnBinaries } from './ovn-binaries.js';
 import type { Pki } from './pki.js';
 import {
   freeTcpPort,
@@ -41,14 +42,9 @@ export interface OvsdbServerOptions {
   ssl?: Pki;
 }
 
-const SCHEMAS: Record<string, string> = {
-  nb: '/usr/share/ovn/ovn-nb.ovsschema',
-  sb: '/usr/share/ovn/ovn-sb.ovsschema',
-  vswitch: '/usr/share/openvswitch/vswitch.ovsschema',
-};
-
-export function schemaPathOf(schema: string): string {
-  return SCHEMAS[schema] ?? schema;
+/** 'nb', 'sb' or 'vswitch' of the chosen binaries (ovn-binaries.ts), else a schema file's path. */
+export function schemaPathOf(schema: string, binaries: OvnBinaries = ovnBinaries()): string {
+  return schema === 'nb' || schema === 'sb' || schema === 'vswitch' ? binaries.schema(schema) : schema;
 }
 
 /** How to (re)launch one ovsdb-server; shared with the cluster harness. */
@@ -61,6 +57,8 @@ export interface OvsdbLaunch {
   extraArgs: string[];
   /** TCP ports the server must bind (client remotes and RAFT); checked before resolving. */
   ports: number[];
+  /** Whose ovsdb-server runs; the chosen ones (ovn-binaries.ts) unless given. */
+  binaries?: OvnBinaries;
 }
 
 export class PortTakenError extends Error {}
@@ -73,19 +71,16 @@ export class PortTakenError extends Error {}
 export async function launchOvsdbServer(l: OvsdbLaunch): Promise<number> {
   const logPath = path.join(l.dir, 'ovsdb-server.log');
   const logStart = await stat(logPath).then((s) => s.size, () => 0);
-  const pid = await startDaemon(
-    'ovsdb-server',
-    [
-      l.dbPath,
-      `--remote=punix:${l.sockPath}`,
-      ...l.extraArgs,
-      `--unixctl=${l.ctlPath}`,
-      `--log-file=${logPath}`,
-      '--no-chdir',
-      '-vconsole:off',
-    ],
-    { pidfile: path.join(l.dir, 'ovsdb-server.pid'), env: isolatedEnv(l.dir) },
-  );
+  const server = (l.binaries ?? ovnBinaries()).command('ovsdb-server', [
+    l.dbPath,
+    `--remote=punix:${l.sockPath}`,
+    ...l.extraArgs,
+    `--unixctl=${l.ctlPath}`,
+    `--log-file=${logPath}`,
+    '--no-chdir',
+    '-vconsole:off',
+  ]);
+  const pid = await startDaemon(server.cmd, server.args, { pidfile: path.join(l.dir, 'ovsdb-server.pid'), env: isolatedEnv(l.dir) });
   try {
     await waitFor(() => run('ovsdb-client', ['--timeout=2', 'list-dbs', `unix:${l.sockPath}`]).then(() => true), {
       what: `ovsdb-server ${l.sockPath} to answer list-dbs`,
@@ -212,12 +207,14 @@ class PrivateOvsdbServer implements OvsdbServer {
 }
 
 export async function startOvsdbServer(opts: OvsdbServerOptions = {}): Promise<OvsdbServer> {
-  const schemaPath = schemaPathOf(opts.schema ?? 'nb');
+  const binaries = ovnBinaries();
+  const schemaPath = schemaPathOf(opts.schema ?? 'nb', binaries);
   const dir = await makeTempDir('ovsdb');
   trackDir(dir);
   try {
     const dbPath = path.join(dir, 'db.db');
-    await run('ovsdb-tool', ['create', dbPath, schemaPath], { env: isolatedEnv(dir) });
+    const create = binaries.command('ovsdb-tool', ['create', dbPath, schemaPath]);
+    await run(create.cmd, create.args, { env: isolatedEnv(dir) });
     const server = new PrivateOvsdbServer(dir, dbPath, schemaPath, {
       dir,
       dbPath,
@@ -225,6 +222,7 @@ export async function startOvsdbServer(opts: OvsdbServerOptions = {}): Promise<O
       ctlPath: path.join(dir, 'ovsdb-server.ctl'),
       extraArgs: [],
       ports: [],
+      binaries,
     });
     await server.firstStart(opts);
     return server;

@@ -26,6 +26,7 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
+import { ovnBinaries, type OvnTool } from './ovn-binaries.js';
 import { ovnCli } from './ovn-cli.js';
 import { startOvsdbServer, type OvsdbServer } from './ovsdb-server.js';
 import {
@@ -120,8 +121,9 @@ class HostImpl implements Host {
   }
 
   /** A daemon inside the namespace; `ip netns exec` execs it in place, so --detach/--pidfile behave as usual. */
-  private daemon(cmd: string, args: string[], pidName: string): Promise<number> {
-    return startDaemon('ip', ['netns', 'exec', this.netns, cmd, ...args], { pidfile: this.file(pidName), env: this.env });
+  private daemon(tool: OvnTool, args: string[], pidName: string): Promise<number> {
+    const { cmd, args: argv } = ovnBinaries().command(tool, args);
+    return startDaemon('ip', ['netns', 'exec', this.netns, cmd, ...argv], { pidfile: this.file(pidName), env: this.env });
   }
 
   async start(sbRemote: string): Promise<void> {
@@ -243,11 +245,10 @@ class TwoHostsImpl implements TwoHosts {
     // NB_Global before northd, so that `nbctl --wait=…` works at once.
     await this.nbctl('init');
     const file = (name: string): string => path.join(this.dir, name);
-    this.northdPid = await startDaemon(
-      'ovn-northd',
-      [`--ovnnb-db=${this.nbRemote}`, `--ovnsb-db=${this.sb.unixRemote}`, `--unixctl=${file('northd.ctl')}`, `--log-file=${file('northd.log')}`, '--no-chdir', '-vconsole:off'],
-      { pidfile: file('northd.pid'), env: this.env },
-    );
+    const northd = ovnBinaries().command('ovn-northd', [
+      `--ovnnb-db=${this.nbRemote}`, `--ovnsb-db=${this.sb.unixRemote}`, `--unixctl=${file('northd.ctl')}`, `--log-file=${file('northd.log')}`, '--no-chdir', '-vconsole:off',
+    ]);
+    this.northdPid = await startDaemon(northd.cmd, northd.args, { pidfile: file('northd.pid'), env: this.env });
   }
 
   private async makeNamespaces(): Promise<void> {
