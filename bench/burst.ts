@@ -22,6 +22,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { externalIds } from '../src/ovn/external-ids.js';
+import { portSetName } from '../src/ovn/port-sets.js';
 import { OvsdbClient } from '../src/ovsdb/index.js';
 import type { DockerEngine } from '../test/harness/docker.js';
 import { waitFor } from '../test/harness/process.js';
@@ -48,6 +50,8 @@ interface Burst {
   pinged?: number;
   /** CPU milliseconds during the burst, by daemon. */
   cpu: { driver: number; northd: number; controller: number };
+  /** Ours only: how many started on a warm port (adopted, per the network's port set). */
+  warm?: number;
 }
 
 async function main(): Promise<void> {
@@ -60,7 +64,14 @@ async function main(): Promise<void> {
     const nets: Record<Kind, string> = { ours: `burst-${sfx}`, bridge: 'bridge', noop: `burst-noop-${sfx}` };
     await engine.docker('network', 'create', '-d', name, '--subnet', '10.120.0.0/16', nets.ours);
     await engine.docker('network', 'create', '-d', lab.noop!.name, '--internal', '--subnet', '10.121.0.0/16', nets.noop);
-    nb = await OvsdbClient.connect({ remote: stack.nbRemote, database: 'OVN_Northbound', tables: ['Logical_Switch'] });
+    nb = await OvsdbClient.connect({ remote: stack.nbRemote, database: 'OVN_Northbound', tables: ['Logical_Switch', 'Address_Set'] });
+    const portSet = portSetName((await engine.docker('network', 'inspect', '-f', '{{.Id}}', nets.ours)).stdout.trim());
+    const client = nb;
+    /** Endpoints on warm ports right now: the port set holds their addresses as "ep <port> <endpoint> <network>". */
+    const adopted = () => {
+      const set = client.replica.findOne('Address_Set', 'name', portSet);
+      return set ? [...externalIds(set).values()].filter((h) => h.startsWith('ep ')).length : 0;
+    };
     const pids = { driver: driver.pid, northd: stack.pids.northd, controller: stack.pids.controller };
 
     for (const ports of PORTS > 0 ? [0, PORTS] : [0]) {
@@ -69,16 +80,16 @@ async function main(): Promise<void> {
       for (const n of SIZES) {
         const bursts: Record<Kind, Burst[]> = { ours: [], bridge: [], noop: [] };
         // One burst of each first, not counted: images, caches and the pool's first refill.
-        for (const kind of KINDS) await burst(engine, image, nets[kind], kind, n, pids);
+        for (const kind of KINDS) await burst(engine, image, nets[kind], kind, n, pids, adopted);
         for (let r = 0; r < ROUNDS; r++) {
-          for (const kind of [...KINDS.slice(r % 3), ...KINDS.slice(0, r % 3)]) bursts[kind].push(await burst(engine, image, nets[kind], kind, n, pids));
+          for (const kind of [...KINDS.slice(r % 3), ...KINDS.slice(0, r % 3)]) bursts[kind].push(await burst(engine, image, nets[kind], kind, n, pids, adopted));
         }
         const m = (kind: Kind, f: (b: Burst) => number | undefined) => median(bursts[kind].map(f).filter((x): x is number => x !== undefined));
         const cpu = (kind: Kind, d: keyof Burst['cpu']) => m(kind, (b) => b.cpu[d]).toFixed(0);
         rows.push(
           `| ${ports} | ${n} | ${m('ours', (b) => b.started).toFixed(0)} ms | ${m('bridge', (b) => b.started).toFixed(0)} ms | ${m('noop', (b) => b.started).toFixed(0)} ms | ` +
             `**${(m('ours', (b) => b.started) / m('bridge', (b) => b.started)).toFixed(2)}x** | **${(m('ours', (b) => b.started) / m('noop', (b) => b.started)).toFixed(2)}x** | ` +
-            `${m('ours', (b) => b.pinged).toFixed(0)} ms | ${cpu('ours', 'driver')} / ${cpu('ours', 'northd')} / ${cpu('ours', 'controller')} ms |`,
+            `${m('ours', (b) => b.warm).toFixed(0)} | ${m('ours', (b) => b.pinged).toFixed(0)} ms | ${cpu('ours', 'driver')} / ${cpu('ours', 'northd')} / ${cpu('ours', 'controller')} ms |`,
         );
         console.error(`done: ${n} at once, ${ports} ports`);
       }
@@ -88,14 +99,22 @@ async function main(): Promise<void> {
     await nb?.close();
     await lab.stop();
   }
-  console.log('| ports in NB | at once | ours: all running | bridge | no-op plugin | ours / bridge | ours / no-op | ours: all pinged the first | CPU during ours: driver / northd / controller |');
-  console.log('|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  console.log('| ports in NB | at once | ours: all running | bridge | no-op plugin | ours / bridge | ours / no-op | ours: on warm ports | ours: all pinged the first | CPU during ours: driver / northd / controller |');
+  console.log('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const row of rows) console.log(row);
   console.log(`\nMedians of ${ROUNDS} bursts per cell after one not counted, engine ${ENGINE}, node ${process.version}, ${SETTLE_MS} ms between bursts.`);
 }
 
 /** N `docker run -d` at once; then, where there is connectivity, each pings the first. Removed afterwards. */
-async function burst(engine: DockerEngine, image: string, net: string, kind: Kind, n: number, pids: Record<keyof Burst['cpu'], number>): Promise<Burst> {
+async function burst(
+  engine: DockerEngine,
+  image: string,
+  net: string,
+  kind: Kind,
+  n: number,
+  pids: Record<keyof Burst['cpu'], number>,
+  adopted: () => number,
+): Promise<Burst> {
   const tag = randomBytes(3).toString('hex');
   const names = Array.from({ length: n }, (_, i) => `burst-${kind}-${tag}-${i}`);
   const before = await cpuOf(pids);
@@ -104,7 +123,9 @@ async function burst(engine: DockerEngine, image: string, net: string, kind: Kin
     await Promise.all(names.map((c) => engine.docker('run', '-d', '--net', net, '--name', c, image, 'sleep', '3600')));
     const started = performance.now() - t0;
     let pinged: number | undefined;
+    let warm: number | undefined;
     if (kind === 'ours') {
+      warm = adopted();
       const first = (await engine.docker('inspect', '-f', '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}', names[0]!)).stdout.trim();
       await Promise.all(
         names.slice(1).map((c) =>
@@ -114,7 +135,7 @@ async function burst(engine: DockerEngine, image: string, net: string, kind: Kin
       pinged = performance.now() - t0;
     }
     const after = await cpuOf(pids);
-    return { started, ...(pinged !== undefined ? { pinged } : {}), cpu: { driver: after.driver - before.driver, northd: after.northd - before.northd, controller: after.controller - before.controller } };
+    return { started, ...(pinged !== undefined ? { pinged } : {}), ...(warm !== undefined ? { warm } : {}), cpu: { driver: after.driver - before.driver, northd: after.northd - before.northd, controller: after.controller - before.controller } };
   } finally {
     await engine.docker('rm', '-f', ...names).catch(() => undefined);
     await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
