@@ -23,7 +23,7 @@ import { NetworkDriver } from './driver/network-driver.js';
 import { createRunner } from './host/exec.js';
 import { Links } from './host/links.js';
 import { Ovs } from './host/ovs.js';
-import { NB_INDEXES, NB_TABLES } from './ovn/keys.js';
+import { NB_INDEXES, NB_TABLES, nbScope } from './ovn/keys.js';
 import { OvnNetworks } from './ovn/networks.js';
 import { parsePortRange, PortPublisher } from './publish/index.js';
 import { findVmPort } from './ovn/vm-port.js';
@@ -257,6 +257,7 @@ export async function connectNb(config: DriverConfig, nbRemote: string | undefin
     remote: nbRemote,
     database: 'OVN_Northbound',
     tables: NB_TABLES,
+    where: nbScope(config.mode),
     indexes: NB_INDEXES,
     ...(config.nbTls ? { tls: config.nbTls } : {}),
     logger: log.child({ component: 'ovsdb' }),

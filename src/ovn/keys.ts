@@ -1,3 +1,4 @@
+import type { Condition } from '../ovsdb/index.js';
 /**
  * external_ids keys through which the driver keeps its whole state in the
  * OVN Northbound database: a restarted driver rebuilds everything from them.
@@ -63,6 +64,19 @@ export const GATEWAY_OPTION = 'ovn.gateway';
 
 /** Tables and replica indexes the driver needs from the NB database. */
 export const NB_TABLES = ['Logical_Switch', 'Logical_Switch_Port', 'Address_Set', 'DNS'];
+
+/**
+ * Which NB rows the driver replicates: only the rows it writes, which carry
+ * its owner key, so that its memory and start-up follow this deployment's
+ * networks rather than everything else in NB (other tenants' switches and
+ * ports). Nested mode also reads every other port: the VM's own port, found
+ * by name or by MAC, is another system's.
+ */
+export function nbScope(mode: 'overlay' | 'nested'): Record<string, readonly Condition[]> {
+  const ours: Condition = ['external_ids', 'includes', new Map([[Keys.owner, OWNER]])];
+  const tables = mode === 'nested' ? NB_TABLES.filter((t) => t !== 'Logical_Switch_Port') : NB_TABLES;
+  return Object.fromEntries(tables.map((t) => [t, [ours]]));
+}
 export const NB_INDEXES = {
   Logical_Switch: { columns: ['name'], externalIds: [Keys.networkId, Keys.poolV4, Keys.poolV6] },
   // parent_name: the children of a VM's port and their VLAN tags (vlan-tags.ts).

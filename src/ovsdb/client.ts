@@ -36,7 +36,7 @@ import { JsonRpcConnection, type RequestOptions } from './rpc.js';
 import { parseSchema } from './schema.js';
 import type { ServerDbStatus } from './server-status.js';
 import { ServerWatch } from './server-watch.js';
-import { Transaction, type TransactionResult } from './transaction.js';
+import { Transaction, type Condition, type TransactionResult } from './transaction.js';
 import { TransactionRunner, type TransactionOptions } from './transaction-runner.js';
 import { openTransport, type TlsFiles } from './transport.js';
 import type { DatabaseSchema } from './types.js';
@@ -47,6 +47,8 @@ export interface OvsdbClientOptions {
   database: string;
   /** Tables to replicate (all their columns). */
   tables: string[];
+  /** Per table, replicate only rows matching one of these clauses (see DataMonitorOptions). */
+  where?: Record<string, readonly Condition[]>;
   indexes?: Record<string, IndexSpec>;
   tls?: TlsFiles;
   /** Only use the cluster leader (default true: this client writes). */

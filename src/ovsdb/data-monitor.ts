@@ -16,6 +16,8 @@ import type { Logger } from './logger.js';
 import type { MonitorUpdates } from './monitor-updates.js';
 import { Replica, type IndexSpec, type RowChange } from './replica.js';
 import type { JsonRpcConnection } from './rpc.js';
+import { getTable } from './schema.js';
+import { encodeConditions, type Condition } from './transaction.js';
 import type { DatabaseSchema } from './types.js';
 
 const DATA_MONITOR = 'data';
@@ -29,6 +31,12 @@ export interface DataMonitorOptions {
   database: string;
   /** Tables to replicate (all their columns). */
   tables: string[];
+  /**
+   * Per table, replicate only the rows that match one of these clauses
+   * (monitor_cond; a server without it sends every row, which the caller
+   * must tolerate). Tables not named here are replicated whole.
+   */
+  where?: Record<string, readonly Condition[]>;
   indexes?: Record<string, IndexSpec>;
 }
 
@@ -78,7 +86,10 @@ export class DataMonitor {
     for (;;) {
       const method = this.monitorMethod;
       const requests: Record<string, unknown> = {};
-      for (const table of tables) requests[table] = method === 'monitor' ? {} : [{}];
+      for (const table of tables) {
+        const where = this.options.where?.[table];
+        requests[table] = method === 'monitor' ? {} : [where ? { where: encodeConditions(getTable(schema, table), where) } : {}];
+      }
       const params: unknown[] = [this.options.database, id, requests];
       if (method === 'monitor_cond_since') {
         // A resume sends diffs, which only fit the replica lastTxnId describes, in the same schema.

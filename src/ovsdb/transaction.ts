@@ -189,12 +189,13 @@ export class Transaction {
   }
 
   private encodeWhere(t: TableSchema, where: readonly Condition[]): unknown[] {
-    return where.map(([column, fn, value]) => [
-      column,
-      fn,
-      encodeDatum(getColumn(t, column).type, value, { relaxed: true }),
-    ]);
+    return encodeConditions(t, where);
   }
+}
+
+/** Conditions on the wire, for a transaction's `where` or a monitor's. */
+export function encodeConditions(t: TableSchema, where: readonly Condition[]): unknown[] {
+  return where.map(([column, fn, value]) => [column, fn, encodeDatum(getColumn(t, column).type, value, { relaxed: true })]);
 }
 
 export class TransactionResult {

@@ -4,7 +4,7 @@
  * each with its chassis name and the model's classes over its client.
  */
 import { OvsdbClient } from '../../src/ovsdb/index.js';
-import { NB_INDEXES, NB_TABLES } from '../../src/ovn/keys.js';
+import { NB_INDEXES, NB_TABLES, nbScope } from '../../src/ovn/keys.js';
 import { OvnNetworks } from '../../src/ovn/networks.js';
 import { OvnPools } from '../../src/ovn/pools.js';
 import { OvnWarmPorts } from '../../src/ovn/warm-ports.js';
@@ -23,12 +23,12 @@ export interface NbHosts {
   stop(): Promise<void>;
 }
 
-/** A client of the NB database at `remote`, its replica in sync. */
-export function connectNb(remote: string): Promise<OvsdbClient> {
-  return OvsdbClient.connect({ remote, database: 'OVN_Northbound', tables: NB_TABLES, indexes: NB_INDEXES, requestTimeoutMs: 10_000 }, 10_000);
+/** A client of the NB database at `remote`, its replica in sync, scoped to the rows the driver reads in `mode` (as the driver's). */
+export function connectNb(remote: string, mode: 'overlay' | 'nested' = 'overlay'): Promise<OvsdbClient> {
+  return OvsdbClient.connect({ remote, database: 'OVN_Northbound', tables: NB_TABLES, where: nbScope(mode), indexes: NB_INDEXES, requestTimeoutMs: 10_000 }, 10_000);
 }
 
-export async function startNbHosts(chassis: string[]): Promise<NbHosts> {
+export async function startNbHosts(chassis: string[], mode: 'overlay' | 'nested' = 'overlay'): Promise<NbHosts> {
   const server = await startOvsdbServer({ schema: 'nb' });
   const hosts: NbHost[] = [];
   const stop = async () => {
@@ -37,7 +37,7 @@ export async function startNbHosts(chassis: string[]): Promise<NbHosts> {
   };
   try {
     for (const name of chassis) {
-      const nb = await connectNb(server.unixRemote);
+      const nb = await connectNb(server.unixRemote, mode);
       hosts.push({ chassis: name, nb, networks: new OvnNetworks(nb), warm: new OvnWarmPorts(nb, new OvnPools(nb)) });
     }
   } catch (err) {
@@ -48,8 +48,8 @@ export async function startNbHosts(chassis: string[]): Promise<NbHosts> {
 }
 
 /** startNbHosts for one test file: stopped at the file's teardown. */
-export async function useNbHosts(t: { teardown(fn: () => Promise<void>): void }, chassis: string[]): Promise<NbHost[]> {
-  const fixture = await startNbHosts(chassis);
+export async function useNbHosts(t: { teardown(fn: () => Promise<void>): void }, chassis: string[], mode: 'overlay' | 'nested' = 'overlay'): Promise<NbHost[]> {
+  const fixture = await startNbHosts(chassis, mode);
   t.teardown(() => fixture.stop());
   return fixture.hosts;
 }

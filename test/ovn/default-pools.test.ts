@@ -9,7 +9,7 @@ import t from 'tap';
 import { startOvsdbServer, type OvsdbServer } from '../harness/ovsdb-server.js';
 import { OvsdbClient } from '../../src/ovsdb/index.js';
 import { externalIds } from '../../src/ovn/external-ids.js';
-import { Keys, NB_INDEXES, NB_TABLES } from '../../src/ovn/keys.js';
+import { Keys, NB_INDEXES, NB_TABLES, nbScope } from '../../src/ovn/keys.js';
 import { OvnPools, poolName, type PoolLease } from '../../src/ovn/pools.js';
 
 interface Host {
@@ -25,7 +25,7 @@ t.before(async () => {
   server = await startOvsdbServer({ schema: 'nb' });
   for (const chassis of ['host-a', 'host-b']) {
     const nb = await OvsdbClient.connect(
-      { remote: server.unixRemote, database: 'OVN_Northbound', tables: NB_TABLES, indexes: NB_INDEXES, requestTimeoutMs: 10_000 },
+      { remote: server.unixRemote, database: 'OVN_Northbound', tables: NB_TABLES, where: nbScope('overlay'), indexes: NB_INDEXES, requestTimeoutMs: 10_000 },
       10_000,
     );
     hosts.push({ chassis, nb, pools: new OvnPools(nb) });

@@ -12,7 +12,7 @@ import { commentMatches, startCutProxy, type Cut, type CutProxy } from '../harne
 import { startOvsdbServer, type OvsdbServer } from '../harness/ovsdb-server.js';
 import { OvsdbClient } from '../../src/ovsdb/index.js';
 import { stripPrefix } from '../../src/net/addressing.js';
-import { Keys, NB_INDEXES, NB_TABLES } from '../../src/ovn/keys.js';
+import { Keys, NB_INDEXES, NB_TABLES, nbScope } from '../../src/ovn/keys.js';
 import { OvnNetworks } from '../../src/ovn/networks.js';
 import { OvnPools, poolName } from '../../src/ovn/pools.js';
 import { reservationKey, warmHolder, warmPortOf } from '../../src/ovn/records.js';
@@ -41,6 +41,7 @@ async function host(chassis: string, remote: string): Promise<Host> {
       remote,
       database: 'OVN_Northbound',
       tables: NB_TABLES,
+      where: nbScope('overlay'),
       indexes: NB_INDEXES,
       requestTimeoutMs: 10_000,
       backoff: { initialMs: 20, maxMs: 200 },

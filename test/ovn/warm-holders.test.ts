@@ -66,7 +66,7 @@ t.test("a warm port another host made after this host's replica was read is take
   const port = tx.insert('Logical_Switch_Port', {
     name: foreign,
     addresses: [`0a:58:0a:3d:00:0a ${ip}`],
-    external_ids: new Map([[Keys.warm, 'host-b'], [Keys.poolV4, set], [Keys.ipv4, `${ip}/24`]]),
+    external_ids: new Map([[Keys.owner, OWNER], [Keys.warm, 'host-b'], [Keys.poolV4, set], [Keys.ipv4, `${ip}/24`]]),
   });
   tx.mutate('Logical_Switch', [['name', '==', net.name]], [['ports', 'insert', [port]]]);
   tx.insert('Address_Set', { name: set, external_ids: new Map([[Keys.owner, OWNER], [reservationKey(ip), warmHolder(foreign)]]) });

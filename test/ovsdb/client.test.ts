@@ -13,7 +13,9 @@ import {
   RequestTimeoutError,
   RpcError,
   TransactionError,
+  type Condition,
   type OvsdbClientOptions,
+  type Transaction,
   type RowChange,
   newRowUuid,
 } from '../../src/ovsdb/index.js';
@@ -150,6 +152,31 @@ t.test('a second client sees inserts, modifications and deletes', async (t) => {
     what: 'delete in B',
   });
   t.notOk(b.replica.findOne('Logical_Switch', 'name', 'ls-shared'));
+});
+
+t.test('where: only rows matching one of the clauses are replicated, and a row leaves when it stops matching', async (t) => {
+  const a = await connect();
+  const mine: Condition = ['external_ids', 'includes', new Map([['owner', 'me']])];
+  const b = await connect({ where: { Logical_Switch_Port: [mine, ['name', '==', 'p-named']] } });
+  const port = (tx: Transaction, name: string, ids: [string, string][]) =>
+    tx.insert('Logical_Switch_Port', { name, external_ids: new Map(ids) });
+  await a.transaction((tx) => {
+    const ports = [port(tx, 'p-mine', [['owner', 'me']]), port(tx, 'p-other', [['owner', 'else']]), port(tx, 'p-named', [])];
+    tx.insert('Logical_Switch', { name: 'ls-scoped', ports });
+  });
+  // One transaction, one update: when p-mine is there, whatever else matched is too.
+  await b.replica.waitFor(() => b.replica.findOne('Logical_Switch_Port', 'name', 'p-mine'), { timeoutMs: 5000, what: 'p-mine in B' });
+  t.ok(b.replica.findOne('Logical_Switch_Port', 'name', 'p-named'), 'the clauses are alternatives: a row matching the second is there');
+  t.notOk(b.replica.findOne('Logical_Switch_Port', 'name', 'p-other'), 'a row matching neither is not');
+  t.equal((b.replica.findOne('Logical_Switch', 'name', 'ls-scoped')?.ports as string[]).length, 3, 'a table without a condition is whole, references to unseen rows included');
+
+  await a.transaction((tx) => {
+    tx.update('Logical_Switch_Port', [['name', '==', 'p-other']], { external_ids: new Map([['owner', 'me']]) });
+    tx.update('Logical_Switch_Port', [['name', '==', 'p-mine']], { external_ids: new Map() });
+  });
+  await b.replica.waitFor(() => b.replica.findOne('Logical_Switch_Port', 'name', 'p-other'), { timeoutMs: 5000, what: 'p-other in B' });
+  t.notOk(b.replica.findOne('Logical_Switch_Port', 'name', 'p-mine'), 'a row that stopped matching left in the same update');
+  t.ok(['p-mine', 'p-other', 'p-named'].every((n) => a.replica.findOne('Logical_Switch_Port', 'name', n)), 'an unscoped client has them all');
 });
 
 function lsUuidOf(c: OvsdbClient, name: string): string {
