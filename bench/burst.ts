@@ -11,7 +11,7 @@
  * no-op plugin's containers have no connectivity, and bridge traffic in the
  * root namespace passes the machine's own FORWARD chain, which a bench does
  * not touch); the CPU
- * time the driver, ovn-northd and ovn-controller used meanwhile. Containers
+ * time the driver, ovn-northd, ovn-controller and dockerd used meanwhile. Containers
  * are removed between bursts (not timed), and the next burst starts after
  * the driver's warm pool had time to refill.
  *
@@ -49,7 +49,7 @@ interface Burst {
   /** Until every container pinged the first; ours only. */
   pinged?: number;
   /** CPU milliseconds during the burst, by daemon. */
-  cpu: { driver: number; northd: number; controller: number };
+  cpu: { driver: number; northd: number; controller: number; dockerd: number };
   /** Ours only: how many started on a warm port (adopted, per the network's port set). */
   warm?: number;
 }
@@ -72,7 +72,7 @@ async function main(): Promise<void> {
       const set = client.replica.findOne('Address_Set', 'name', portSet);
       return set ? [...externalIds(set).values()].filter((h) => h.startsWith('ep ')).length : 0;
     };
-    const pids = { driver: driver.pid, northd: stack.pids.northd, controller: stack.pids.controller };
+    const pids = { driver: driver.pid, northd: stack.pids.northd, controller: stack.pids.controller, dockerd: engine.pid };
 
     for (const ports of PORTS > 0 ? [0, PORTS] : [0]) {
       if (ports > 0) await fillNb(nb, ports);
@@ -89,7 +89,7 @@ async function main(): Promise<void> {
         rows.push(
           `| ${ports} | ${n} | ${m('ours', (b) => b.started).toFixed(0)} ms | ${m('bridge', (b) => b.started).toFixed(0)} ms | ${m('noop', (b) => b.started).toFixed(0)} ms | ` +
             `**${(m('ours', (b) => b.started) / m('bridge', (b) => b.started)).toFixed(2)}x** | **${(m('ours', (b) => b.started) / m('noop', (b) => b.started)).toFixed(2)}x** | ` +
-            `${m('ours', (b) => b.warm).toFixed(0)} | ${m('ours', (b) => b.pinged).toFixed(0)} ms | ${cpu('ours', 'driver')} / ${cpu('ours', 'northd')} / ${cpu('ours', 'controller')} ms |`,
+            `${m('ours', (b) => b.warm).toFixed(0)} | ${m('ours', (b) => b.pinged).toFixed(0)} ms | ${cpu('ours', 'driver')} / ${cpu('ours', 'northd')} / ${cpu('ours', 'controller')} / ${cpu('ours', 'dockerd')} ms | ${cpu('noop', 'dockerd')} ms |`,
         );
         console.error(`done: ${n} at once, ${ports} ports`);
       }
@@ -99,8 +99,8 @@ async function main(): Promise<void> {
     await nb?.close();
     await lab.stop();
   }
-  console.log('| ports in NB | at once | ours: all running | bridge | no-op plugin | ours / bridge | ours / no-op | ours: on warm ports | ours: all pinged the first | CPU during ours: driver / northd / controller |');
-  console.log('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  console.log('| ports in NB | at once | ours: all running | bridge | no-op plugin | ours / bridge | ours / no-op | ours: on warm ports | ours: all pinged the first | CPU during ours: driver / northd / controller / dockerd | dockerd CPU during the no-op plugin\'s |');
+  console.log('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const row of rows) console.log(row);
   console.log(`\nMedians of ${ROUNDS} bursts per cell after one not counted, engine ${ENGINE}, node ${process.version}, ${SETTLE_MS} ms between bursts.`);
 }
@@ -135,7 +135,8 @@ async function burst(
       pinged = performance.now() - t0;
     }
     const after = await cpuOf(pids);
-    return { started, ...(pinged !== undefined ? { pinged } : {}), ...(warm !== undefined ? { warm } : {}), cpu: { driver: after.driver - before.driver, northd: after.northd - before.northd, controller: after.controller - before.controller } };
+    const cpu = { driver: after.driver - before.driver, northd: after.northd - before.northd, controller: after.controller - before.controller, dockerd: after.dockerd - before.dockerd };
+    return { started, ...(pinged !== undefined ? { pinged } : {}), ...(warm !== undefined ? { warm } : {}), cpu };
   } finally {
     await engine.docker('rm', '-f', ...names).catch(() => undefined);
     await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
@@ -149,7 +150,7 @@ async function cpuOf(pids: Record<keyof Burst['cpu'], number>): Promise<Burst['c
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     return (Number(fields[11]) + Number(fields[12])) * 10;
   };
-  return { driver: await one(pids.driver), northd: await one(pids.northd), controller: await one(pids.controller) };
+  return { driver: await one(pids.driver), northd: await one(pids.northd), controller: await one(pids.controller), dockerd: await one(pids.dockerd) };
 }
 
 

@@ -26,9 +26,18 @@ export class RefillScheduler {
     private readonly log: Logger,
   ) {}
 
-  /** Refill the pool in `delayMs`, unless a refill is already waiting to start. */
-  schedule(pool: string, delayMs: number): void {
-    if (this.closed || this.timers.has(pool)) return;
+  /**
+   * Refill the pool in `delayMs`, unless a refill is already waiting to start;
+   * with `postpone`, a waiting one starts `delayMs` from now instead (while
+   * containers keep starting, a refill would compete with them for the CPU).
+   */
+  schedule(pool: string, delayMs: number, postpone = false): void {
+    if (this.closed) return;
+    if (this.timers.has(pool)) {
+      if (!postpone) return;
+      clearTimeout(this.timers.get(pool));
+      this.timers.delete(pool);
+    }
     const timer = setTimeout(() => {
       this.timers.delete(pool);
       this.run(pool);

@@ -136,7 +136,7 @@ export class WarmPool implements WarmPorts {
       const ready = this.inventory.readyIn(target);
       this.predictor.noteAllocation(target, spec.ipv4, adopted !== undefined, ready.map((p) => p.ipv4));
       this.sizer.started(target, adopted === undefined && this.pastThePool(spec.ipv4, ready));
-      this.schedule(target, this.settings.refillDelayMs);
+      this.afterHandOut(target);
     }
     return { endpoint, warm: adopted !== undefined };
   }
@@ -214,7 +214,7 @@ export class WarmPool implements WarmPorts {
       if (await this.ovn.claim(port, holder)) {
         this.inventory.markHandedOut(port.name);
         this.sizer.started(pool, false);
-        this.schedule(pool, this.settings.refillDelayMs);
+        this.afterHandOut(pool);
         this.log.debug({ port: port.name, ipv4: port.ipv4 }, 'warm port handed out');
         return stripPrefix(port.ipv4);
       }
@@ -351,8 +351,18 @@ export class WarmPool implements WarmPorts {
     this.schedule(port.pool, this.settings.refillDelayMs);
   }
 
-  private schedule(pool: string, delayMs: number): void {
-    if (this.enabled) this.refills.schedule(pool, delayMs);
+  private schedule(pool: string, delayMs: number, postpone = false): void {
+    if (this.enabled) this.refills.schedule(pool, delayMs, postpone);
+  }
+
+  /**
+   * Refill after a pause in the starts while the pool still has ready ports
+   * (in a burst, a refill's NB transaction, ovn-northd recompute and veths
+   * would compete with the starts it cannot help); once it is empty, within
+   * the refill delay of the first start it missed.
+   */
+  private afterHandOut(pool: string): void {
+    this.schedule(pool, this.settings.refillDelayMs, this.inventory.readyIn(pool).length > 0);
   }
 
   /**

@@ -43,6 +43,27 @@ t.test('asked again while a refill waits: one refill', async (t) => {
   t.equal(r.calls.length, 2, 'the three early requests made one refill; the later one another');
 });
 
+t.test('postponed: a waiting refill starts its delay again from the last request, and still runs once', async (t) => {
+  const r = recorder();
+  const s = new RefillScheduler(r.fill, { retryDelayMs: 10, maxRetryDelayMs: 100 }, pino({ level: 'silent' }));
+  t.teardown(() => s.close());
+  const t0 = Date.now();
+  s.schedule('a', 60, true);
+  let last = t0;
+  for (let i = 0; i < 4; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    last = Date.now();
+    s.schedule('a', 60, true);
+  }
+  const call = await r.called(1);
+  call.finish();
+  t.ok(call.at - last >= 55, `started ${call.at - last} ms after the last request, its delay`);
+  t.ok(call.at - t0 >= 170, 'not at the first request\'s delay');
+  s.schedule('a', 0);
+  (await r.called(2)).finish();
+  t.equal(r.calls.length, 2, 'five postponing requests made one refill');
+});
+
 t.test('one refill per pool at a time; other pools do not wait', async (t) => {
   const r = recorder();
   const s = new RefillScheduler(r.fill, { retryDelayMs: 10, maxRetryDelayMs: 100 }, pino({ level: 'silent' }));
