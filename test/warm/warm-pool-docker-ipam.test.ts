@@ -164,7 +164,7 @@ t.test("an endpoint that cannot use the warm port at its address takes the addre
   const foreign = hex(32);
   await fx.stack.nbctl(
     'lsp-add', net, foreign, '--', 'lsp-set-addresses', foreign, '0a:58:0a:a1:00:0a 10.161.0.10',
-    '--', 'set', 'Logical_Switch_Port', foreign, 'external_ids:docker\\:warm=another-chassis', `external_ids:docker\\:pool-v4=docker_ports_${net}`,
+    '--', 'set', 'Logical_Switch_Port', foreign, 'external_ids:docker\\:owner=ovn-docker-driver', 'external_ids:docker\\:warm=another-chassis', `external_ids:docker\\:pool-v4=docker_ports_${net}`,
     'external_ids:docker\\:ipv4="10.161.0.10/24"',
     '--', 'set', 'Address_Set', `docker_ports_${net}`, `external_ids:"docker:ip:10.161.0.10"="warm ${foreign}"`,
   );
