@@ -26,7 +26,8 @@ import { externalIds } from '../src/ovn/external-ids.js';
 import { portSetName } from '../src/ovn/port-sets.js';
 import { OvsdbClient } from '../src/ovsdb/index.js';
 import type { DockerEngine } from '../test/harness/docker.js';
-import { waitFor } from '../test/harness/process.js';
+import { ovnBinaries } from '../test/harness/ovn-binaries.js';
+import { run, waitFor } from '../test/harness/process.js';
 import { fillNb, startSingleChassisLab } from './lab.js';
 import { median } from './stats.js';
 
@@ -94,15 +95,24 @@ async function main(): Promise<void> {
         console.error(`done: ${n} at once, ${ports} ports`);
       }
     }
-    await engine.docker('network', 'rm', nets.ours, nets.noop);
+    // The lab goes anyway; a network the engine will not remove (an endpoint a loaded engine lost track of) must not cost the figures.
+    await engine.docker('network', 'rm', nets.ours, nets.noop).catch((err: unknown) => console.error(`cannot remove the bench's networks: ${(err as Error).message}`));
   } finally {
     await nb?.close();
     await lab.stop();
+    // Whatever was measured, also when a later step failed.
+    console.log('| ports in NB | at once | ours: all running | bridge | no-op plugin | ours / bridge | ours / no-op | ours: on warm ports | ours: all pinged the first | CPU during ours: driver / northd / controller / dockerd | dockerd CPU during the no-op plugin\'s |');
+    console.log('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+    for (const row of rows) console.log(row);
+    console.log(`\nMedians of ${ROUNDS} bursts per cell after one not counted, engine ${ENGINE}, OVN ${await ovnVersion()}, node ${process.version}, ${SETTLE_MS} ms between bursts.`);
   }
-  console.log('| ports in NB | at once | ours: all running | bridge | no-op plugin | ours / bridge | ours / no-op | ours: on warm ports | ours: all pinged the first | CPU during ours: driver / northd / controller / dockerd | dockerd CPU during the no-op plugin\'s |');
-  console.log('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
-  for (const row of rows) console.log(row);
-  console.log(`\nMedians of ${ROUNDS} bursts per cell after one not counted, engine ${ENGINE}, node ${process.version}, ${SETTLE_MS} ms between bursts.`);
+}
+
+/** ovn-northd's version, of the host's packages or OVN_TEST_ROOT's. */
+async function ovnVersion(): Promise<string> {
+  const { cmd, args } = ovnBinaries().command('ovn-northd', ['--version']);
+  const out = await run(cmd, args).then((r) => r.stdout, () => '');
+  return /ovn-northd \S+ (\S+)/.exec(out)?.[1] ?? 'unknown';
 }
 
 /** N `docker run -d` at once; then, where there is connectivity, each pings the first. Removed afterwards. */
