@@ -112,7 +112,7 @@ async function main(): Promise<void> {
 async function ovnVersion(): Promise<string> {
   const { cmd, args } = ovnBinaries().command('ovn-northd', ['--version']);
   const out = await run(cmd, args).then((r) => r.stdout, () => '');
-  return /ovn-northd \S+ (\S+)/.exec(out)?.[1] ?? 'unknown';
+  return /ovn-northd\D*(\d+\.\d+\.\d+)/.exec(out)?.[1] ?? 'unknown';
 }
 
 /** N `docker run -d` at once; then, where there is connectivity, each pings the first. Removed afterwards. */
