@@ -165,7 +165,12 @@ for (const ipam of ['docker', 'ovn'] as const) {
     const b = await runContainer(networkId, 4, `${prefix}.2/24`, poolId);
     t.ok(await reaches(a, b), `${a.address} -> ${b.address}`);
     t.ok(await reaches(b, a), `${b.address} -> ${a.address}`);
-    if (ipam === 'ovn') t.same([a.address, b.address].sort(), [`${prefix}.1/24`, `${prefix}.2/24`], 'our IPAM gave the first address to a container: no gateway holds it');
+    if (ipam === 'ovn') {
+      // A container or a warm port (a request while warm ports are being made gets the next address up) holds it, not a gateway.
+      const set = poolId!.split('/')[0]!;
+      const holder = (await stack.nbctl('--if-exists', 'get', 'Address_Set', set, `external_ids:"docker:ip:${prefix}.1"`)).trim().replace(/"/g, '');
+      t.ok(holder !== '' && holder !== 'gateway', `our IPAM gave the first address to a container or a warm port ("${holder}"), not a gateway`);
+    }
     t.notOk((await portsOn(switchName)).some((p) => p.endsWith('-gw')), 'no gateway localport');
     t.equal((await stack.vsctl('--bare', '--columns=name', 'find', 'Interface', `external_ids:docker\\:network-id=${networkId}`, 'external_ids:docker\\:role=gateway')).trim(), '', 'no gateway port on br-int');
     t.notOk(/^default/m.test((await run('ip', ['-n', a.ns, 'route', 'show'])).stdout), 'no default route in the container');
