@@ -386,36 +386,42 @@ export class WarmPool implements WarmPorts {
       if (lacking <= 0 || !this.ovn.isEligible(pool, this.settings.chassis)) break;
       const ports = await this.predictor.create(pool, (hint) => this.ovn.create(pool, this.settings.chassis, lacking, this.settings.reserveFree, hint));
       if (ports.length === 0) break;
-      const plugged = await this.plugAll(ports);
-      const failed = plugged.flatMap((r, i) => (r.status === 'rejected' ? [{ port: ports[i]!, err: r.reason as Error }] : []));
-      // Taken over while being plugged (an endpoint got its address), or plugged after close: the host side is garbage.
-      const ready = ports.filter((_, i) => plugged[i]!.status === 'fulfilled');
-      const garbage = this.closed ? ready : ready.filter((p) => !this.stillWarm(p));
-      await this.discard([...failed.map((f) => f.port), ...garbage]);
-      for (const port of ready) {
-        if (garbage.includes(port)) continue;
-        this.inventory.addReady(port);
-        made++;
-      }
-      if (failed.length) throw failed[0]!.err;
+      const { ready, error } = await this.plugAll(ports);
+      made += ready;
+      if (error) throw error;
     }
     if (made) this.log.debug({ pool, made, ms: Date.now() - started }, 'warm ports ready');
   }
 
-  /** Plug ports and wait for their flows, a few at a time: a refill of many must not crowd out container starts. */
-  private async plugAll(ports: WarmPort[]): Promise<PromiseSettledResult<void>[]> {
-    const results: PromiseSettledResult<void>[] = [];
+  /**
+   * Plug ports and wait for their flows, a few at a time (a refill of many
+   * must not crowd out container starts); each is ready for hand-out as soon
+   * as it is. One that fails, or was taken over meanwhile (an endpoint got
+   * its address), goes. Returns how many became ready, and the first failure.
+   */
+  private async plugAll(ports: WarmPort[]): Promise<{ ready: number; error?: Error }> {
+    let ready = 0;
+    let error: Error | undefined;
     let next = 0;
     const worker = async (): Promise<void> => {
-      for (let i = next++; i < ports.length; i = next++) {
-        results[i] = await this.plugAndWait(ports[i]!).then(
-          () => ({ status: 'fulfilled', value: undefined }),
-          (reason: unknown) => ({ status: 'rejected', reason }),
-        );
+      for (let port = ports[next++]; port; port = ports[next++]) {
+        try {
+          await this.plugAndWait(port);
+        } catch (err) {
+          error ??= err as Error;
+          await this.discard([port]);
+          continue;
+        }
+        if (this.closed || !this.stillWarm(port)) {
+          await this.discard([port]);
+          continue;
+        }
+        this.inventory.addReady(port);
+        ready++;
       }
     };
     await Promise.all(Array.from({ length: Math.min(PLUG_CONCURRENCY, ports.length) }, worker));
-    return results;
+    return { ready, ...(error ? { error } : {}) };
   }
 
   private async plugAndWait(port: WarmPort): Promise<void> {
