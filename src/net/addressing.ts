@@ -86,18 +86,10 @@ export interface FreeScan {
 }
 
 /**
- * The lowest address of `subnet` that is not in `taken` (nor the subnet's
- * network address, nor its IPv4 broadcast address), and how many such
- * addresses there are, counting up to `limit`. The scan is bounded: a
- * subnet with more than 1024 addresses beyond those taken is counted as
- * that many.
+ * The `limit` lowest addresses of `subnet` that are not in `taken` (nor the
+ * subnet's network address, nor its IPv4 broadcast address), in order. The
+ * scan is bounded: past 1024 addresses beyond those taken, it stops.
  */
-export function freeAddresses(subnet: string, taken: ReadonlySet<string>, limit: number, scan: FreeScan = {}): { first?: string; count: number } {
-  const found = lowestFree(subnet, taken, limit, scan);
-  return found.length ? { first: found[0]!, count: found.length } : { count: 0 };
-}
-
-/** The `limit` lowest addresses of `subnet` that freeAddresses() would count, in order. */
 export function lowestFree(subnet: string, taken: ReadonlySet<string>, limit: number, scan: FreeScan = {}): string[] {
   const v4 = !subnet.includes(':');
   let [start, end] = addressBounds(scan.range ?? subnet);

@@ -1,6 +1,6 @@
 /** Address arithmetic: CIDR parsing, canonical networks, free address scans. */
 import t from 'tap';
-import { AddressError, contains, freeAddresses, networkOf, parseCidr } from '../../src/net/addressing.js';
+import { AddressError, contains, lowestFree, networkOf, parseCidr } from '../../src/net/addressing.js';
 
 t.test('parseCidr and networkOf', async (t) => {
   t.same(parseCidr('10.1.0.2/24'), { ip: '10.1.0.2', prefix: 24, family: 4 });
@@ -17,16 +17,16 @@ t.test('parseCidr and networkOf', async (t) => {
 
 t.test('free address scans: network and broadcast addresses, range edges, a starting point', async (t) => {
   const none = new Set<string>();
-  t.same(freeAddresses('10.1.0.0/24', none, 2), { first: '10.1.0.1', count: 2 }, 'the network address is skipped');
-  t.same(freeAddresses('10.1.0.0/24', new Set(['10.1.0.1', '10.1.0.2']), 1), { first: '10.1.0.3', count: 1 }, 'taken ones are skipped');
-  t.same(freeAddresses('10.1.0.0/30', new Set(['10.1.0.1']), 5), { first: '10.1.0.2', count: 1 }, 'so is the broadcast address');
-  t.same(freeAddresses('10.1.0.0/30', new Set(['10.1.0.1', '10.1.0.2']), 5), { count: 0 }, 'a full subnet has none');
+  t.same(lowestFree('10.1.0.0/24', none, 2), ['10.1.0.1', '10.1.0.2'], 'the network address is skipped');
+  t.same(lowestFree('10.1.0.0/24', new Set(['10.1.0.1', '10.1.0.2']), 1), ['10.1.0.3'], 'taken ones are skipped');
+  t.same(lowestFree('10.1.0.0/30', new Set(['10.1.0.1']), 5), ['10.1.0.2'], 'so is the broadcast address');
+  t.same(lowestFree('10.1.0.0/30', new Set(['10.1.0.1', '10.1.0.2']), 5), [], 'a full subnet has none');
   t.same(
-    freeAddresses('10.1.0.0/24', none, 1, { range: '10.1.0.128/25', skipRangeEdges: true }),
-    { first: '10.1.0.129', count: 1 },
+    lowestFree('10.1.0.0/24', none, 1, { range: '10.1.0.128/25', skipRangeEdges: true }),
+    ['10.1.0.129'],
     "an --ip-range's own first address is skipped where asked",
   );
-  t.same(freeAddresses('10.1.0.0/24', none, 1, { from: '10.1.0.200' }), { first: '10.1.0.200', count: 1 }, 'the scan starts at `from`');
-  t.same(freeAddresses('10.1.0.0/24', none, 1, { from: '9.0.0.0' }), { first: '10.1.0.1', count: 1 }, 'a `from` below the subnet is the subnet start');
-  t.same(freeAddresses('fd00::/64', new Set(['fd00::1']), 1), { first: 'fd00::2', count: 1 }, 'IPv6 in canonical form');
+  t.same(lowestFree('10.1.0.0/24', none, 1, { from: '10.1.0.200' }), ['10.1.0.200'], 'the scan starts at `from`');
+  t.same(lowestFree('10.1.0.0/24', none, 1, { from: '9.0.0.0' }), ['10.1.0.1'], 'a `from` below the subnet is the subnet start');
+  t.same(lowestFree('fd00::/64', new Set(['fd00::1']), 1), ['fd00::2'], 'IPv6 in canonical form');
 });
