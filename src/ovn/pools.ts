@@ -345,11 +345,6 @@ export class OvnPools {
     return this.lowestFree(name, 1, replica)[0];
   }
 
-  /** How many addresses of the pool nobody holds, counting up to `limit`. */
-  countFree(name: string, limit: number, replica: Replica = this.replica): number {
-    return this.lowestFree(name, limit, replica).length;
-  }
-
   /** The `limit` lowest addresses of the pool nobody holds, in order. */
   lowestFree(name: string, limit: number, replica: Replica = this.replica): string[] {
     const row = replica.findOne('Address_Set', 'name', name);
