@@ -95,6 +95,20 @@ t.test('containers in a VM on OVN (nested mode) beside containers on the hypervi
     }
     return map;
   };
+  /**
+   * NB's children and breth0's tags, read when they agree: a refill makes its
+   * warm ports in NB in one transaction and plugs them on breth0 a few at a
+   * time after, so a read in between sees NB ahead. Never agreeing is a failure.
+   */
+  const agreed = (what: string) =>
+    waitFor(
+      async () => {
+        const nb = await children();
+        const ovs = await bridgeTags();
+        return nb.size === ovs.size && [...nb].every(([name, tag]) => ovs.get(name) === tag) ? { nb, ovs } : undefined;
+      },
+      { timeoutMs: 30_000, intervalMs: 250, what: `NB's children of ${vm.port} and breth0's tags to agree ${what}` },
+    );
 
   // One network: a pool of the driver's IPAM, so the VM's network and the hypervisor's are one switch.
   for (const side of sides) await docker(side, 'network', 'create', '-d', NAME, '--ipam-driver', NAME, '--subnet', SUBNET, 'shared');
@@ -159,14 +173,13 @@ t.test('containers in a VM on OVN (nested mode) beside containers on the hypervi
   t.equal((await bridgeTags()).get(o2Port), connected.get(o2Port), "its veth is an access port of that tag on breth0");
   await docker(inVm, 'network', 'disconnect', 'shared', 'o2');
   t.notMatch(await exec(inVm, 'o2', 'ip', '-o', '-4', 'addr'), o2Shared, 'disconnect took the interface away');
-  const disconnected = await children();
+  const { nb: disconnected, ovs: afterDisconnect } = await agreed('after the disconnect');
   t.equal(new Set(disconnected.values()).size, disconnected.size, 'tags still distinct');
-  t.same(await bridgeTags(), disconnected, "breth0's access ports still match NB");
+  t.same(afterDisconnect, disconnected, "breth0's access ports still match NB");
   await t.rejects(ping(hv, 'h1', o2Shared), 'o2 is no longer reachable at its shared address');
 
   // Tags: every child of the VM's port has its own, and breth0 tags its veth with it.
-  const nb = await children();
-  const ovs = await bridgeTags();
+  const { nb, ovs } = await agreed('with the three containers');
   t.ok(nb.size >= 3, `the VM's containers' ports are children of ${vm.port} (${nb.size} with warm ports)`);
   t.equal(new Set(nb.values()).size, nb.size, `distinct tags (${[...nb.values()].join(' ')})`);
   t.ok([...nb.values()].every((tag) => tag >= 1 && tag <= 4095), 'all in 1-4095');
@@ -180,9 +193,9 @@ t.test('containers in a VM on OVN (nested mode) beside containers on the hypervi
   await Promise.all(burst.map((n) => docker(inVm, 'run', '-d', '--net', 'shared', '--name', n, IMAGE, 'sleep', '3600')));
   const burstIps = await Promise.all(burst.map((n) => ipOf(inVm, n)));
   t.equal(new Set([...burstIps, v1, v2, h1]).size, 13, `ten more distinct addresses (${burstIps.join(' ')})`);
-  const after = await children();
+  const { nb: after, ovs: afterBurst } = await agreed('after ten starts at once');
   t.equal(new Set(after.values()).size, after.size, `still distinct tags, ${after.size} children`);
-  t.same(await bridgeTags(), after, 'and the same on breth0');
+  t.same(afterBurst, after, 'and the same on breth0');
   for (const [i, n] of burst.entries()) {
     t.match(await ping(inVm, n, h1), /1 packets received/, `${n} (${burstIps[i]}) reaches the hypervisor`);
   }
