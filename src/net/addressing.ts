@@ -65,6 +65,13 @@ export function addressBounds(cidr: string): [bigint, bigint] {
   return [num(c.start<Address4 | Address6>({ type: 'addressObject' })), num(c.end<Address4 | Address6>({ type: 'addressObject' }))];
 }
 
+/** An IPv4 address, with or without its prefix ("10.0.0.5" or "10.0.0.5/24"), as a number: for ordering. */
+export function ipv4Value(ipv4: string): bigint {
+  const ip = stripPrefix(ipv4);
+  if (!isIPv4(ip)) throw new AddressError(`not an IPv4 address: ${JSON.stringify(ipv4)}`);
+  return ip.split('.').reduce((n, octet) => (n << 8n) | BigInt(octet), 0n);
+}
+
 export function bigToIPv4(n: bigint): string {
   return [24n, 16n, 8n, 0n].map((s) => String((n >> s) & 255n)).join('.');
 }

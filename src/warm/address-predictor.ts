@@ -1,4 +1,4 @@
-import { addressBounds, stripPrefix } from '../net/addressing.js';
+import { ipv4Value, stripPrefix } from '../net/addressing.js';
 import type { PortSetHint } from '../ovn/warm-port-creation.js';
 
 /**
@@ -81,7 +81,7 @@ export class AddressPredictor {
   }
 }
 
-/** Whether IPv4 address `a` comes before `b`. */
+/** Whether IPv4 address `a` comes before `b` (either with or without a prefix). */
 export function below(a: string, b: string): boolean {
-  return addressBounds(`${a}/32`)[0] < addressBounds(`${b}/32`)[0];
+  return ipv4Value(a) < ipv4Value(b);
 }

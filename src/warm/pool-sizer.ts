@@ -24,7 +24,8 @@ export class PoolSizer {
     private readonly onShrink: (pool: string, size: number) => void,
   ) {}
 
-  private get max(): number {
+  /** The most ports a pool grows to. */
+  get bound(): number {
     return Math.max(this.sizing.min, this.sizing.max);
   }
 
@@ -34,7 +35,7 @@ export class PoolSizer {
 
   /** A container start on `pool`; `short` when it found no warm port left there. Returns the pool's size. */
   started(pool: string, short: boolean): number {
-    const size = short ? Math.min(this.max, this.size(pool) + 1) : this.size(pool);
+    const size = short ? Math.min(this.bound, this.size(pool) + 1) : this.size(pool);
     if (size > this.sizing.min) this.sizes.set(pool, size);
     this.armIdle(pool);
     return size;
@@ -42,7 +43,7 @@ export class PoolSizer {
 
   /** After a restart: the ports that survived show the size the pool had; it keeps them until it is idle. */
   resume(pool: string, ports: number): void {
-    const size = Math.min(this.max, ports);
+    const size = Math.min(this.bound, ports);
     if (size <= this.size(pool)) return;
     this.sizes.set(pool, size);
     this.armIdle(pool);

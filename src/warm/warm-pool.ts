@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { HostPorts } from '../host/host-ports.js';
 import { hostIfName } from '../host/names.js';
 import type { PortReadiness } from '../ovn/port-readiness.js';
-import { addressBounds, stripPrefix } from '../net/addressing.js';
+import { ipv4Value, stripPrefix } from '../net/addressing.js';
 import { macFromIPv4 } from '../net/mac.js';
 import { isPortSet, portSetName } from '../ovn/port-sets.js';
 import type { EndpointRecord, EndpointSpec, NetworkRecord } from '../ovn/records.js';
@@ -15,9 +15,6 @@ import { RefillScheduler, type RefillTiming } from './refill-scheduler.js';
 
 /** Ports plugged at once by a refill: plugging is a few processes each, and waiting for flows costs nothing. */
 const PLUG_CONCURRENCY = 4;
-
-/** An IPv4 address ("10.0.0.5" or "10.0.0.5/24") as a number. */
-const addressValue = (ipv4: string): bigint => addressBounds(`${stripPrefix(ipv4)}/32`)[0];
 
 export interface WarmPoolSettings extends RefillTiming {
   /** OVS system-id of this host. */
@@ -149,10 +146,10 @@ export class WarmPool implements WarmPorts {
    * of an --ip-range, which a larger pool would not have served either.
    */
   private pastThePool(ipv4: string, ready: WarmPort[]): boolean {
-    const ip = addressValue(ipv4);
-    const highest = ready.reduce((h, p) => (addressValue(p.ipv4) > h ? addressValue(p.ipv4) : h), -1n);
+    const ip = ipv4Value(ipv4);
+    const highest = ready.reduce((h, p) => (ipv4Value(p.ipv4) > h ? ipv4Value(p.ipv4) : h), -1n);
     if (highest < 0n) return true;
-    return ip > highest && ip - highest <= BigInt(this.settings.maxPerSwitch);
+    return ip > highest && ip - highest <= BigInt(this.sizer.bound);
   }
 
   takeReady(portName: string): boolean {

@@ -1,6 +1,6 @@
 /** Address arithmetic: CIDR parsing, canonical networks, free address scans. */
 import t from 'tap';
-import { AddressError, contains, lowestFree, networkOf, parseCidr } from '../../src/net/addressing.js';
+import { AddressError, bigToIPv4, contains, ipv4Value, lowestFree, networkOf, parseCidr } from '../../src/net/addressing.js';
 
 t.test('parseCidr and networkOf', async (t) => {
   t.same(parseCidr('10.1.0.2/24'), { ip: '10.1.0.2', prefix: 24, family: 4 });
@@ -13,6 +13,15 @@ t.test('parseCidr and networkOf', async (t) => {
   t.throws(() => parseCidr('fd00::1/64', 4), /not an IPv4/);
   t.ok(contains('10.1.0.0/24', '10.1.0.200'));
   t.notOk(contains('10.1.0.0/24', '10.1.1.1'));
+});
+
+t.test('ipv4Value orders addresses, with or without a prefix, and refuses what is not IPv4', async (t) => {
+  t.equal(ipv4Value('10.1.0.5'), 0x0a010005n);
+  t.equal(ipv4Value('10.1.0.5/24'), ipv4Value('10.1.0.5'), 'the prefix is ignored');
+  t.equal(ipv4Value('255.255.255.255'), 0xffffffffn);
+  t.equal(bigToIPv4(ipv4Value('192.168.7.250')), '192.168.7.250', 'round trip');
+  t.ok(ipv4Value('10.1.0.9') < ipv4Value('10.1.0.10'), 'numeric, not lexical');
+  for (const bad of ['fd00::1', '10.1.0', '10.1.0.256', '', 'x']) t.throws(() => ipv4Value(bad), AddressError, `refuses "${bad}"`);
 });
 
 t.test('free address scans: network and broadcast addresses, range edges, a starting point', async (t) => {
