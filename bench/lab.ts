@@ -90,6 +90,8 @@ export async function startSingleChassisLab(opts: { engine: EngineVersion; name:
       ovsDb: stack.ovsRemote,
       logFile: path.join(dirs.dir, 'driver.log'),
       extraArgs: ['--log-level', 'warn', '--masquerade', 'false', '--docker-host', engine.host],
+      // Node refuses --cpu-prof in NODE_OPTIONS; this profiles the driver alone.
+      nodeArgs: (process.env.BENCH_DRIVER_NODE_ARGS ?? '').split(' ').filter(Boolean),
     }));
     const image = await ensureBusyboxImage(engine);
     return { name: opts.name, dirs, stack, engine, driver, ...(started.noop ? { noop: started.noop } : {}), image, stop };

@@ -29,6 +29,8 @@ export async function startDriverProcess(opts: {
   ovsDb: string;
   logFile: string;
   extraArgs?: string[];
+  /** Node's own flags before the driver's (a bench's `--cpu-prof`). */
+  nodeArgs?: string[];
   /**
    * Runs the driver inside this network namespace (a name under
    * /var/run/netns), where the engine it serves runs: its veths must be in
@@ -40,6 +42,7 @@ export async function startDriverProcess(opts: {
 }): Promise<DriverProcess> {
   const socket = path.join(opts.pluginDir, `${opts.name}.sock`);
   const args = [
+    ...(opts.nodeArgs ?? []),
     '--import',
     'tsx',
     path.join(ROOT, 'src/cli/main.ts'),
