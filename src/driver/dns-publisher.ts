@@ -3,17 +3,13 @@
  * container of another host by name (Docker's embedded DNS only knows its
  * own engine's containers). Names come from the local engine's API: the
  * plugin protocol never carries them. Removal rides on DeleteEndpoint.
- *
- * Connections are published in batches, `batchMs` after the first of them
- * and at least `spacingMs` after the previous batch: every change to a DNS
- * row costs ovn-northd a full recompute (0.65 s of CPU at 10,000 ports on
- * 23.03), so a burst of container starts costs one every `spacingMs` at
- * most, while the CPU goes to the starts, and a container gone before its
- * batch costs none.
+ * Connections are published in batches (dns-batch-spacing.ts says when),
+ * each in one NB transaction; a container gone before its batch costs none.
  */
 import type { Logger } from 'pino';
 import type { DockerApi, NetworkEvent } from '../docker/api.js';
 import type { OvnNetworks } from '../ovn/networks.js';
+import { DEFAULT_DNS_BATCH_TIMING, DnsBatchSpacing, type DnsBatchTiming } from './dns-batch-spacing.js';
 
 export class DnsPublisher {
   private readonly stopping = new AbortController();
@@ -23,8 +19,7 @@ export class DnsPublisher {
   /** Connections waiting for the next batch: "container network" -> the pair. */
   private readonly pending = new Map<string, { containerId: string; networkId: string }>();
   private batchTimer: NodeJS.Timeout | undefined;
-  /** When the last batch was taken (performance.now()). */
-  private lastBatchAt = -Infinity;
+  private readonly spacing: DnsBatchSpacing;
   private flushing: Promise<void> = Promise.resolve();
   /** Bumped by every sync started: only the latest failed one schedules a retry. */
   private syncs = 0;
@@ -35,9 +30,10 @@ export class DnsPublisher {
     private readonly networks: OvnNetworks,
     private readonly chassis: string,
     private readonly log: Logger,
-    private readonly batchMs = 500,
-    private readonly spacingMs = 2000,
-  ) {}
+    timing: DnsBatchTiming = DEFAULT_DNS_BATCH_TIMING,
+  ) {
+    this.spacing = new DnsBatchSpacing(timing);
+  }
 
   /** Follow the engine's events; whenever the stream (re)opens, publish the containers already running. */
   start(): void {
@@ -102,10 +98,9 @@ export class DnsPublisher {
     if (e.action !== 'connect' || !this.networks.findNetwork(e.networkId)) return;
     this.pending.set(`${e.containerId} ${e.networkId}`, { containerId: e.containerId, networkId: e.networkId });
     if (this.batchTimer) return;
-    const delayMs = Math.max(this.batchMs, this.lastBatchAt + this.spacingMs - performance.now());
     this.batchTimer = setTimeout(() => {
       this.batchTimer = undefined;
-      this.lastBatchAt = performance.now();
+      this.spacing.taken(performance.now());
       const batch = [...this.pending.values()];
       this.pending.clear();
       // One batch at a time, in order.
@@ -115,7 +110,7 @@ export class DnsPublisher {
           (err: unknown) => this.log.warn({ containers: batch.length, err: (err as Error).message }, 'cannot publish container names in OVN DNS'),
         ),
       );
-    }, delayMs);
+    }, this.spacing.delayFor(performance.now()));
   }
 
   /** Publish the names of these connections in one NB transaction; returns how many endpoints got theirs. */
