@@ -65,6 +65,38 @@ const isNoSuchDevice = (e: unknown): boolean =>
 
 const isFileExists = (e: unknown): boolean => e instanceof CommandError && /File exists/.test(e.stderr);
 
+export interface VethRequest {
+  /** The host end's name. */
+  host: string;
+  /** The container end's name. */
+  peer: string;
+  mtu: number;
+  /** The container end's MAC. */
+  peerMac: string;
+}
+
+const BATCH_SAFE = /^[\w.-]+$/;
+
+/** Validates a pair's names, MTU and MAC; returns the MTU and MAC as `ip` gets them. */
+function checkVeth(p: VethRequest): { mtu: string; mac: string } {
+  assertIfName(p.host, 'host interface name');
+  assertIfName(p.peer, 'peer interface name');
+  if (p.host === p.peer) throw new InvalidArgumentError('peer interface name', p.peer, 'same as the host side');
+  return { mtu: String(assertMtu(p.mtu)), mac: assertUnicastMac(p.peerMac, 'peer MAC address') };
+}
+
+/**
+ * One netlink request creates both ends with their final MTU and MAC, the
+ * host end already up, so no other process can observe a half-configured
+ * pair. The host end is an OVS port, not an interface of the host's: even on
+ * the userspace datapath the kernel sees every frame on it, and with ARP on
+ * it would answer a container's ARP for the gateway (an address of this
+ * host) itself, taking the container's traffic past OVN.
+ */
+function vethAddArgs(host: string, peer: string, mtu: string, mac: string): string[] {
+  return ['link', 'add', 'name', host, 'mtu', mtu, 'arp', 'off', 'up', 'type', 'veth', 'peer', 'name', peer, 'mtu', mtu, 'address', mac];
+}
+
 export class Links {
   constructor(
     private readonly runner: Runner,
@@ -72,23 +104,9 @@ export class Links {
   ) {}
 
   async createVeth(hostName: string, peerName: string, options: { mtu: number; peerMac: string }): Promise<void> {
-    assertIfName(hostName, 'host interface name');
-    assertIfName(peerName, 'peer interface name');
-    if (hostName === peerName) throw new InvalidArgumentError('peer interface name', peerName, 'same as the host side');
-    const mtu = String(assertMtu(options.mtu));
-    const mac = assertUnicastMac(options.peerMac, 'peer MAC address');
-
+    const { mtu, mac } = checkVeth({ host: hostName, peer: peerName, ...options });
     try {
-      // One netlink request creates both ends with their final MTU and MAC,
-      // the host end already up, so no other process can observe a half-configured pair.
-      // The host end is an OVS port, not an interface of the host's: even on the userspace
-      // datapath the kernel sees every frame on it, and with ARP on it would answer a
-      // container's ARP for the gateway (an address of this host) itself, taking the
-      // container's traffic past OVN.
-      await this.runner.run('ip', [
-        'link', 'add', 'name', hostName, 'mtu', mtu, 'arp', 'off', 'up', 'type', 'veth',
-        'peer', 'name', peerName, 'mtu', mtu, 'address', mac,
-      ]);
+      await this.runner.run('ip', vethAddArgs(hostName, peerName, mtu, mac));
     } catch (e) {
       if (!isFileExists(e)) throw e;
       await this.checkExistingPair(hostName, peerName, Number(mtu), mac);
@@ -96,6 +114,30 @@ export class Links {
       await this.runner.run('ip', ['link', 'set', 'dev', hostName, 'arp', 'off', 'up']);
     }
     await this.disableIPv6(hostName);
+  }
+
+  /**
+   * createVeth() for several pairs, in one `ip -batch` process: a refill makes
+   * many at once, and every process the driver starts costs it several ms of
+   * CPU, with its event loop blocked while it forks. `ip` stops at the first
+   * line that fails (a name taken, a pair a crash left); then every pair goes
+   * through createVeth(), which finds the pairs the batch made as its own.
+   */
+  async createVeths(pairs: readonly VethRequest[]): Promise<void> {
+    const checked = pairs.map((p) => ({ ...p, ...checkVeth(p) }));
+    if (checked.length === 0) return;
+    // `ip -batch` reads '#' as a comment and quotes as quoting: names with anything else go one by one.
+    if (checked.length > 1 && checked.every((p) => BATCH_SAFE.test(p.host) && BATCH_SAFE.test(p.peer))) {
+      const batch = checked.map((p) => `${vethAddArgs(p.host, p.peer, p.mtu, p.mac).join(' ')}\n`).join('');
+      try {
+        await this.runner.run('ip', ['-batch', '-'], { input: batch });
+        for (const p of checked) await this.disableIPv6(p.host);
+        return;
+      } catch (e) {
+        if (!(e instanceof CommandError)) throw e;
+      }
+    }
+    for (const p of checked) await this.createVeth(p.host, p.peer, { mtu: Number(p.mtu), peerMac: p.mac });
   }
 
   /**

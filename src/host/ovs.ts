@@ -203,31 +203,20 @@ export class Ovs {
   }
 
   async attachPort(a: PortAttachment): Promise<void> {
-    assertIfName(a.bridge, 'bridge name');
-    assertIfName(a.port, 'port name');
-    assertOvsdbString(a.ifaceId, 'iface-id', { allowEmpty: false });
-    const mac = assertUnicastMac(a.attachedMac, 'attached MAC');
-    const ids: [string, string][] = [
-      ['iface-id', a.ifaceId],
-      ['attached-mac', mac],
-      ['iface-status', 'active'],
-    ];
-    for (const [key, value] of Object.entries(a.externalIds)) {
-      assertOvsdbString(key, 'external_ids key', { allowEmpty: false });
-      if (RESERVED_KEYS.has(key)) throw new InvalidArgumentError('external_ids key', key, 'set by attachPort itself');
-      ids.push([key, assertOvsdbString(value, `external_ids:${key} value`)]);
-    }
-    // Key by key, not the whole map: ovn-controller writes its own keys
-    // (ovn-installed) to the same column, and they must survive a re-attach.
-    const sets = ids.map(([k, v]) => `external_ids:${ovsQuote(k)}=${ovsQuote(v)}`);
-    if (a.internal) sets.push('type=internal', `mac=${ovsQuote(mac)}`);
-    if (a.tag !== undefined && !(Number.isInteger(a.tag) && a.tag >= 1 && a.tag <= 4095)) {
-      throw new InvalidArgumentError('VLAN tag', String(a.tag), 'must be a whole number from 1 to 4095');
-    }
-    // Set on every attach, in the same transaction: a port re-used from before a crash gets the tag it has now.
-    const vlan = a.tag === undefined ? [] : ['--', 'set', 'Port', a.port, `tag=${a.tag}`];
-    const flags = a.internal ? [] : this.writeFlags;
-    await this.vsctl([...flags, '--', '--may-exist', 'add-port', a.bridge, a.port, '--', 'set', 'Interface', a.port, ...sets, ...vlan], a.bridge);
+    await this.attachPorts([a]);
+  }
+
+  /**
+   * attachPort() for several ports in one ovs-vsctl transaction (a refill
+   * plugs many: one process instead of one each). All or none are attached.
+   */
+  async attachPorts(list: readonly PortAttachment[]): Promise<void> {
+    if (list.length === 0) return;
+    const commands = list.flatMap((a) => attachCommands(a));
+    // An internal interface is waited for (see PortAttachment.internal), and so is a batch with one.
+    const flags = list.some((a) => a.internal) ? [] : this.writeFlags;
+    const bridges = new Set(list.map((a) => a.bridge));
+    await this.vsctl([...flags, ...commands], bridges.size === 1 ? list[0]!.bridge : undefined);
   }
 
   /**
@@ -326,4 +315,32 @@ export class Ovs {
       throw e;
     }
   }
+}
+
+/** Validates one attachment; returns its ovs-vsctl commands: the port, its interface's keys, its VLAN tag. */
+function attachCommands(a: PortAttachment): string[] {
+  assertIfName(a.bridge, 'bridge name');
+  assertIfName(a.port, 'port name');
+  assertOvsdbString(a.ifaceId, 'iface-id', { allowEmpty: false });
+  const mac = assertUnicastMac(a.attachedMac, 'attached MAC');
+  const ids: [string, string][] = [
+    ['iface-id', a.ifaceId],
+    ['attached-mac', mac],
+    ['iface-status', 'active'],
+  ];
+  for (const [key, value] of Object.entries(a.externalIds)) {
+    assertOvsdbString(key, 'external_ids key', { allowEmpty: false });
+    if (RESERVED_KEYS.has(key)) throw new InvalidArgumentError('external_ids key', key, 'set by attachPort itself');
+    ids.push([key, assertOvsdbString(value, `external_ids:${key} value`)]);
+  }
+  // Key by key, not the whole map: ovn-controller writes its own keys
+  // (ovn-installed) to the same column, and they must survive a re-attach.
+  const sets = ids.map(([k, v]) => `external_ids:${ovsQuote(k)}=${ovsQuote(v)}`);
+  if (a.internal) sets.push('type=internal', `mac=${ovsQuote(mac)}`);
+  if (a.tag !== undefined && !(Number.isInteger(a.tag) && a.tag >= 1 && a.tag <= 4095)) {
+    throw new InvalidArgumentError('VLAN tag', String(a.tag), 'must be a whole number from 1 to 4095');
+  }
+  // Set on every attach, in the same transaction: a port re-used from before a crash gets the tag it has now.
+  const vlan = a.tag === undefined ? [] : ['--', 'set', 'Port', a.port, `tag=${a.tag}`];
+  return ['--', '--may-exist', 'add-port', a.bridge, a.port, '--', 'set', 'Interface', a.port, ...sets, ...vlan];
 }

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { HostPorts } from '../host/host-ports.js';
+import type { HostPorts, PlugRequest } from '../host/host-ports.js';
 import { hostIfName } from '../host/names.js';
 import type { PortReadiness } from '../ovn/port-readiness.js';
 import { ipv4Value, stripPrefix } from '../net/addressing.js';
@@ -13,8 +13,7 @@ import { Inventory } from './inventory.js';
 import { PoolSizer } from './pool-sizer.js';
 import { RefillScheduler, type RefillTiming } from './refill-scheduler.js';
 
-/** Ports plugged at once by a refill: plugging is a few processes each, and waiting for flows costs nothing. */
-const PLUG_CONCURRENCY = 4;
+const plugRequest = (port: WarmPort): PlugRequest => ({ portName: port.name, mac: port.mac, mtu: port.mtu, ...(port.tag !== undefined ? { tag: port.tag } : {}) });
 
 export interface WarmPoolSettings extends RefillTiming {
   /** OVS system-id of this host. */
@@ -391,38 +390,49 @@ export class WarmPool implements WarmPorts {
   }
 
   /**
-   * Plug ports and wait for their flows, a few at a time (a refill of many
-   * must not crowd out container starts); each is ready for hand-out as soon
-   * as it is. One that fails, or was taken over meanwhile (an endpoint got
-   * its address), goes. Returns how many became ready, and the first failure.
+   * Plug ports, all in one go (a few processes for the lot: a refill must
+   * not crowd out container starts), and wait for their flows; each is ready
+   * for hand-out as soon as it is. If the batch fails, each port is plugged
+   * on its own, so that one bad port costs only itself. One that fails, or
+   * was taken over meanwhile (an endpoint got its address), goes. Returns how
+   * many became ready, and the first failure.
    */
   private async plugAll(ports: WarmPort[]): Promise<{ ready: number; error?: Error }> {
+    const plugged = await this.host.plugMany(ports.map(plugRequest)).then(
+      () => true,
+      (err: unknown) => {
+        this.log.debug({ ports: ports.length, err: (err as Error).message }, 'plugging warm ports together failed; plugging them one by one');
+        return false;
+      },
+    );
     let ready = 0;
     let error: Error | undefined;
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      for (let port = ports[next++]; port; port = ports[next++]) {
+    await Promise.all(
+      ports.map(async (port) => {
         try {
-          await this.plugAndWait(port);
+          await (plugged ? this.waitReady(port) : this.plugAndWait(port));
         } catch (err) {
           error ??= err as Error;
           await this.discard([port]);
-          continue;
+          return;
         }
         if (this.closed || !this.stillWarm(port)) {
           await this.discard([port]);
-          continue;
+          return;
         }
         this.inventory.addReady(port);
         ready++;
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(PLUG_CONCURRENCY, ports.length) }, worker));
+      }),
+    );
     return { ready, ...(error ? { error } : {}) };
   }
 
   private async plugAndWait(port: WarmPort): Promise<void> {
-    await this.host.plug({ portName: port.name, mac: port.mac, mtu: port.mtu, ...(port.tag !== undefined ? { tag: port.tag } : {}) });
+    await this.host.plug(plugRequest(port));
+    await this.waitReady(port);
+  }
+
+  private async waitReady(port: WarmPort): Promise<void> {
     await this.readiness.wait(port.name, hostIfName(port.name), this.settings.readyTimeoutMs);
   }
 }

@@ -120,6 +120,45 @@ t.test('createVeth refuses links that are not the pair asked for', async (t) => 
   t.notOk((await ipShow(host))?.flags.includes('UP'), 'and was not brought up');
 });
 
+t.test('createVeths makes several pairs in one ip process, each as createVeth would', async (t) => {
+  const pairs = Array.from({ length: 5 }, () => ({ host: randomName(), peer: randomName(), mtu: 1442, peerMac: randomMac() }));
+  removeInTeardown(t, ...pairs.flatMap((p) => [p.host, p.peer]));
+  const counting = countingRunner();
+  await new Links(counting).createVeths(pairs);
+  t.same(counting.calls, ['ip -batch -'], 'one process for the five pairs');
+  for (const p of pairs) {
+    const h = await ipShow(p.host);
+    const peer = await ipShow(p.peer);
+    t.equal(h?.link, p.peer, `${p.host} is paired with ${p.peer}`);
+    t.equal(peer?.address, p.peerMac, 'peer MAC');
+    t.equal(peer?.mtu, 1442, 'peer MTU');
+    t.ok(h?.flags.includes('UP') && h.flags.includes('NOARP'), 'host side up, without ARP');
+    t.equal(await readFile(`/proc/sys/net/ipv6/conf/${p.host}/disable_ipv6`, 'utf8'), '1\n', 'host side without IPv6');
+  }
+});
+
+t.test('createVeths: a pair a crash left, or a name taken, sends every pair through createVeth', async (t) => {
+  const pairs = Array.from({ length: 3 }, () => ({ host: randomName(), peer: randomName(), mtu: 1442, peerMac: randomMac() }));
+  const other = randomName();
+  removeInTeardown(t, other, ...pairs.flatMap((p) => [p.host, p.peer]));
+  // The middle pair exists already, down (a crash between add and up).
+  await run('ip', ['link', 'add', 'name', pairs[1]!.host, 'mtu', '1442', 'type', 'veth', 'peer', 'name', pairs[1]!.peer, 'mtu', '1442', 'address', pairs[1]!.peerMac]);
+  const before = (await ipShow(pairs[1]!.host))?.ifindex;
+  await links.createVeths(pairs);
+  for (const p of pairs) t.equal((await ipShow(p.host))?.link, p.peer, `${p.host} is paired with ${p.peer}`);
+  t.equal((await ipShow(pairs[1]!.host))?.ifindex, before, 'the pair left behind is kept, not remade');
+  t.ok((await ipShow(pairs[1]!.host))?.flags.includes('UP'), 'and brought up');
+
+  // Someone else's link under a peer name: the batch fails, and so does that pair, with createVeth's error.
+  await run('ip', ['link', 'add', 'name', other, 'type', 'bridge']);
+  const clash = [{ host: randomName(), peer: randomName(), mtu: 1442, peerMac: randomMac() }, { host: randomName(), peer: other, mtu: 1442, peerMac: randomMac() }];
+  removeInTeardown(t, clash[0]!.host, clash[0]!.peer, clash[1]!.host);
+  await t.rejects(links.createVeths(clash), LinkConflictError, 'the clashing pair is refused');
+  t.equal((await ipShow(clash[0]!.host))?.link, clash[0]!.peer, 'the pair before it was made');
+  t.equal(await ipShow(clash[1]!.host), undefined, 'no half pair for the clashing one');
+  t.equal((await ipShow(other))?.linkinfo?.info_kind, 'bridge', 'the other link is untouched');
+});
+
 t.test('isIntactPair: a pair back from another namespace, unchanged, and nothing else', async (t) => {
   const host = randomName();
   const peer = randomName();
@@ -192,6 +231,8 @@ t.test('invalid names, MACs and MTUs are rejected before anything runs', async (
     await t.rejects(l.createVeth(ok, randomName(), { mtu: bad, peerMac: mac }), InvalidArgumentError, `MTU ${bad}`);
   }
   await t.rejects(l.createVeth(ok, ok, { mtu: 1500, peerMac: mac }), InvalidArgumentError, 'peer named like the host side');
+  const good = { host: ok, peer: randomName(), mtu: 1500, peerMac: mac };
+  await t.rejects(l.createVeths([good, { ...good, host: randomName(), peerMac: 'ff:ff:ff:ff:ff:ff' }]), InvalidArgumentError, 'one bad pair in a batch: nothing runs');
   t.same(counting.calls, [], 'no command was run');
   t.equal(await ipShow(ok), undefined);
 });

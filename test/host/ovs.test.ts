@@ -186,6 +186,42 @@ t.test('against a running OVN chassis', async (t) => {
     t.equal(await ovs.detachPort('br-int', host), true);
   });
 
+  t.test('attachPorts: several ports in one ovs-vsctl transaction, all or none', async (t) => {
+    const veths = [await makeVeth(t), await makeVeth(t), await makeVeth(t)];
+    const calls: string[] = [];
+    const counted = new Ovs({ runner: { run: (c, a, o) => (calls.push(c), runner.run(c, a, o)) }, db: stack.ovsRemote, timeoutSec: 10 });
+    const attachments: PortAttachment[] = veths.map(({ host }, i) => ({
+      bridge: 'br-int',
+      port: host,
+      ifaceId: `lsp-batch-${i}`,
+      attachedMac: randomMac(),
+      ...(i === 2 ? { tag: 12 } : {}),
+      externalIds: { 'ovn-docker:owner': 'ovn-docker-driver' },
+    }));
+    t.teardown(async () => {
+      for (const { host } of veths) await ovs.detachPort('br-int', host);
+    });
+    await counted.attachPorts(attachments);
+    t.same(calls, ['ovs-vsctl'], 'one process for three ports');
+    for (const [i, { host }] of veths.entries()) {
+      t.ok((await portsOn(stack, 'br-int')).includes(host), `${host} is on br-int`);
+      t.equal((await externalIdsOf(stack, host))['iface-id'], `lsp-batch-${i}`, 'with its own iface-id');
+    }
+    t.equal((await stack.vsctl('get', 'Port', veths[2]!.host, 'tag')).trim(), '12', 'and its own tag');
+    t.equal((await stack.vsctl('get', 'Port', veths[0]!.host, 'tag')).trim(), '[]', 'untagged ports stay untagged');
+
+    await counted.attachPorts(attachments);
+    t.equal((await portsOn(stack, 'br-int')).filter((p) => veths.some((v) => v.host === p)).length, 3, 'again: still three ports');
+
+    const fresh = await makeVeth(t);
+    t.teardown(() => ovs.detachPort('br-int', fresh.host).then(() => undefined));
+    const bad = { ...attachments[0]!, port: fresh.host, ifaceId: 'lsp-fresh', externalIds: { 'iface-id': 'mine' } };
+    calls.length = 0;
+    await t.rejects(counted.attachPorts([{ ...bad, externalIds: {} }, bad]), InvalidArgumentError, 'a bad attachment in a batch');
+    t.same(calls, [], 'nothing ran');
+    t.notOk((await portsOn(stack, 'br-int')).includes(fresh.host), 'and nothing was attached');
+  });
+
   t.test('an interface whose device is missing gets ofport -1', async (t) => {
     const ghost = randomName('tg');
     await ovs.attachPort({ bridge: 'br-int', port: ghost, ifaceId: 'ghost', attachedMac: randomMac(), externalIds: {} });
