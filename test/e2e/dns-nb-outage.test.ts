@@ -119,7 +119,7 @@ t.test('NB hung while the event stream reopens: the driver stays up and publishe
 
   await docker('network', 'create', '-d', name, '--subnet', '10.87.0.0/24', network);
   await docker('run', '-d', '--net', network, '--name', a, image, 'sleep', '3600');
-  await published(a, 15_000);
+  await published(a, 20_000);
   t.pass('names are published while NB answers');
 
   // The stream drops and stays away: b connects without the driver hearing of it.
@@ -146,7 +146,7 @@ t.test('NB hung while the event stream reopens: the driver stays up and publishe
   await published(b, 60_000);
   t.pass('the missed name is published once NB is back');
   await docker('run', '-d', '--net', network, '--name', c, image, 'sleep', '3600');
-  await published(c, 15_000);
+  await published(c, 20_000);
   t.pass('and the driver serves new containers, publishing their names');
   t.ok(isAlive(driver.pid), 'still running');
 });

@@ -81,12 +81,13 @@ for (const version of ENGINES) {
         const out = await stack!.nbctl('--bare', '--columns=records', 'list', 'DNS');
         return out.includes(`b-${sfx}=`) && out.includes(`a-${sfx}=`) ? out : undefined;
       },
-      { timeoutMs: 10_000, what: 'DNS records of a and b' },
+      // Names wait up to 8 s for their batch while starts keep coming (dns-batch-spacing.ts).
+      { timeoutMs: 20_000, what: 'DNS records of a and b' },
     );
     t.match(records, `b-${sfx}=${ipB}`, 'b published in OVN DNS');
     // Until ovn-controller has the record's flows, the query goes on to the host behind the gateway address.
     const resolve = (container: string, query: string, server: string) =>
-      waitFor(() => exec(container, 'nslookup', query, server).catch(() => undefined), { timeoutMs: 10_000, what: `${query} resolved at ${server}` });
+      waitFor(() => exec(container, 'nslookup', query, server).catch(() => undefined), { timeoutMs: 20_000, what: `${query} resolved at ${server}` });
     const lookup = await resolve(`a-${sfx}`, `b-${sfx}`, '10.81.0.1');
     t.match(lookup, new RegExp(`Address:? *${ipB.replace(/\./g, '\\.')}`), 'OVN answers the name at the gateway address');
 
@@ -218,7 +219,7 @@ for (const version of ENGINES) {
     t.match(await exec(`f-${sfx}`, 'ping', '-c1', '-W2', '10.86.0.50'), /1 packets received/);
     // f's name goes into OVN DNS, and leaves it with f's endpoint.
     const dnsRecords = () => stack!.nbctl('--bare', '--columns=records', 'list', 'DNS');
-    await waitFor(async () => (await dnsRecords()).includes(`f-${sfx}=10.86.0.2`) || undefined, { timeoutMs: 10_000, what: "f's name in OVN DNS" });
+    await waitFor(async () => (await dnsRecords()).includes(`f-${sfx}=10.86.0.2`) || undefined, { timeoutMs: 20_000, what: "f's name in OVN DNS" });
     t.match(await resolve(`e-${sfx}`, `f-${sfx}`, '10.86.0.1'), /Address:? *10\.86\.0\.2/, 'e resolves f through OVN');
     await docker('rm', '-f', `f-${sfx}`);
     await waitFor(async () => !(await dnsRecords()).includes(`f-${sfx}=`) || undefined, { timeoutMs: 10_000, what: "f's name to leave OVN DNS" });

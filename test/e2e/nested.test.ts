@@ -146,7 +146,7 @@ t.test('containers in a VM on OVN (nested mode) beside containers on the hypervi
   // Names across the VM and the hypervisor: OVN answers at the gateway address, for child ports too.
   const resolve = (side: Side, container: string, name: string) =>
     waitFor(() => exec(side, container, 'nslookup', name, '10.70.0.1').catch(() => undefined), {
-      timeoutMs: 15_000,
+      timeoutMs: 20_000,
       what: `${name} resolved in ${container}`,
     });
   t.match(await resolve(inVm, 'v1', 'h1'), new RegExp(`Address:? *${h1.replace(/\./g, '\\.')}`), "a container in the VM resolves the hypervisor's container by name");

@@ -88,8 +88,9 @@ t.test('two hosts share one OVN network', async (t) => {
   t.match(await ping(b, 'web-b', ipA), /1 packets received/, 'and back');
 
   // Names across hosts: OVN answers at the gateway address for every host's containers.
+  // Names wait up to 8 s for their batch while starts keep coming (dns-batch-spacing.ts).
   await waitFor(async () => (await c.nbctl('--bare', '--columns=records', 'list', 'DNS')).includes('web-b=') || undefined, {
-    timeoutMs: 10_000,
+    timeoutMs: 20_000,
     what: "web-b's name in OVN DNS",
   });
   // Until A's ovn-controller has the record's flows, the query goes on to host A behind the gateway address.
