@@ -14,17 +14,10 @@ export interface PoolSizing {
  * up to `max`. So a burst of N starts leaves the pool sized for the next
  * burst of N. Idle pools shrink back by halves; `onShrink` is told, so
  * that the pool lets its extra ports go.
- *
- * A start that finds the pool empty while ports are being made for it (the
- * first start on a new network, say) came early rather than finding the
- * pool too small: up to as many such starts as ports being made do not
- * count.
  */
 export class PoolSizer {
   private readonly sizes = new Map<string, number>();
   private readonly idleTimers = new Map<string, NodeJS.Timeout>();
-  /** Per pool: ports being made, and how many early starts they answered for. */
-  private readonly inFlight = new Map<string, { ports: number; early: number }>();
 
   constructor(
     private readonly sizing: PoolSizing,
@@ -42,11 +35,6 @@ export class PoolSizer {
 
   /** A container start on `pool`; `short` when it found no warm port left there. Returns the pool's size. */
   started(pool: string, short: boolean): number {
-    const making = this.inFlight.get(pool);
-    if (short && making && making.early < making.ports) {
-      making.early++;
-      short = false;
-    }
     const size = short ? Math.min(this.bound, this.size(pool) + 1) : this.size(pool);
     if (size > this.sizing.min) this.sizes.set(pool, size);
     this.armIdle(pool);
@@ -61,23 +49,7 @@ export class PoolSizer {
     this.armIdle(pool);
   }
 
-  /** `count` ports are being made for `pool`. */
-  making(pool: string, count: number): void {
-    const making = this.inFlight.get(pool) ?? { ports: 0, early: 0 };
-    making.ports += count;
-    this.inFlight.set(pool, making);
-  }
-
-  /** One of them is ready, or failed. */
-  madeOne(pool: string): void {
-    const making = this.inFlight.get(pool);
-    if (!making) return;
-    making.ports--;
-    if (making.ports <= 0) this.inFlight.delete(pool);
-  }
-
   forget(pool: string): void {
-    this.inFlight.delete(pool);
     clearTimeout(this.idleTimers.get(pool));
     this.idleTimers.delete(pool);
     this.sizes.delete(pool);

@@ -380,16 +380,9 @@ export class WarmPool implements WarmPorts {
       await this.discard(vanished);
       const lacking = size - this.inventory.count(pool);
       if (lacking <= 0 || !this.ovn.isEligible(pool, this.settings.chassis)) break;
-      // From the NB transaction on, a start that finds the pool empty came early (PoolSizer).
-      this.sizer.making(pool, lacking);
-      let ports: WarmPort[] = [];
-      try {
-        ports = await this.predictor.create(pool, (hint) => this.ovn.create(pool, this.settings.chassis, lacking, this.settings.reserveFree, hint));
-      } finally {
-        for (let i = ports.length; i < lacking; i++) this.sizer.madeOne(pool);
-      }
+      const ports = await this.predictor.create(pool, (hint) => this.ovn.create(pool, this.settings.chassis, lacking, this.settings.reserveFree, hint));
       if (ports.length === 0) break;
-      const { ready, error } = await this.plugAll(pool, ports);
+      const { ready, error } = await this.plugAll(ports);
       made += ready;
       if (error) throw error;
     }
@@ -404,7 +397,7 @@ export class WarmPool implements WarmPorts {
    * was taken over meanwhile (an endpoint got its address), goes. Returns how
    * many became ready, and the first failure.
    */
-  private async plugAll(pool: string, ports: WarmPort[]): Promise<{ ready: number; error?: Error }> {
+  private async plugAll(ports: WarmPort[]): Promise<{ ready: number; error?: Error }> {
     const plugged = await this.host.plugMany(ports.map(plugRequest)).then(
       () => true,
       (err: unknown) => {
@@ -422,8 +415,6 @@ export class WarmPool implements WarmPorts {
           error ??= err as Error;
           await this.discard([port]);
           return;
-        } finally {
-          this.sizer.madeOne(pool);
         }
         if (this.closed || !this.stillWarm(port)) {
           await this.discard([port]);

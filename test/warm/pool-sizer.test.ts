@@ -30,25 +30,6 @@ t.test('a pool grows by one for each start that found it empty, up to the bound'
   t.equal(s.size('q'), 2, 'per pool');
 });
 
-t.test('a start that finds the pool empty while ports are being made for it came early: it does not grow the pool', async (t) => {
-  const { s } = sizer(2, 10);
-  t.teardown(() => s.close());
-  s.making('p', 2);
-  t.equal(s.started('p', true), 2, 'first early start: answered by a port being made');
-  t.equal(s.started('p', true), 2, 'second: by the other one');
-  t.equal(s.started('p', true), 3, 'a third start is one more than the ports being made: the pool grows');
-  s.madeOne('p');
-  t.equal(s.started('p', true), 4, 'one port still being made, but it answered for a start already');
-  s.madeOne('p');
-  s.making('p', 1);
-  t.equal(s.started('p', true), 4, 'a new batch answers for new early starts');
-  s.madeOne('p');
-  t.equal(s.started('p', true), 5, 'nothing being made: every miss counts');
-  s.madeOne('p');
-  t.equal(s.started('p', true), 6, 'a stray madeOne changes nothing');
-  t.equal(s.size('q'), 2, 'per pool');
-});
-
 t.test('max below min: min wins, so --warm-ports alone keeps its meaning', async (t) => {
   const { s } = sizer(4, 1);
   t.teardown(() => s.close());
