@@ -18,7 +18,6 @@
  * where the reply would otherwise not come back through the host.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFile, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import type { Logger } from 'pino';
 import { CommandError, type Runner } from './exec.js';
@@ -38,7 +37,6 @@ export const INPUT_CHAIN = 'OVN-DOCKER-INPUT';
 const LOCAL_DST = ['-m', 'addrtype', '--dst-type', 'LOCAL'] as const;
 const LOOPBACK_NET = '127.0.0.0/8';
 const COMMENT = 'ovn-docker-driver';
-const IP_FORWARD = '/proc/sys/net/ipv4/ip_forward';
 /** Docker's chain for users' rules: ours come right after it, so an operator's restrictions there apply to us too. */
 const DOCKER_USER = 'DOCKER-USER';
 /** Safety net behind the link monitor: jumps someone removed (a firewall reload) come back within this. */
@@ -125,6 +123,14 @@ export class HostFirewall {
   private fullNeeded = true;
   private tail: Promise<unknown> = Promise.resolve();
   private bridgesApplied = '';
+  /**
+   * The bridges the latest rebuild read, as soon as it read them: a link
+   * change seen while that rebuild still writes its rules compares with
+   * this, not with the rules in force (which still show the bridges before),
+   * or a bridge removed meanwhile would keep its rules until the next
+   * periodic check. Undefined after a failed rebuild: the next change rebuilds.
+   */
+  private bridgesRead: string | undefined = '';
   private monitor: ChildProcess | undefined;
   private recheck: NodeJS.Timeout | undefined;
   private debounce: NodeJS.Timeout | undefined;
@@ -150,10 +156,9 @@ export class HostFirewall {
 
   async enableForwarding(): Promise<void> {
     if (this.v6) throw new Error('IPv6 forwarding is the operator\'s to turn on (see forwarding())');
-    // dockerd turns it on already; in a container /proc/sys is read-only, so write only when needed.
-    if ((await readFile(IP_FORWARD, 'utf8')).trim() === '1') return;
+    // dockerd turns it on already; in a container /proc/sys is read-only, so it is written only when needed.
     try {
-      await writeFile(IP_FORWARD, '1\n');
+      await this.sysctl.enableIPv4Forwarding();
     } catch (err) {
       throw new Error(
         `IP forwarding is off and cannot be turned on (${(err as Error).message}): ` +
@@ -272,6 +277,7 @@ export class HostFirewall {
       else await this.restorePublished();
     } catch (err) {
       this.fullNeeded = true;
+      this.bridgesRead = undefined;
       throw err;
     }
   }
@@ -285,6 +291,7 @@ export class HostFirewall {
     const backend = await this.chooseBackend();
     const bridges = await this.links.bridges();
     const plain = bridges.filter((b) => PLAIN_NAME.test(b));
+    this.bridgesRead = plain.join(' ');
     if (plain.length !== bridges.length) {
       this.log.warn({ bridges: bridges.filter((b) => !PLAIN_NAME.test(b)) }, 'bridges with unusual names are not told apart from other interfaces');
     }
@@ -572,7 +579,7 @@ export class HostFirewall {
     void (async () => {
       const bridges = (await this.links.bridges()).filter((b) => PLAIN_NAME.test(b)).join(' ');
       const backend = this.backend;
-      if (bridges !== this.bridgesApplied) return this.syncInBackground('bridges changed');
+      if (bridges !== this.bridgesRead) return this.syncInBackground('bridges changed');
       if (this.localnetPending) return this.syncInBackground('a gateway port with a port published on loopback may be up');
       if (backend && !(await this.forwardJumpInPlace(backend))) return this.syncInBackground('jump out of place');
     })().catch((err: unknown) => this.log.warn({ err }, 'cannot check the firewall after links changed'));

@@ -39,6 +39,13 @@ export class Sysctl {
     return (await this.read(file).catch(() => '0')).trim() === '1';
   }
 
+  /** Turn IPv4 forwarding on (net.ipv4.ip_forward); not written when it is on already. */
+  async enableIPv4Forwarding(): Promise<void> {
+    const file = path.join(this.root, 'net', 'ipv4', 'ip_forward');
+    if ((await this.read(file)).trim() === '1') return;
+    await this.write(file, '1\n');
+  }
+
   private async read(file: string): Promise<string> {
     if (!this.runner) return readFile(file, 'utf8');
     return (await this.runner.run('cat', [file])).stdout;

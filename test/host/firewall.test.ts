@@ -5,6 +5,7 @@
  * bridges handed back to FORWARD as they come and go, the backend Docker's
  * chains are in, and removal that leaves iptables-save as it was.
  */
+import { readFile } from 'node:fs/promises';
 import t, { type Test } from 'tap';
 import { pino } from 'pino';
 import { createRunner, type Runner } from '../../src/host/exec.js';
@@ -39,13 +40,27 @@ async function setUp(t: Test, backend?: Backend) {
   const firewall = new HostFirewall(
     runner,
     new Links(runner),
-    { prefix: 'ovg', ...(backend ? { backend } : {}), monitor: ['ip', '-n', ns, '-o', 'monitor', 'link'] },
+    { prefix: 'ovg', ...(backend ? { backend } : {}), monitor: ['ip', '-n', ns, '-o', 'monitor', 'link'], sysctl: new Sysctl('/proc/sys', runner) },
     log,
   );
   t.teardown(() => firewall.close());
   const ipt = (b: 'nft' | 'legacy', ...args: string[]) => run('ip', ['netns', 'exec', ns, `iptables-${b}`, '-w', ...args]).then((r) => r.stdout);
   return { ns, firewall, ipt };
 }
+
+t.test("IPv4: enableForwarding turns on the namespace's forwarding, once", async (t) => {
+  const { ns, firewall } = await setUp(t);
+  const hostBefore = await readFile('/proc/sys/net/ipv4/ip_forward', 'utf8');
+  const inNs = () => run('ip', ['netns', 'exec', ns, 'cat', '/proc/sys/net/ipv4/ip_forward']).then((r) => r.stdout.trim());
+  t.equal(await inNs(), '0', 'a new namespace does not forward');
+  t.equal(await firewall.forwarding(), false);
+  await firewall.enableForwarding();
+  t.equal(await inNs(), '1', 'on');
+  t.equal(await firewall.forwarding(), true);
+  await firewall.enableForwarding();
+  t.equal(await inNs(), '1', 'a second call leaves it on');
+  t.equal(await readFile('/proc/sys/net/ipv4/ip_forward', 'utf8'), hostBefore, "the host's own setting untouched");
+});
 
 const A = { subnet: '10.31.0.0/24', ifName: 'ovg000000000a01' };
 const B = { subnet: '10.32.0.0/24', ifName: 'ovg000000000b02' };
