@@ -172,17 +172,25 @@ t.test('two hosts share one OVN network', async (t) => {
   t.same(await routesInto('10.91.'), [`10.91.0.0/24 dev ${lan}`], "B: its own route is untouched, and alone");
   const lanB = await docker(b, 'inspect', '-f', '{{(index .NetworkSettings.Networks "lan").IPAddress}}', 'lan-b');
   const reply = await waitFor(() => docker(a, 'exec', 'lan-a', 'ping', '-c1', '-W2', lanB).catch(() => undefined), {
-    timeoutMs: 10_000,
+    // 10 s was not always enough on a loaded CI machine (twice in many runs, once per OVN version); 30 s tells slow from broken.
+    timeoutMs: 30_000,
     what: 'lan-a reaching lan-b',
   }).catch(async (err: unknown) => {
-    // Seen once in a CI run, never reproduced: say where each side's port is bound, what lan-a resolved, and the way back.
+    // Where each side's port is bound, each container's interfaces (MACs against the ports'), what each resolved, and the way back.
     const lanA = await docker(a, 'inspect', '-f', '{{(index .NetworkSettings.Networks "lan").IPAddress}}', 'lan-a').catch(() => '?');
     const facts = await Promise.all([
       c.sbctl('--columns=logical_port,chassis,up,mac', 'list', 'Port_Binding').then((out) => out.split('\n\n').filter((r) => /10\.91\.0\./.test(r)).join('\n')),
+      docker(a, 'exec', 'lan-a', 'ip', '-o', 'link'),
+      docker(b, 'exec', 'lan-b', 'ip', '-o', 'link'),
       docker(a, 'exec', 'lan-a', 'ip', 'neigh'),
+      docker(b, 'exec', 'lan-b', 'ip', 'neigh'),
       docker(b, 'exec', 'lan-b', 'ping', '-c1', '-W2', lanA),
+      c.nbctl('--columns=name,addresses,port_security,external_ids', 'list', 'Logical_Switch_Port').then((out) => out.split('\n\n').filter((r) => /10\.91\.0\./.test(r)).join('\n')),
     ].map((p) => p.catch((e: Error) => e.message)));
-    throw new Error(`${(err as Error).message}\nbindings:\n${facts[0]}\nlan-a neighbours:\n${facts[1]}\nlan-b -> lan-a (${lanA}):\n${facts[2]}`);
+    throw new Error(
+      `${(err as Error).message}\nbindings:\n${facts[0]}\nlan-a links:\n${facts[1]}\nlan-b links:\n${facts[2]}\nlan-a neighbours:\n${facts[3]}\n` +
+        `lan-b neighbours:\n${facts[4]}\nlan-b -> lan-a (${lanA}):\n${facts[5]}\nNB ports:\n${facts[6]}`,
+    );
   });
   t.match(reply, /1 packets received/, 'the two hosts still share the network');
   await docker(b, 'rm', '-f', 'lan-b');
