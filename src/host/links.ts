@@ -124,20 +124,22 @@ export class Links {
    * through createVeth(), which finds the pairs the batch made as its own.
    */
   async createVeths(pairs: readonly VethRequest[]): Promise<void> {
-    const checked = pairs.map((p) => ({ ...p, ...checkVeth(p) }));
-    if (checked.length === 0) return;
+    // Every pair is checked first: one bad pair, and nothing runs.
+    const lines = pairs.map((p) => {
+      const { mtu, mac } = checkVeth(p);
+      return `${vethAddArgs(p.host, p.peer, mtu, mac).join(' ')}\n`;
+    });
     // `ip -batch` reads '#' as a comment and quotes as quoting: names with anything else go one by one.
-    if (checked.length > 1 && checked.every((p) => BATCH_SAFE.test(p.host) && BATCH_SAFE.test(p.peer))) {
-      const batch = checked.map((p) => `${vethAddArgs(p.host, p.peer, p.mtu, p.mac).join(' ')}\n`).join('');
+    if (pairs.length > 1 && pairs.every((p) => BATCH_SAFE.test(p.host) && BATCH_SAFE.test(p.peer))) {
       try {
-        await this.runner.run('ip', ['-batch', '-'], { input: batch });
-        for (const p of checked) await this.disableIPv6(p.host);
+        await this.runner.run('ip', ['-batch', '-'], { input: lines.join('') });
+        for (const p of pairs) await this.disableIPv6(p.host);
         return;
       } catch (e) {
         if (!(e instanceof CommandError)) throw e;
       }
     }
-    for (const p of checked) await this.createVeth(p.host, p.peer, { mtu: Number(p.mtu), peerMac: p.mac });
+    for (const p of pairs) await this.createVeth(p.host, p.peer, p);
   }
 
   /**
