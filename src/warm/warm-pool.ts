@@ -146,7 +146,7 @@ export class WarmPool implements WarmPorts {
    */
   private pastThePool(ipv4: string, ready: WarmPort[]): boolean {
     const ip = ipv4Value(ipv4);
-    const highest = ready.reduce((h, p) => (ipv4Value(p.ipv4) > h ? ipv4Value(p.ipv4) : h), -1n);
+    const highest = ready.map((p) => ipv4Value(p.ipv4)).reduce((h, v) => (v > h ? v : h), -1n);
     if (highest < 0n) return true;
     return ip > highest && ip - highest <= BigInt(this.sizer.bound);
   }
