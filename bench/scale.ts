@@ -1,8 +1,14 @@
 /**
- * bench/scale: the driver against a large NB. Other tenants' ports (no keys
- * of ours, on a switch of their own) are added to NB in steps, 0, 10,000
- * and 50,000 by default; at each step a fresh driver process starts on the
- * single-chassis lab and we measure:
+ * bench/scale: the driver against a large NB. Ports are added to NB in
+ * steps, 0, 10,000 and 50,000 by default, of one of two kinds (--fill;
+ * `both`, the default, runs each on a lab of its own and reports a row per
+ * kind and step):
+ *   - tenant: other tenants' ports (no keys of ours, on a switch of their own);
+ *   - driver: the driver's own rows on other hosts: switches of 250 ports
+ *     each, every one a network of one of 20 remote chassis, written as the
+ *     driver writes them (src/ovn/records.ts) plus `docker:switch`.
+ * At each step a fresh driver process starts on the single-chassis lab and
+ * we measure:
  *   - its start-up: spawn to the plugin socket answering (NB replica loaded,
  *     warm ports recovered), and its resident memory then and after the
  *     endpoints below;
@@ -12,13 +18,15 @@
  *     load and how many rows it holds, scoped as the driver scopes it
  *     (src/ovn/keys.ts nbScope) and whole, side by side.
  *
- *   npm run bench:scale [-- --steps 0,10000,50000 --samples 20]
+ *   npm run bench:scale [-- --steps 0,10000,50000 --samples 20 --fill tenant|driver|both]
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { macFromIPv4 } from '../src/net/mac.js';
 import { NB_TABLES, nbScope } from '../src/ovn/keys.js';
+import { attachmentIds, endpointPortRow, networkExternalIds, type NetworkSpec } from '../src/ovn/records.js';
 import { OvsdbClient } from '../src/ovsdb/index.js';
 import { startDriverProcess, type DriverProcess } from '../test/harness/driver-process.js';
 import { startOvnStack, type OvnStack } from '../test/harness/ovn-stack.js';
@@ -33,6 +41,11 @@ function arg(name: string, fallback: string): string {
 }
 const STEPS = arg('steps', '0,10000,50000').split(',').map(Number);
 const SAMPLES = Number(arg('samples', '20'));
+type Fill = 'tenant' | 'driver';
+const FILL_ARG = arg('fill', 'both');
+if (!['tenant', 'driver', 'both'].includes(FILL_ARG)) throw new Error(`--fill ${FILL_ARG}: tenant, driver or both`);
+const FILLS: Fill[] = FILL_ARG === 'both' ? ['tenant', 'driver'] : [FILL_ARG as Fill];
+const FILL_LABEL: Record<Fill, string> = { tenant: 'other tenants', driver: "driver's, other hosts" };
 
 /** Other tenants' ports: added to one switch of theirs, 1,000 per transaction, up to `total`. */
 async function fillTo(nb: OvsdbClient, total: number, have: number): Promise<void> {
@@ -48,6 +61,71 @@ async function fillTo(nb: OvsdbClient, total: number, have: number): Promise<voi
   }
 }
 const hexByte = (n: number) => (n & 255).toString(16).padStart(2, '0');
+
+/** The driver's own rows on other hosts: ports per switch, and the remote chassis the switches' networks are spread over. */
+const PER_SWITCH = 250;
+const REMOTE_CHASSIS = 20;
+/** Logical_Switch_Port: the name of the port's switch (the driver's replica is to be scoped by it). */
+const SWITCH_KEY = 'docker:switch';
+const hex64 = (seed: string) => createHash('sha256').update(seed).digest('hex');
+
+/** Remote switch k: a network of Docker's IPAM on chassis remote-host-<k mod 20>, 10.<100 + k/256>.<k mod 256>.0/24. */
+function remoteNetwork(k: number): { name: string; spec: NetworkSpec; prefix: string } {
+  if (k >= 130 * 256) throw new Error('bench/scale: too many remote switches for 10.100-229.x.0/24');
+  const prefix = `10.${100 + (k >> 8)}.${k & 255}`;
+  return {
+    name: `scale-remote-${k}`,
+    prefix,
+    spec: {
+      networkId: hex64(`scale-remote-network-${k}`),
+      ipv4: [{ subnet: `${prefix}.0/24`, gateway: `${prefix}.1` }],
+      ipv6: [],
+      mtu: 1442,
+      internal: false,
+      options: {},
+      chassis: `remote-host-${k % REMOTE_CHASSIS}`,
+    },
+  };
+}
+
+/**
+ * The driver's own rows on other hosts, up to `total` ports, 1,000 per
+ * transaction: port i is endpoint .(i mod 250 + 2) of remote switch i / 250,
+ * which is created, as CreateNetwork creates it, with its first port.
+ */
+async function fillDriverTo(nb: OvsdbClient, total: number, have: number): Promise<void> {
+  for (let done = have; done < total; done += 1000) {
+    await nb.transaction((tx) => {
+      const end = Math.min(total, done + 1000);
+      for (let first = done; first < end; ) {
+        const k = Math.floor(first / PER_SWITCH);
+        const last = Math.min(end, (k + 1) * PER_SWITCH);
+        const { name, spec, prefix } = remoteNetwork(k);
+        const ports = [];
+        for (let i = first; i < last; i++) {
+          const ip = `${prefix}.${(i % PER_SWITCH) + 2}`;
+          const row = endpointPortRow(
+            { networkId: spec.networkId, endpointId: hex64(`scale-remote-endpoint-${i}`), ipv4: `${ip}/24`, ...(spec.chassis ? { chassis: spec.chassis } : {}) },
+            macFromIPv4(ip),
+          );
+          row.external_ids = new Map([...(row.external_ids as Map<string, string>), [SWITCH_KEY, name]]);
+          ports.push(tx.insert('Logical_Switch_Port', row));
+        }
+        if (first === k * PER_SWITCH) {
+          tx.insert('Logical_Switch', {
+            name,
+            external_ids: new Map([...networkExternalIds(spec), ...attachmentIds(spec)]),
+            other_config: new Map([['mcast_snoop', 'false']]),
+            ports,
+          });
+        } else {
+          tx.mutate('Logical_Switch', [['name', '==', name]], [['ports', 'insert', ports]]);
+        }
+        first = last;
+      }
+    });
+  }
+}
 
 async function rssMiB(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
@@ -72,6 +150,7 @@ async function call(driver: DriverProcess, method: string, body: unknown): Promi
 }
 
 interface Step {
+  fill: Fill;
   ports: number;
   startMs: number;
   rssStart: number;
@@ -84,7 +163,7 @@ interface Step {
   whole: { ms: number; rows: number };
 }
 
-async function measure(stack: OvnStack, dirs: PluginDirs, name: string, ports: number): Promise<Step> {
+async function measure(stack: OvnStack, dirs: PluginDirs, name: string, fill: Fill, ports: number): Promise<Step> {
   const whole = await replicaLoad(stack.nbRemote, false);
   const scoped = await replicaLoad(stack.nbRemote, true);
   const t0 = performance.now();
@@ -130,45 +209,60 @@ async function measure(stack: OvnStack, dirs: PluginDirs, name: string, ports: n
     }
     const rssAfter = await rssMiB(driver.pid);
     await call(driver, 'NetworkDriver.DeleteNetwork', { NetworkID: networkId });
-    return { ports, startMs, rssStart, rssAfter, firstStart, createJoin: median(createJoin), leaveDelete: median(leaveDelete), scoped, whole };
+    return { fill, ports, startMs, rssStart, rssAfter, firstStart, createJoin: median(createJoin), leaveDelete: median(leaveDelete), scoped, whole };
   } finally {
     await driver.stop();
   }
 }
 
 async function main(): Promise<void> {
-  const name = `ovnscale${randomBytes(3).toString('hex')}`;
-  const stack = await startOvnStack();
-  const dirs = await makePluginDirs(name);
-  const nb = await OvsdbClient.connect({ remote: stack.nbRemote, database: 'OVN_Northbound', tables: ['Logical_Switch'] });
   const steps: Step[] = [];
   try {
-    let have = 0;
-    for (const ports of STEPS) {
-      await fillTo(nb, ports, have);
-      have = ports;
-      // ovn-northd and ovn-controller catch up first (a full recompute of 50,000 ports takes a while): ovn-nbctl's own 20 s is too short.
-      const synced = performance.now();
-      await run('ovn-nbctl', [`--db=${stack.nbRemote}`, '--timeout=600', '--wait=hv', 'sync'], { timeoutMs: 610_000 });
-      const step = await measure(stack, dirs, name, ports);
-      steps.push(step);
-      console.error(`done: ${ports} ports (OVN caught up with them in ${((performance.now() - synced) / 1000).toFixed(0)} s)`);
-      console.error(row(step));
+    for (const fill of FILLS) await runFill(fill, steps);
+  } finally {
+    console.log('| fill | ports in NB | driver start-up | RSS at start | RSS after | first CreateEndpoint + Join (cold) | CreateEndpoint + Join | Leave + DeleteEndpoint | replica as the driver scopes it | whole tables |');
+    console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+    const order = (s: Step) => STEPS.indexOf(s.ports) * FILLS.length + FILLS.indexOf(s.fill);
+    for (const s of [...steps].sort((a, b) => order(a) - order(b))) console.log(row(s));
+    console.log(`\nMedians of ${SAMPLES} containers per step after the first, one at a time; each fill on a lab of its own; node ${process.version}.`);
+  }
+}
+
+/** One kind of fill, on a fresh lab: its steps, each measured as it is reached. */
+async function runFill(fill: Fill, steps: Step[]): Promise<void> {
+  const name = `ovnscale${randomBytes(3).toString('hex')}`;
+  const stack = await startOvnStack();
+  try {
+    const dirs = await makePluginDirs(name);
+    try {
+      const nb = await OvsdbClient.connect({ remote: stack.nbRemote, database: 'OVN_Northbound', tables: ['Logical_Switch'] });
+      try {
+        let have = 0;
+        for (const ports of STEPS) {
+          await (fill === 'tenant' ? fillTo : fillDriverTo)(nb, ports, have);
+          have = ports;
+          // ovn-northd and ovn-controller catch up first (a full recompute of 50,000 ports takes a while): ovn-nbctl's own 20 s is too short.
+          const synced = performance.now();
+          await run('ovn-nbctl', [`--db=${stack.nbRemote}`, '--timeout=600', '--wait=hv', 'sync'], { timeoutMs: 610_000 });
+          const step = await measure(stack, dirs, name, fill, ports);
+          steps.push(step);
+          console.error(`done: ${ports} ports, ${FILL_LABEL[fill]} (OVN caught up with them in ${((performance.now() - synced) / 1000).toFixed(0)} s)`);
+          console.error(row(step));
+        }
+      } finally {
+        await nb.close();
+      }
+    } finally {
+      await dirs.remove();
     }
   } finally {
-    await nb.close();
-    await dirs.remove();
     await stack.stop();
-    console.log('| other ports in NB | driver start-up | RSS at start | RSS after | first CreateEndpoint + Join (cold) | CreateEndpoint + Join | Leave + DeleteEndpoint | replica as the driver scopes it | whole tables |');
-    console.log('|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
-    for (const s of steps) console.log(row(s));
-    console.log(`\nMedians of ${SAMPLES} containers per step after the first, one at a time; node ${process.version}.`);
   }
 }
 
 function row(s: Step): string {
   return (
-    `| ${s.ports} | ${s.startMs.toFixed(0)} ms | ${s.rssStart.toFixed(0)} MiB | ${s.rssAfter.toFixed(0)} MiB | ${s.firstStart.toFixed(0)} ms | ${s.createJoin.toFixed(1)} ms | ${s.leaveDelete.toFixed(1)} ms | ` +
+    `| ${FILL_LABEL[s.fill]} | ${s.ports} | ${s.startMs.toFixed(0)} ms | ${s.rssStart.toFixed(0)} MiB | ${s.rssAfter.toFixed(0)} MiB | ${s.firstStart.toFixed(0)} ms | ${s.createJoin.toFixed(1)} ms | ${s.leaveDelete.toFixed(1)} ms | ` +
     `${s.scoped.rows} rows, ${s.scoped.ms.toFixed(0)} ms | ${s.whole.rows} rows, ${s.whole.ms.toFixed(0)} ms |`
   );
 }
