@@ -65,8 +65,6 @@ const hexByte = (n: number) => (n & 255).toString(16).padStart(2, '0');
 /** The driver's own rows on other hosts: ports per switch, and the remote chassis the switches' networks are spread over. */
 const PER_SWITCH = 250;
 const REMOTE_CHASSIS = 20;
-/** Logical_Switch_Port: the name of the port's switch (the driver's replica is to be scoped by it). */
-const SWITCH_KEY = 'docker:switch';
 const hex64 = (seed: string) => createHash('sha256').update(seed).digest('hex');
 
 /** Remote switch k: a network of Docker's IPAM on chassis remote-host-<k mod 20>, 10.<100 + k/256>.<k mod 256>.0/24. */
@@ -106,9 +104,9 @@ async function fillDriverTo(nb: OvsdbClient, total: number, have: number): Promi
           const ip = `${prefix}.${(i % PER_SWITCH) + 2}`;
           const row = endpointPortRow(
             { networkId: spec.networkId, endpointId: hex64(`scale-remote-endpoint-${i}`), ipv4: `${ip}/24`, ...(spec.chassis ? { chassis: spec.chassis } : {}) },
+            name,
             macFromIPv4(ip),
           );
-          row.external_ids = new Map([...(row.external_ids as Map<string, string>), [SWITCH_KEY, name]]);
           ports.push(tx.insert('Logical_Switch_Port', row));
         }
         if (first === k * PER_SWITCH) {
@@ -135,7 +133,7 @@ async function rssMiB(pid: number): Promise<number> {
 /** A replica of the driver's tables: load time and rows held. */
 async function replicaLoad(remote: string, scoped: boolean): Promise<{ ms: number; rows: number }> {
   const t0 = performance.now();
-  const client = await OvsdbClient.connect({ remote, database: 'OVN_Northbound', tables: NB_TABLES, ...(scoped ? { where: nbScope('overlay') } : {}) }, 120_000);
+  const client = await OvsdbClient.connect({ remote, database: 'OVN_Northbound', tables: NB_TABLES, ...(scoped ? { where: nbScope('overlay', 'bench-chassis') } : {}) }, 120_000);
   const ms = performance.now() - t0;
   let rows = 0;
   for (const table of NB_TABLES) for (const _ of client.replica.rows(table)) rows++;

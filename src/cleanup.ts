@@ -66,7 +66,7 @@ export async function cleanupHost(config: DriverConfig, options: CleanupOptions,
 
 async function cleanupNb(config: DriverConfig, ovs: Ovs, links: Links, log: Logger): Promise<NonNullable<CleanupReport['nb']>> {
   const identity = await identifyHost(config, ovs, log);
-  const nb = await connectNb(config, identity.nbRemote, identity.chassis, log);
+  const { nb, ports } = await connectNb(config, identity.nbRemote, identity.hostId, log);
   try {
     // In nested mode the driver knows this host by its VM's port.
     const hostId = config.mode === 'nested' ? await identifyVmPort(config, nb, links, log) : identity.hostId;
@@ -88,6 +88,7 @@ async function cleanupNb(config: DriverConfig, ovs: Ovs, links: Links, log: Logg
     for (const networkId of local) await networks.deleteNetwork(networkId);
     return { endpoints: endpoints.size, warmPorts: warmPorts.length, networks: local.length };
   } finally {
+    await ports?.stop();
     await nb.close();
   }
 }

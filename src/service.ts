@@ -25,6 +25,7 @@ import { Links } from './host/links.js';
 import { Ovs } from './host/ovs.js';
 import { NB_INDEXES, NB_TABLES, nbScope } from './ovn/keys.js';
 import { OvnNetworks } from './ovn/networks.js';
+import { PortScope } from './ovn/port-scope.js';
 import { parsePortRange, PortPublisher } from './publish/index.js';
 import { findVmPort } from './ovn/vm-port.js';
 import { OvsdbClient } from './ovsdb/index.js';
@@ -49,8 +50,8 @@ export async function startDriver(config: DriverConfig, log: Logger = pino({ lev
   const noWait = config.portUpTimeoutMs > 0 && config.mode === 'overlay';
   const ovs = new Ovs({ runner, noWait, ...(config.ovsDb ? { db: config.ovsDb } : {}) });
   const identity = await identifyHost(config, ovs, log);
-  const { chassis, nbRemote } = identity;
-  const nb = await connectNb(config, nbRemote, chassis, log);
+  const { nbRemote } = identity;
+  const { nb, ports } = await connectNb(config, nbRemote, identity.hostId, log);
 
   const links = new Links(runner);
   // Nested mode: this host is known by its VM's port, which every container port names as its parent.
@@ -190,6 +191,7 @@ export async function startDriver(config: DriverConfig, log: Logger = pino({ lev
       await localOvs?.close();
       firewall?.close();
       firewall6?.close();
+      await ports?.stop();
       await nb.close();
     },
   };
@@ -244,20 +246,28 @@ export async function identifyVmPort(config: DriverConfig, nb: OvsdbClient, link
   }
 }
 
-/** A client of the NB database with its replica in sync. */
-export async function connectNb(config: DriverConfig, nbRemote: string | undefined, chassis: string | undefined, log: Logger): Promise<OvsdbClient> {
+/**
+ * A client of the NB database with its replica in sync: in overlay mode,
+ * with the ports of this host's switches too (port-scope.ts).
+ */
+export async function connectNb(
+  config: DriverConfig,
+  nbRemote: string | undefined,
+  hostId: string,
+  log: Logger,
+): Promise<{ nb: OvsdbClient; ports: PortScope | undefined }> {
   if (!nbRemote) {
     throw new StartupError(
       'no OVN Northbound database given: pass --ovn-nb (e.g. tcp:CENTRAL_IP:6641) or set it once with ' +
         '`ovs-vsctl set Open_vSwitch . external_ids:ovn-nb=tcp:CENTRAL_IP:6641`',
     );
   }
-  log.info({ nb: nbRemote, bridge: config.bridge, chassis }, 'connecting to the OVN Northbound database');
+  log.info({ nb: nbRemote, bridge: config.bridge, chassis: hostId }, 'connecting to the OVN Northbound database');
   const nb = new OvsdbClient({
     remote: nbRemote,
     database: 'OVN_Northbound',
     tables: NB_TABLES,
-    where: nbScope(config.mode),
+    where: nbScope(config.mode, hostId),
     indexes: NB_INDEXES,
     ...(config.nbTls ? { tls: config.nbTls } : {}),
     logger: log.child({ component: 'ovsdb' }),
@@ -267,7 +277,15 @@ export async function connectNb(config: DriverConfig, nbRemote: string | undefin
     await nb.close();
     throw new StartupError(`cannot sync with the OVN Northbound database at ${nbRemote}: ${(err as Error).message}`);
   });
-  return nb;
+  if (config.mode === 'nested') return { nb, ports: undefined };
+  const ports = new PortScope(nb, hostId, log.child({ component: 'ovsdb' }));
+  ports.start();
+  await nb.conditionsSettled(30_000).catch(async (err: unknown) => {
+    await ports.stop();
+    await nb.close();
+    throw new StartupError(`cannot replicate the ports of this host's networks from ${nbRemote}: ${(err as Error).message}`);
+  });
+  return { nb, ports };
 }
 
 const DEFAULT_OVS_DB = 'unix:/var/run/openvswitch/db.sock';

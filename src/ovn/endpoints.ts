@@ -38,7 +38,7 @@ export class OvnEndpoints {
     return this.portOf(this.nb.replica, endpointId)?.record;
   }
 
-  /** All endpoints this driver made, on any host. */
+  /** The endpoints this driver made that the replica holds: this host's, and any on the switches of its networks (port-scope.ts). */
   list(): EndpointRecord[] {
     const replica = this.nb.replica;
     const out: EndpointRecord[] = [];
@@ -137,6 +137,6 @@ function insertPort(tx: Transaction, ls: Row, spec: EndpointSpec, mac: string, t
   // Guards: the name must still be free, and the switch must still exist, or the port would be garbage-collected.
   tx.guardAbsent('Logical_Switch_Port', 'name', spec.endpointId);
   tx.verify('Logical_Switch', ls, ['name']);
-  const port = tx.insert('Logical_Switch_Port', endpointPortRow(spec, mac, tag));
+  const port = tx.insert('Logical_Switch_Port', endpointPortRow(spec, String(ls.name), mac, tag));
   tx.mutate('Logical_Switch', [['_uuid', '==', ls._uuid]], [['ports', 'insert', [port]]]);
 }

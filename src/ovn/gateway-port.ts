@@ -34,6 +34,7 @@ export function gatewayPort(switchName: string, spec: NetworkSpec): { name: stri
       addresses: [address],
       external_ids: new Map([
         [Keys.owner, OWNER],
+        [Keys.switch, switchName],
         [Keys.role, 'gateway'],
       ]),
     },

@@ -46,6 +46,12 @@ export const Keys = {
   role: 'docker:role',
   /** Logical_Switch_Port: the DNS names published for it (removed with it). */
   dnsNames: 'docker:dns-names',
+  /**
+   * Logical_Switch_Port: the name of its switch, on every port the driver
+   * makes, so that a host replicates the ports of its own networks' switches
+   * only (port-scope.ts).
+   */
+  switch: 'docker:switch',
   /** Chassis (OVS system-id) the endpoint was created on. */
   chassis: 'docker:chassis',
   /**
@@ -69,13 +75,28 @@ export const NB_TABLES = ['Logical_Switch', 'Logical_Switch_Port', 'Address_Set'
  * Which NB rows the driver replicates: only the rows it writes, which carry
  * its owner key, so that its memory and start-up follow this deployment's
  * networks rather than everything else in NB (other tenants' switches and
- * ports). Nested mode also reads every other port: the VM's own port, found
- * by name or by MAC, is another system's.
+ * ports). Of ports, only this host's own to begin with: port-scope.ts adds
+ * those of the switches of this host's networks. Nested mode reads every
+ * port: the VM's own port, found by name or by MAC, is another system's.
  */
-export function nbScope(mode: 'overlay' | 'nested'): Record<string, readonly Condition[]> {
+export function nbScope(mode: 'overlay' | 'nested', chassis: string): Record<string, readonly Condition[]> {
   const ours: Condition = ['external_ids', 'includes', new Map([[Keys.owner, OWNER]])];
-  const tables = mode === 'nested' ? NB_TABLES.filter((t) => t !== 'Logical_Switch_Port') : NB_TABLES;
-  return Object.fromEntries(tables.map((t) => [t, [ours]]));
+  const scope: Record<string, readonly Condition[]> = {};
+  for (const table of NB_TABLES) {
+    if (table !== 'Logical_Switch_Port') scope[table] = [ours];
+    else if (mode === 'overlay') scope[table] = ownPortClauses(chassis);
+  }
+  return scope;
+}
+
+/** Ports of this chassis: its endpoints and its warm ports. */
+export function ownPortClauses(chassis: string): Condition[] {
+  return [Keys.chassis, Keys.warm].map((key): Condition => ['external_ids', 'includes', new Map([[key, chassis]])]);
+}
+
+/** The ports of one of the driver's switches. */
+export function switchPortsClause(switchName: string): Condition {
+  return ['external_ids', 'includes', new Map([[Keys.switch, switchName]])];
 }
 export const NB_INDEXES = {
   Logical_Switch: { columns: ['name'], externalIds: [Keys.networkId, Keys.poolV4, Keys.poolV6] },

@@ -227,10 +227,11 @@ export function placementColumns(placement: Placement): Record<string, Encodable
 }
 
 /** The columns of an endpoint's own port, named after the endpoint; `tag` when it is a child of spec.parent. */
-export function endpointPortRow(spec: EndpointSpec, mac: string, tag?: number): Record<string, EncodableDatum> {
+export function endpointPortRow(spec: EndpointSpec, switchName: string, mac: string, tag?: number): Record<string, EncodableDatum> {
   const address = addressEntry(mac, spec.ipv4, spec.ipv6);
   const ids = new Map<string, string>([
     [Keys.owner, OWNER],
+    [Keys.switch, switchName],
     [Keys.networkId, spec.networkId],
     [Keys.endpointId, spec.endpointId],
   ]);

@@ -84,6 +84,8 @@ export class OvnSwitches {
       },
       { comment: `ovn-docker-driver: CreateNetwork ${spec.networkId}` },
     );
+    // The switch is this host's now: its ports come into the replica (port-scope.ts) before the network is used.
+    await this.nb.conditionsSettled();
     const created = this.find(spec.networkId);
     if (!created) throw new Error(`logical switch for network ${spec.networkId} vanished right after creation`);
     return created;

@@ -151,6 +151,7 @@ function insertWarmPort(
     port_security: [address],
     external_ids: new Map([
       [Keys.owner, OWNER],
+      [Keys.switch, String(ls.name)],
       [Keys.warm, chassis],
       [Keys.chassis, chassis],
       [Keys.poolV4, port.setName],

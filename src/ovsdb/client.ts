@@ -25,7 +25,7 @@
  *   transaction-runner.ts  transaction(): re-runs, budget, giving up
  */
 import { EventEmitter } from 'node:events';
-import { DataMonitor, RESYNC } from './data-monitor.js';
+import { CONDITIONS, DataMonitor, RESYNC } from './data-monitor.js';
 import { ConnectionClosedError, OvsdbError, RpcError } from './errors.js';
 import { silentLogger, type Logger } from './logger.js';
 import { MonitorUpdates } from './monitor-updates.js';
@@ -104,6 +104,7 @@ export class OvsdbClient extends EventEmitter<ClientEvents> {
         whenReady: (timeoutMs) => this.whenReady(timeoutMs),
         hurry: () => this.reconnect.hurry(),
         replica: () => this.replica,
+        conditionsSettled: (timeoutMs) => this.conditionsSettled(timeoutMs),
         newTransaction: () => this.newTransaction(),
         transact: (tx, options) => this.transact(tx, options),
       },
@@ -190,6 +191,29 @@ export class OvsdbClient extends EventEmitter<ClientEvents> {
 
   async echo(payload: unknown[] = []): Promise<unknown> {
     return this.call('echo', payload);
+  }
+
+  /**
+   * Replicate only the rows of `table` that match one of `conditions` from
+   * now on (monitor_cond_change on the live connection, or the next
+   * connection's monitor). Transactions wait until the replica shows them.
+   */
+  setConditions(table: string, conditions: readonly Condition[]): void {
+    this.data.setWhere(table, conditions);
+  }
+
+  /** Resolve once the replica holds the rows the conditions last set ask for; reject after `timeoutMs`. */
+  async conditionsSettled(timeoutMs = this.requestTimeoutMs): Promise<void> {
+    if (this.data.conditionsAreSettled) return;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new ConnectionClosedError(`the ${this.options.database} monitor did not take its new conditions within ${timeoutMs} ms`, false)), timeoutMs);
+    });
+    try {
+      await Promise.race([this.data.conditionsSettled(), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   newTransaction(): Transaction {
@@ -301,7 +325,14 @@ export class OvsdbClient extends EventEmitter<ClientEvents> {
       this.log.info({ remote: name, resumed, model: status?.model }, 'OVSDB session ready');
       this.emit('ready', { remote: name, resumed, status });
       for (;;) {
-        const error = await Promise.race([closed, this.data.resyncRequested()]);
+        const error = await Promise.race([closed, this.data.resyncRequested(), this.data.conditionsChanged()]);
+        if (error === CONDITIONS) {
+          await this.data.changeConditions(conn, schema, updates).catch((err: unknown) => {
+            this.lastError = err as Error;
+            throw err;
+          });
+          continue;
+        }
         if (error === RESYNC) {
           await this.data.resync(conn, schema, updates).catch((err: unknown) => {
             this.lastError = err as Error;

@@ -11,7 +11,7 @@
  * that the replica never drifts from the database.
  */
 import { ZERO_UUID } from './codec.js';
-import { CacheInconsistentError, RpcError } from './errors.js';
+import { CacheInconsistentError, OvsdbError, RpcError } from './errors.js';
 import type { Logger } from './logger.js';
 import type { MonitorUpdates } from './monitor-updates.js';
 import { Replica, type IndexSpec, type RowChange } from './replica.js';
@@ -26,6 +26,8 @@ type MonitorMethod = 'monitor_cond_since' | 'monitor_cond' | 'monitor';
 
 /** What resyncRequested() resolves with. */
 export const RESYNC = Symbol('resync');
+/** What conditionsChanged() resolves with. */
+export const CONDITIONS = Symbol('conditions');
 
 export interface DataMonitorOptions {
   database: string;
@@ -54,19 +56,31 @@ export class DataMonitor {
   /** Id of the current data monitor; a resync on the same connection takes a new one. */
   private dataMonitorId = DATA_MONITOR;
   private resyncs = 0;
+  /** Numbers the monitor ids this monitor takes after the first. */
+  private monitorIds = 0;
   /** Set when the replica may not match lastTxnId: the next monitor must take a full snapshot. */
   private needFullResync = false;
   /** A resync on the current connection, requested or running. */
   private pendingResync: PendingResync | undefined;
   private wakeResync: (() => void) | undefined;
   private monitorMethod: MonitorMethod = 'monitor_cond_since';
+  /** The monitor conditions: the caller's, as last set (setWhere). */
+  private readonly where: Record<string, readonly Condition[]>;
+  /** Bumped by every setWhere(). */
+  private wantedConditions = 0;
+  /** The version of the conditions the replica reflects. */
+  private appliedConditions = 0;
+  private wakeConditions: (() => void) | undefined;
+  private readonly settledWaiters = new Set<{ version: number; resolve: () => void }>();
 
   constructor(
     private readonly options: DataMonitorOptions,
     private readonly log: Logger,
     /** Row changes, one batch per update message (also for a resync); never empty. */
     private readonly emitChanges: (changes: RowChange[]) => void,
-  ) {}
+  ) {
+    this.where = { ...(options.where ?? {}) };
+  }
 
   /** The replica, from the first monitor reply applied on. */
   get replica(): Replica | undefined {
@@ -78,22 +92,82 @@ export class DataMonitor {
     return this.pendingResync?.done;
   }
 
+  /**
+   * Replicate only the rows of `table` that match one of `conditions` from
+   * now on: the session changes the monitor (conditionsChanged(), then
+   * changeConditions()), and conditionsSettled() says when the replica shows it.
+   */
+  setWhere(table: string, conditions: readonly Condition[]): void {
+    if (!this.options.tables.includes(table)) throw new OvsdbError(`table ${table} is not monitored`);
+    this.where[table] = conditions;
+    this.wantedConditions++;
+    this.wakeConditions?.();
+  }
+
+  get conditionsAreSettled(): boolean {
+    return this.appliedConditions >= this.wantedConditions;
+  }
+
+  /** Resolves once the conditions last set are the replica's (at once if they are). */
+  conditionsSettled(): Promise<void> {
+    if (this.appliedConditions >= this.wantedConditions) return Promise.resolve();
+    return new Promise((resolve) => this.settledWaiters.add({ version: this.wantedConditions, resolve }));
+  }
+
+  /** Resolves once setWhere() asked for conditions the monitor does not have yet. */
+  conditionsChanged(): Promise<typeof CONDITIONS> {
+    if (this.appliedConditions < this.wantedConditions) return Promise.resolve(CONDITIONS);
+    return new Promise((resolve) => (this.wakeConditions = () => resolve(CONDITIONS)));
+  }
+
+  /**
+   * Give the data monitor the conditions last set, on the same connection
+   * (monitor_cond_change). The server sends the rows that come and go before
+   * its reply; they arrive under the new monitor id, held back until then.
+   */
+  async changeConditions(conn: JsonRpcConnection, schema: DatabaseSchema, updates: MonitorUpdates): Promise<void> {
+    this.wakeConditions = undefined;
+    const version = this.wantedConditions;
+    if (this.monitorMethod === 'monitor') {
+      // A server without conditions sends every row already.
+      this.conditionsApplied(version);
+      return;
+    }
+    const stale = this.dataMonitorId;
+    const id = `${DATA_MONITOR}-${++this.monitorIds}`;
+    const requests: Record<string, unknown> = {};
+    for (const [table, where] of Object.entries(this.where)) requests[table] = [{ where: encodeConditions(getTable(schema, table), where) }];
+    updates.hold(id, (method, params) => this.applyNotification(conn, updates, id, method, params));
+    // Until the reply, the replica may hold either condition's rows: a resume from here would not fit it.
+    this.needFullResync = true;
+    await conn.request('monitor_cond_change', [stale, id, requests]);
+    updates.drop(stale);
+    this.dataMonitorId = id;
+    updates.release(id);
+    // An update of the new monitor that did not apply has requested a resync, which keeps the full snapshot.
+    if (!this.pendingResync) this.needFullResync = false;
+    this.conditionsApplied(version);
+    this.log.debug({ remote: conn.remote, tables: Object.keys(requests) }, 'OVSDB monitor conditions changed');
+  }
+
   /** Start the data monitor; returns true when it resumed from the last transaction id. */
   async monitor(conn: JsonRpcConnection, schema: DatabaseSchema, updates: MonitorUpdates): Promise<boolean> {
     const tables = this.options.tables;
     const id = this.dataMonitorId;
+    const conditions = this.wantedConditions;
     updates.hold(id, (method, params) => this.applyNotification(conn, updates, id, method, params));
     for (;;) {
       const method = this.monitorMethod;
       const requests: Record<string, unknown> = {};
       for (const table of tables) {
-        const where = this.options.where?.[table];
+        const where = this.where[table];
         requests[table] = method === 'monitor' ? {} : [where ? { where: encodeConditions(getTable(schema, table), where) } : {}];
       }
       const params: unknown[] = [this.options.database, id, requests];
       if (method === 'monitor_cond_since') {
-        // A resume sends diffs, which only fit the replica lastTxnId describes, in the same schema.
-        const resumable = this.replicaValue && !this.needFullResync && sameSchema(this.replicaValue.schema, schema);
+        // A resume sends diffs, which only fit the replica lastTxnId describes, in the same schema and conditions.
+        const resumable =
+          this.replicaValue && !this.needFullResync && sameSchema(this.replicaValue.schema, schema) && this.appliedConditions === conditions;
         params.push(resumable ? this.lastTxnId : ZERO_UUID);
       }
       let reply: unknown;
@@ -107,6 +181,7 @@ export class DataMonitor {
         throw err;
       }
       const resumed = this.applyMonitorReply(conn, method, reply, schema);
+      this.conditionsApplied(conditions);
       updates.release(id);
       return resumed;
     }
@@ -126,7 +201,8 @@ export class DataMonitor {
     do {
       resync.again = false;
       const stale = this.dataMonitorId;
-      this.dataMonitorId = `${DATA_MONITOR}-${++this.resyncs}`;
+      this.resyncs++;
+      this.dataMonitorId = `${DATA_MONITOR}-${++this.monitorIds}`;
       await conn.request('monitor_cancel', [stale]).catch((err: unknown) => {
         if (!(err instanceof RpcError)) throw err;
       });
@@ -140,6 +216,7 @@ export class DataMonitor {
   /** The connection ended: what is left of a resync happens with the next connection's full snapshot. */
   connectionEnded(): void {
     this.wakeResync = undefined;
+    this.wakeConditions = undefined;
     this.pendingResync?.finish();
     this.pendingResync = undefined;
   }
@@ -230,6 +307,15 @@ export class DataMonitor {
     if (!found) this.needFullResync = false;
     this.changed(changes);
     return found;
+  }
+
+  private conditionsApplied(version: number): void {
+    this.appliedConditions = Math.max(this.appliedConditions, version);
+    for (const waiter of [...this.settledWaiters]) {
+      if (waiter.version > this.appliedConditions) continue;
+      this.settledWaiters.delete(waiter);
+      waiter.resolve();
+    }
   }
 
   private changed(changes: RowChange[]): void {

@@ -12,6 +12,6 @@ export {
 } from './transaction.js';
 export { parseRemotes, formatRemote, type Remote } from './remote.js';
 export type { TlsFiles } from './transport.js';
-export type { Logger } from './logger.js';
+export { silentLogger, type Logger } from './logger.js';
 export * from './errors.js';
 export * from './types.js';

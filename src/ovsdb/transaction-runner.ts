@@ -30,6 +30,8 @@ export interface RunnerSession {
   /** Shorten the pause before the next connection attempt. */
   hurry(): void;
   replica(): Replica;
+  /** Resolves once the replica holds the rows the monitor's conditions, as last set, ask for. */
+  conditionsSettled(timeoutMs: number): Promise<void>;
   newTransaction(): Transaction;
   /** Send a built transaction once. */
   transact(tx: Transaction, options: { timeoutMs: number }): Promise<TransactionResult>;
@@ -87,6 +89,10 @@ export class TransactionRunner {
       if (known !== undefined) session.hurry();
       await session.whenReady(known === undefined ? left() : Math.min(left(), UNREACHABLE_WAIT_MS)).catch((err: unknown) => {
         throw session.isClosed() ? err : this.giveUp(known ?? started, session.lastError(), outcomeUnknown);
+      });
+      // `build` reads the rows its caller's conditions ask for (a network of this host just created, say).
+      await session.conditionsSettled(left()).catch((err: unknown) => {
+        throw session.isClosed() ? err : this.giveUp(started, err as Error, outcomeUnknown);
       });
       const replica = session.replica();
       const seqno = replica.seqno;

@@ -68,7 +68,7 @@ t.test('com.docker.network.endpoint.sysctls (27+) and other endpoint options: ac
     const row = await port(id);
     t.same(row?.addresses, [`${mac} 10.47.0.${n} fd47::${n}`], `${what}: the port's addresses`);
     t.same(row?.port_security, row?.addresses);
-    t.same([...(row?.ids.keys() ?? [])].sort(), ['docker:chassis', 'docker:endpoint-id', 'docker:ipv4', 'docker:ipv6', 'docker:network-id', 'docker:owner'], `${what}: no option recorded`);
+    t.same([...(row?.ids.keys() ?? [])].sort(), ['docker:chassis', 'docker:endpoint-id', 'docker:ipv4', 'docker:ipv6', 'docker:network-id', 'docker:owner', 'docker:switch'], `${what}: no option recorded`);
     t.same([...(row?.options.keys() ?? [])], ['requested-chassis']);
 
     // Join's Options are the sandbox's (29: the same keys ProgramExternalConnectivity gets).

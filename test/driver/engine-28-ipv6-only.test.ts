@@ -78,6 +78,7 @@ t.test("Docker's IPAM: CreateNetwork, CreateEndpoint, Join, Leave, DeleteEndpoin
       port_security: [`${mac} fd51::2`],
       ids: new Map([
         ['docker:owner', 'ovn-docker-driver'],
+        ['docker:switch', networkId],
         ['docker:network-id', networkId],
         ['docker:endpoint-id', a.id],
         ['docker:ipv6', 'fd51::2/64'],

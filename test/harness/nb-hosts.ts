@@ -3,11 +3,12 @@
  * bare ovsdb-server with OVN's NB schema and one OvsdbClient per "host",
  * each with its chassis name and the model's classes over its client.
  */
-import { OvsdbClient } from '../../src/ovsdb/index.js';
+import { OvsdbClient, silentLogger } from '../../src/ovsdb/index.js';
 import { NB_INDEXES, NB_TABLES, nbScope } from '../../src/ovn/keys.js';
 import { OvnNetworks } from '../../src/ovn/networks.js';
 import { OvnPools } from '../../src/ovn/pools.js';
 import { OvnWarmPorts } from '../../src/ovn/warm-ports.js';
+import { PortScope } from '../../src/ovn/port-scope.js';
 import { startOvsdbServer, type OvsdbServer } from './ovsdb-server.js';
 
 export interface NbHost {
@@ -23,9 +24,15 @@ export interface NbHosts {
   stop(): Promise<void>;
 }
 
-/** A client of the NB database at `remote`, its replica in sync, scoped to the rows the driver reads in `mode` (as the driver's). */
-export function connectNb(remote: string, mode: 'overlay' | 'nested' = 'overlay'): Promise<OvsdbClient> {
-  return OvsdbClient.connect({ remote, database: 'OVN_Northbound', tables: NB_TABLES, where: nbScope(mode), indexes: NB_INDEXES, requestTimeoutMs: 10_000 }, 10_000);
+/**
+ * A client of the NB database at `remote`, its replica in sync, scoped to
+ * the rows the driver of `chassis` reads in `mode`, as the driver's is
+ * (with the ports of the chassis's switches: port-scope.ts).
+ */
+export async function connectNb(remote: string, chassis: string, mode: 'overlay' | 'nested' = 'overlay'): Promise<OvsdbClient> {
+  const nb = await OvsdbClient.connect({ remote, database: 'OVN_Northbound', tables: NB_TABLES, where: nbScope(mode, chassis), indexes: NB_INDEXES, requestTimeoutMs: 10_000 }, 10_000);
+  if (mode === 'overlay') new PortScope(nb, chassis, silentLogger).start();
+  return nb;
 }
 
 export async function startNbHosts(chassis: string[], mode: 'overlay' | 'nested' = 'overlay'): Promise<NbHosts> {
@@ -37,7 +44,7 @@ export async function startNbHosts(chassis: string[], mode: 'overlay' | 'nested'
   };
   try {
     for (const name of chassis) {
-      const nb = await connectNb(server.unixRemote, mode);
+      const nb = await connectNb(server.unixRemote, name, mode);
       hosts.push({ chassis: name, nb, networks: new OvnNetworks(nb), warm: new OvnWarmPorts(nb, new OvnPools(nb)) });
     }
   } catch (err) {

@@ -25,7 +25,7 @@ t.before(async () => {
   server = await startOvsdbServer({ schema: 'nb' });
   for (const chassis of ['host-a', 'host-b']) {
     const nb = await OvsdbClient.connect(
-      { remote: server.unixRemote, database: 'OVN_Northbound', tables: NB_TABLES, where: nbScope('overlay'), indexes: NB_INDEXES, requestTimeoutMs: 10_000 },
+      { remote: server.unixRemote, database: 'OVN_Northbound', tables: NB_TABLES, where: nbScope('overlay', chassis), indexes: NB_INDEXES, requestTimeoutMs: 10_000 },
       10_000,
     );
     hosts.push({ chassis, nb, pools: new OvnPools(nb) });

@@ -49,7 +49,7 @@ t.test('a network reads back as it was written, with its own gateway choice', as
 
 t.test("an endpoint's port reads back as the endpoint; its addresses entries split into MAC and addresses", async (t) => {
   const spec = { networkId: 'n1', endpointId: 'e1', ipv4: '10.1.0.2/24', ipv6: 'FD01::2/64', chassis: 'host-a' };
-  const row: Row = { _uuid: 'p1', ...endpointPortRow(spec, '02:42:0A:01:00:02') };
+  const row: Row = { _uuid: 'p1', ...endpointPortRow(spec, 'ls1', '02:42:0A:01:00:02') };
   t.same(row.addresses, ['02:42:0A:01:00:02 10.1.0.2 FD01::2'], 'one entry: the MAC and both addresses without prefix');
   t.same(toEndpoint(row), { uuid: 'p1', name: 'e1', networkId: 'n1', endpointId: 'e1', mac: '02:42:0A:01:00:02', ipv4: '10.1.0.2/24', ipv6: 'FD01::2/64', chassis: 'host-a', up: false });
   t.equal(portMac(row), '02:42:0A:01:00:02', 'the MAC as written');

@@ -10,7 +10,7 @@
 import t, { type Test } from 'tap';
 import { commentMatches, startCutProxy, type Cut, type CutProxy } from '../harness/cut-proxy.js';
 import { startOvsdbServer, type OvsdbServer } from '../harness/ovsdb-server.js';
-import { OvsdbClient } from '../../src/ovsdb/index.js';
+import { OvsdbClient, silentLogger } from '../../src/ovsdb/index.js';
 import { stripPrefix } from '../../src/net/addressing.js';
 import { Keys, NB_INDEXES, NB_TABLES, nbScope } from '../../src/ovn/keys.js';
 import { OvnNetworks } from '../../src/ovn/networks.js';
@@ -18,6 +18,7 @@ import { OvnPools, poolName } from '../../src/ovn/pools.js';
 import { reservationKey, warmHolder, warmPortOf } from '../../src/ovn/records.js';
 import { portSetName } from '../../src/ovn/port-sets.js';
 import { OvnWarmPorts } from '../../src/ovn/warm-ports.js';
+import { PortScope } from '../../src/ovn/port-scope.js';
 import { networkSpec, poolNetwork } from './model-fixture.js';
 import { wireMap, wireSet } from './nb-reads.js';
 
@@ -41,7 +42,7 @@ async function host(chassis: string, remote: string): Promise<Host> {
       remote,
       database: 'OVN_Northbound',
       tables: NB_TABLES,
-      where: nbScope('overlay'),
+      where: nbScope('overlay', chassis),
       indexes: NB_INDEXES,
       requestTimeoutMs: 10_000,
       backoff: { initialMs: 20, maxMs: 200 },
@@ -49,6 +50,7 @@ async function host(chassis: string, remote: string): Promise<Host> {
     10_000,
   );
   clients.push(nb);
+  new PortScope(nb, chassis, silentLogger).start();
   const pools = new OvnPools(nb);
   return { chassis, nb, pools, warm: new OvnWarmPorts(nb, pools), networks: new OvnNetworks(nb) };
 }

@@ -32,8 +32,8 @@ let netsB: OvnNetworks;
 t.before(async () => {
   server = await startOvsdbServer({ schema: 'nb' });
   proxy = await startHoldProxy(server.unixRemote.replace(/^unix:/, ''));
-  a = await connectNb(proxy.remote);
-  b = await connectNb(server.unixRemote);
+  a = await connectNb(proxy.remote, 'host-a');
+  b = await connectNb(server.unixRemote, 'host-b');
   netsA = new OvnNetworks(a);
   netsB = new OvnNetworks(b);
 });
@@ -61,12 +61,12 @@ t.test("a warm port another host made after this host's replica was read is take
   const ip = '10.61.0.10';
   // Host A's replica stops here.
   proxy.hold();
-  // Host B (global scope) makes a warm port at the address Docker's IPAM will give on host A.
+  // Host B makes a warm port at the address Docker's IPAM will give on host A.
   const tx = b.newTransaction();
   const port = tx.insert('Logical_Switch_Port', {
     name: foreign,
     addresses: [`0a:58:0a:3d:00:0a ${ip}`],
-    external_ids: new Map([[Keys.owner, OWNER], [Keys.warm, 'host-b'], [Keys.poolV4, set], [Keys.ipv4, `${ip}/24`]]),
+    external_ids: new Map([[Keys.owner, OWNER], [Keys.switch, net.name], [Keys.warm, 'host-b'], [Keys.poolV4, set], [Keys.ipv4, `${ip}/24`]]),
   });
   tx.mutate('Logical_Switch', [['name', '==', net.name]], [['ports', 'insert', [port]]]);
   tx.insert('Address_Set', { name: set, external_ids: new Map([[Keys.owner, OWNER], [reservationKey(ip), warmHolder(foreign)]]) });

@@ -179,6 +179,60 @@ t.test('where: only rows matching one of the clauses are replicated, and a row l
   t.ok(['p-mine', 'p-other', 'p-named'].every((n) => a.replica.findOne('Logical_Switch_Port', 'name', n)), 'an unscoped client has them all');
 });
 
+t.test('setConditions: rows come and go with the new clauses, and a transaction after it sees them', async (t) => {
+  const a = await connect();
+  const mine: Condition = ['external_ids', 'includes', new Map([['owner', 'me']])];
+  const onSwitch = (name: string): Condition => ['external_ids', 'includes', new Map([['switch', name]])];
+  const b = await connect({ where: { Logical_Switch_Port: [mine] } });
+  const changes: RowChange[] = [];
+  b.on('change', (ch) => changes.push(...ch.filter((c) => c.table === 'Logical_Switch_Port')));
+  await a.transaction((tx) => {
+    const port = (name: string, ids: [string, string][]) => tx.insert('Logical_Switch_Port', { name, external_ids: new Map(ids) });
+    tx.insert('Logical_Switch', { name: 'ls-cond-a', ports: [port('pc-own', [['owner', 'me'], ['switch', 'ls-cond-a']]), port('pc-a', [['switch', 'ls-cond-a']])] });
+    tx.insert('Logical_Switch', { name: 'ls-cond-b', ports: [port('pc-b', [['switch', 'ls-cond-b']])] });
+  });
+  await b.replica.waitFor(() => b.replica.findOne('Logical_Switch_Port', 'name', 'pc-own'), { timeoutMs: 5000, what: 'pc-own in B' });
+  t.notOk(b.replica.findOne('Logical_Switch_Port', 'name', 'pc-a'), 'before: only the first clause');
+
+  b.setConditions('Logical_Switch_Port', [mine, onSwitch('ls-cond-a')]);
+  // The transaction waits for the new conditions: its closure sees the switch's other port.
+  const { value: seen } = await b.transaction((_tx, replica) => Boolean(replica.findOne('Logical_Switch_Port', 'name', 'pc-a')));
+  t.equal(seen, true, 'a transaction built right after setConditions sees the rows they add');
+  t.notOk(b.replica.findOne('Logical_Switch_Port', 'name', 'pc-b'), 'a port of another switch stays out');
+  t.ok(changes.some((c) => c.new?.name === 'pc-a' && !c.old), 'the row that came is reported as an insert');
+
+  // Updates keep flowing on the changed monitor.
+  await a.transaction((tx) => tx.update('Logical_Switch_Port', [['name', '==', 'pc-a']], { addresses: ['router'] }));
+  await b.replica.waitFor(() => ((b.replica.findOne('Logical_Switch_Port', 'name', 'pc-a')?.addresses as string[] | undefined)?.[0] === 'router' ? true : undefined), {
+    timeoutMs: 5000,
+    what: 'the update of pc-a in B',
+  });
+
+  b.setConditions('Logical_Switch_Port', [mine]);
+  await b.conditionsSettled(5000);
+  t.notOk(b.replica.findOne('Logical_Switch_Port', 'name', 'pc-a'), 'a clause taken away takes its rows with it');
+  t.ok(b.replica.findOne('Logical_Switch_Port', 'name', 'pc-own'), 'rows of the other clause stay');
+  t.ok(changes.some((c) => c.old?.name === 'pc-a' && !c.new), 'the row that left is reported as a delete');
+});
+
+t.test('setConditions while disconnected: the next connection monitors with them', async (t) => {
+  const a = await connect();
+  const onSwitch = (name: string): Condition => ['external_ids', 'includes', new Map([['switch', name]])];
+  const b = await connect({ remote: server.tcpRemote!, where: { Logical_Switch_Port: [onSwitch('ls-off-1')] } });
+  await a.transaction((tx) => {
+    tx.insert('Logical_Switch', { name: 'ls-off', ports: [tx.insert('Logical_Switch_Port', { name: 'po-2', external_ids: new Map([['switch', 'ls-off-2']]) })] });
+  });
+  const disconnected = new Promise((resolve) => b.once('disconnected', resolve));
+  await server.kill('SIGKILL');
+  await disconnected;
+  b.setConditions('Logical_Switch_Port', [onSwitch('ls-off-2')]);
+  const settled = b.conditionsSettled(20_000);
+  await server.start();
+  await settled;
+  t.ok(b.replica.findOne('Logical_Switch_Port', 'name', 'po-2'), 'the row the new clause matches is there');
+  await a.whenReady(10_000);
+});
+
 function lsUuidOf(c: OvsdbClient, name: string): string {
   const row = c.replica.findOne('Logical_Switch', 'name', name);
   if (!row) throw new Error(`no switch ${name}`);

@@ -48,6 +48,9 @@ class FakeSession implements RunnerSession {
   replica(): Replica {
     return this.replicaValue;
   }
+  conditionsSettled(): Promise<void> {
+    return Promise.resolve();
+  }
   newTransaction(): Transaction {
     return new Transaction(SCHEMA);
   }
