@@ -1,10 +1,13 @@
 /**
- * Publishes containers' names in OVN DNS, so that a container resolves a
+ * Publishes containers' names in OVN, so that a container resolves a
  * container of another host by name (Docker's embedded DNS only knows its
  * own engine's containers). Names come from the local engine's API: the
  * plugin protocol never carries them. Removal rides on DeleteEndpoint.
  * Connections are published in batches (dns-batch-spacing.ts says when),
  * each in one NB transaction; a container gone before its batch costs none.
+ * Each port records its names; a switch's DNS row holds them only once the
+ * switch spans hosts (ovn/dns-rows.ts): when another host's port joins one
+ * of this host's switches, the next batch syncs that switch's row.
  */
 import type { Logger } from 'pino';
 import type { DockerApi, NetworkEvent } from '../docker/api.js';
@@ -18,6 +21,9 @@ export class DnsPublisher {
   private engineMissing = false;
   /** Connections waiting for the next batch: "container network" -> the pair. */
   private readonly pending = new Map<string, { containerId: string; networkId: string }>();
+  /** Switches (uuids) another host's port joined, whose DNS rows the next batch syncs. */
+  private readonly pendingSyncs = new Set<string>();
+  private unwatch: (() => void) | undefined;
   private batchTimer: NodeJS.Timeout | undefined;
   private readonly spacing: DnsBatchSpacing;
   private flushing: Promise<void> = Promise.resolve();
@@ -37,6 +43,10 @@ export class DnsPublisher {
 
   /** Follow the engine's events; whenever the stream (re)opens, publish the containers already running. */
   start(): void {
+    this.unwatch = this.networks.onOtherHostsJoining(this.chassis, (switches) => {
+      for (const uuid of switches) this.pendingSyncs.add(uuid);
+      this.schedule();
+    });
     this.following = this.api.followNetworkEvents({
       onEvent: (e) => void this.onEvent(e),
       onConnected: () => {
@@ -56,6 +66,7 @@ export class DnsPublisher {
 
   async stop(): Promise<void> {
     this.stopping.abort();
+    this.unwatch?.();
     clearTimeout(this.batchTimer);
     clearTimeout(this.resyncTimer);
     await this.following;
@@ -81,7 +92,11 @@ export class DnsPublisher {
     });
   }
 
-  /** Publish every container on this host's networks (after a restart, events were missed). */
+  /**
+   * Publish every container on this host's networks (after a restart, events
+   * were missed), then sync the DNS rows of its switches that span hosts
+   * (another host may have joined meanwhile).
+   */
   async syncAll(): Promise<number> {
     const pairs: { containerId: string; networkId: string }[] = [];
     for (const networkId of this.networks.localNetworkIds(this.chassis)) {
@@ -91,26 +106,49 @@ export class DnsPublisher {
         this.log.warn({ networkId, err: (err as Error).message }, 'cannot list the containers of a network');
       }
     }
-    return this.publish(pairs);
+    const published = await this.publish(pairs);
+    const synced = await this.networks.syncNames(this.chassis);
+    if (synced) this.log.info({ switches: synced }, 'DNS rows of switches shared with other hosts synced');
+    return published;
   }
 
   private onEvent(e: NetworkEvent): void {
     if (e.action !== 'connect' || !this.networks.findNetwork(e.networkId)) return;
     this.pending.set(`${e.containerId} ${e.networkId}`, { containerId: e.containerId, networkId: e.networkId });
-    if (this.batchTimer) return;
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.batchTimer || this.stopping.signal.aborted) return;
     this.batchTimer = setTimeout(() => {
       this.batchTimer = undefined;
       this.spacing.taken(performance.now());
       const batch = [...this.pending.values()];
       this.pending.clear();
-      // One batch at a time, in order.
-      this.flushing = this.flushing.then(() =>
-        this.publish(batch).then(
-          () => undefined,
-          (err: unknown) => this.log.warn({ containers: batch.length, err: (err as Error).message }, 'cannot publish container names in OVN DNS'),
-        ),
-      );
+      const syncs = [...this.pendingSyncs];
+      this.pendingSyncs.clear();
+      // One batch at a time, in order; a sync after the names, so that its row has them.
+      this.flushing = this.flushing.then(async () => {
+        if (batch.length) {
+          await this.publish(batch).catch((err: unknown) =>
+            this.log.warn({ containers: batch.length, err: (err as Error).message }, 'cannot publish container names in OVN'),
+          );
+        }
+        if (syncs.length) await this.syncSwitches(syncs);
+      });
     }, this.spacing.delayFor(performance.now()));
+  }
+
+  private async syncSwitches(switches: string[]): Promise<void> {
+    try {
+      const synced = await this.networks.syncNames(this.chassis, switches);
+      if (synced) this.log.info({ switches: synced }, 'another host joined: DNS rows synced with the names of the switch');
+    } catch (err) {
+      // No NB change may come to trigger it again: the next batch tries once more.
+      this.log.warn({ switches: switches.length, err: (err as Error).message }, 'cannot sync the DNS rows of switches shared with other hosts; retrying');
+      for (const uuid of switches) this.pendingSyncs.add(uuid);
+      this.schedule();
+    }
   }
 
   /** Publish the names of these connections in one NB transaction; returns how many endpoints got theirs. */
@@ -126,8 +164,8 @@ export class DnsPublisher {
       if (info && attachment?.EndpointID) entries.push({ endpointId: attachment.EndpointID, names: [info.name, ...(attachment.Aliases ?? [])] });
     }
     if (entries.length === 0) return 0;
-    const published = await this.networks.publishNames(entries);
-    if (published.length) this.log.info({ endpoints: published.length, entries: entries.filter((e) => published.includes(e.endpointId)) }, 'names published in OVN DNS');
+    const published = await this.networks.publishNames(entries, this.chassis);
+    if (published.length) this.log.info({ endpoints: published.length, entries: entries.filter((e) => published.includes(e.endpointId)) }, 'names published in OVN');
     return published.length;
   }
 }

@@ -1,10 +1,12 @@
 /**
- * DNS names of endpoints, published in their switches' DNS rows (dns-rows.ts):
- * OVN answers them for every port of the switch, on every host.
+ * DNS names of endpoints: recorded on their ports, and in their switches'
+ * DNS rows (dns-rows.ts) once a switch spans hosts, where OVN answers them
+ * for every port of the switch, on every host.
  */
-import type { OvsdbClient, Row } from '../ovsdb/index.js';
-import { DNS_NAME, publishedNames, writeDnsRecords } from './dns-rows.js';
-import { Keys } from './keys.js';
+import type { OvsdbClient, Replica, Row, RowChange } from '../ovsdb/index.js';
+import { DNS_NAME, dnsRecordsDiffer, isOtherHosts, ownedDnsRow, spansHosts, syncDnsRecords } from './dns-rows.js';
+import { externalIds } from './external-ids.js';
+import { Keys, OWNER } from './keys.js';
 import type { OvnEndpoints } from './endpoints.js';
 import type { OvnSwitches } from './switches.js';
 import { guardStillEndpoints } from './warm-holders.js';
@@ -17,16 +19,17 @@ export class OvnDnsNames {
   ) {}
 
   /**
-   * Publish the names of endpoints, all in one transaction: on OVN < 23.09
-   * each change to a DNS row costs ovn-northd a full recompute, so callers
-   * batch. Returns the endpoints found.
+   * Publish the names of endpoints, all in one transaction: each change to a
+   * DNS row costs ovn-northd a full recompute, so callers batch. `chassis`
+   * is this host's: a switch only its ports use gets no DNS row. Returns
+   * the endpoints found.
    */
-  async publish(entries: { endpointId: string; names: string[] }[]): Promise<string[]> {
+  async publish(entries: { endpointId: string; names: string[] }[], chassis: string): Promise<string[]> {
     const { value } = await this.nb.transaction(
       (tx, replica) => {
         const published: string[] = [];
-        // Per switch: the names whose records change, and the names each publishing port will have.
-        const perSwitch = new Map<string, { ls: Row; names: Set<string>; ports: Map<string, string[]> }>();
+        // Per switch: the names each publishing port will have.
+        const perSwitch = new Map<string, { ls: Row; ports: Map<string, string[]> }>();
         for (const { endpointId, names } of entries) {
           const found = this.endpoints.portOf(replica, endpointId);
           const ls = found && this.switches.switchOf(replica, found.record.networkId);
@@ -34,9 +37,7 @@ export class OvnDnsNames {
           published.push(endpointId);
           const clean = [...new Set(names.map((n) => n.toLowerCase()).filter((n) => DNS_NAME.test(n)))];
           if ((!found.record.ipv4 && !found.record.ipv6) || clean.length === 0) continue;
-          const batch = perSwitch.get(ls._uuid) ?? { ls, names: new Set<string>(), ports: new Map<string, string[]>() };
-          // Names the port published before and no longer does are rebuilt too, without its address.
-          for (const name of [...publishedNames(found.row), ...clean]) batch.names.add(name);
+          const batch = perSwitch.get(ls._uuid) ?? { ls, ports: new Map<string, string[]>() };
           batch.ports.set(found.row._uuid, clean);
           perSwitch.set(ls._uuid, batch);
           // A container may end meanwhile, its port kept warm for the next one: its names must not land there.
@@ -46,11 +47,69 @@ export class OvnDnsNames {
             ['external_ids', 'insert', new Map([[Keys.dnsNames, clean.join(' ')]])],
           ]);
         }
-        for (const { ls, names, ports } of perSwitch.values()) writeDnsRecords(tx, replica, ls, names, ports);
+        // The whole row, not only these names: the first batch after the switch spans hosts brings earlier ones.
+        for (const { ls, ports } of perSwitch.values()) if (ownedDnsRow(replica, ls) || spansHosts(replica, ls, chassis)) syncDnsRecords(tx, replica, ls, ports);
         return published;
       },
       // Hosts publishing on one switch at once (a restart of several) make each other re-run.
       { comment: `ovn-docker-driver: publish DNS names of ${entries.length} endpoint(s)`, retries: 20 },
+    );
+    return value;
+  }
+
+  /**
+   * The switches to sync after these NB changes: those a port of another
+   * host than `chassis` joined (a new port, or one new to this replica),
+   * among the switches this host has a network on.
+   */
+  joinedByOtherHosts(replica: Replica, changes: readonly RowChange[], chassis: string): string[] {
+    const joined = new Set<string>();
+    for (const c of changes) {
+      if (c.table !== 'Logical_Switch_Port' || !c.new || !isOtherHosts(c.new, chassis)) continue;
+      if (c.old && isOtherHosts(c.old, chassis)) continue;
+      joined.add(c.uuid);
+    }
+    // A switch that gains a port someone else inserted earlier (a resync, or two updates) shows as a switch change.
+    for (const c of changes) {
+      if (c.table !== 'Logical_Switch' || !c.new) continue;
+      const before = new Set(Array.isArray(c.old?.ports) ? c.old.ports.map(String) : []);
+      for (const uuid of Array.isArray(c.new.ports) ? c.new.ports : []) {
+        if (before.has(String(uuid))) continue;
+        const port = replica.get('Logical_Switch_Port', String(uuid));
+        if (port && isOtherHosts(port, chassis)) joined.add(port._uuid);
+      }
+    }
+    if (joined.size === 0) return [];
+    return this.localSwitches(replica, chassis).filter((ls) => (Array.isArray(ls.ports) ? ls.ports : []).some((uuid) => joined.has(String(uuid)))).map((ls) => ls._uuid);
+  }
+
+  /** Switches this host has a network on. */
+  localSwitches(replica: Replica, chassis: string): Row[] {
+    const out: Row[] = [];
+    for (const ls of replica.rows('Logical_Switch')) {
+      const ids = externalIds(ls);
+      if (ids.get(Keys.owner) !== OWNER) continue;
+      if ([...ids].some(([key, value]) => key.startsWith(Keys.networkPrefix) && value === chassis)) out.push(ls);
+    }
+    return out;
+  }
+
+  /**
+   * Bring the DNS rows of these switches (uuids; every switch this host has
+   * a network on when undefined) in line with their ports' names, where a
+   * switch spans hosts or has a row: one transaction, none when every row
+   * is current. Returns how many rows it wrote.
+   */
+  async sync(chassis: string, switchUuids?: readonly string[]): Promise<number> {
+    const candidates = (replica: Replica) =>
+      (switchUuids ? switchUuids.map((uuid) => replica.get('Logical_Switch', uuid)) : this.localSwitches(replica, chassis)).filter(
+        (ls): ls is Row => ls !== undefined && (ownedDnsRow(replica, ls) !== undefined || spansHosts(replica, ls, chassis)),
+      );
+    if (!candidates(this.nb.replica).some((ls) => dnsRecordsDiffer(this.nb.replica, ls))) return 0;
+    const { value } = await this.nb.transaction(
+      (tx, replica) => candidates(replica).filter((ls) => syncDnsRecords(tx, replica, ls)).length,
+      // Every host on the switch may sync it at once: the guards make the later ones re-run and find it current.
+      { comment: `ovn-docker-driver: sync DNS records of ${switchUuids?.length ?? 'all local'} switch(es)`, retries: 20 },
     );
     return value;
   }

@@ -6,7 +6,7 @@
  * reply converges on the same rows) and guarded against concurrent writers.
  * The work is done by switches.ts, endpoints.ts and dns-names.ts.
  */
-import type { OvsdbClient, Replica } from '../ovsdb/index.js';
+import type { OvsdbClient, Replica, RowChange } from '../ovsdb/index.js';
 import { OvnDnsNames } from './dns-names.js';
 import { OvnEndpoints } from './endpoints.js';
 import type { EndpointRecord, EndpointSpec, NetworkRecord, NetworkSpec } from './records.js';
@@ -72,8 +72,31 @@ export class OvnNetworks {
     return this.endpoints.waitPortUp(portName, timeoutMs, signal);
   }
 
-  /** Publish endpoints' DNS names in one transaction (dns-names.ts); returns the endpoints found. */
-  publishNames(entries: { endpointId: string; names: string[] }[]): Promise<string[]> {
-    return this.dns.publish(entries);
+  /**
+   * Publish endpoints' DNS names in one transaction (dns-names.ts); in the
+   * switch's DNS row only when it spans hosts other than `chassis` (this
+   * host's). Returns the endpoints found.
+   */
+  publishNames(entries: { endpointId: string; names: string[] }[], chassis: string): Promise<string[]> {
+    return this.dns.publish(entries, chassis);
+  }
+
+  /**
+   * Call `listener` with the switches (uuids) that a port of a host other
+   * than `chassis` joined, among those this host has a network on: their DNS
+   * rows want a sync (syncNames). Returns the unsubscribe function.
+   */
+  onOtherHostsJoining(chassis: string, listener: (switches: string[]) => void): () => void {
+    const onChange = (changes: RowChange[]) => {
+      const joined = this.dns.joinedByOtherHosts(this.nb.replica, changes, chassis);
+      if (joined.length) listener(joined);
+    };
+    this.nb.on('change', onChange);
+    return () => void this.nb.off('change', onChange);
+  }
+
+  /** Sync the DNS rows of these switches (every switch this host has a network on when undefined) with their ports' names; returns the rows written. */
+  syncNames(chassis: string, switches?: readonly string[]): Promise<number> {
+    return this.dns.sync(chassis, switches);
   }
 }

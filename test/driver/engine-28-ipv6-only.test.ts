@@ -106,8 +106,11 @@ t.test("Docker's IPAM: CreateNetwork, CreateEndpoint, Join, Leave, DeleteEndpoin
     t.ok(calls.gateways.includes(networkId), 'this host was asked to be its gateway (it is where it forwards IPv6; this one does not)');
     t.same((await post('NetworkDriver.EndpointOperInfo', { NetworkID: networkId, EndpointID: a.id })).body, { Value: { 'ovn.logical_switch_port': a.id, 'ovn.mac': mac, 'ovn.up': false } });
 
-    // Names: published with the IPv6 address (OVN answers AAAA), gone with the endpoint.
-    t.same(await engine.nb.networks.publishNames([{ endpointId: a.id, names: ['web6', 'alias6'] }]), [a.id]);
+    // Names: published with the IPv6 address (OVN answers AAAA), gone with the endpoint. A port of
+    // another host makes the switch span hosts: only then do names go to its DNS row.
+    const other = hex(32);
+    await engine.nb.networks.ensureEndpoint({ networkId, endpointId: other, ipv6: 'fd51::9/64', chassis: 'host-b' });
+    t.same(await engine.nb.networks.publishNames([{ endpointId: a.id, names: ['web6', 'alias6'] }], engine.nb.chassis), [a.id]);
     t.match(await dnsRecords(), { web6: 'fd51::2', alias6: 'fd51::2' });
 
     for (const ep of [a, b]) {
@@ -116,6 +119,7 @@ t.test("Docker's IPAM: CreateNetwork, CreateEndpoint, Join, Leave, DeleteEndpoin
       t.equal(await portColumns(ep.id), undefined, 'port gone');
     }
     t.notOk('web6' in (await dnsRecords()), 'its names went with it');
+    t.equal(await engine.nb.networks.deleteEndpoint(other), true, "the other host's port goes too");
     t.equal((await post('NetworkDriver.DeleteNetwork', { NetworkID: networkId })).status, 200);
     t.equal(await switchIds(networkId), undefined, 'switch gone');
   }

@@ -101,9 +101,11 @@ t.test('NB hung while the event stream reopens: the driver stays up and publishe
   }));
   const image = await ensureBusyboxImage(engine);
   const docker = (...args: string[]) => engine.docker(...args).then((r) => r.stdout.trim());
-  const dnsRecords = () => stack.nbctl('--bare', '--columns=records', 'list', 'DNS');
+  // On a switch of one host, names are recorded on the ports only (no DNS row): that is where publishing shows.
+  const recorded = async () =>
+    [...(await stack.nbctl('--bare', '--columns=external_ids', 'list', 'Logical_Switch_Port')).matchAll(/docker:dns-names=([^=\n]*?)(?= \S+=|$)/gm)].flatMap((m) => m[1]!.split(' '));
   const published = (container: string, timeoutMs: number) =>
-    waitFor(async () => (await dnsRecords()).includes(`${container}=`) || undefined, { timeoutMs, what: `${container} in OVN DNS` });
+    waitFor(async () => (await recorded()).includes(container) || undefined, { timeoutMs, what: `${container}'s name recorded in OVN` });
   /** Log entries from index `from` on, once `match` holds for one of them. */
   const logged = (from: number, what: string, match: (e: LogEntry) => boolean, timeoutMs: number) =>
     waitFor(
@@ -127,7 +129,7 @@ t.test('NB hung while the event stream reopens: the driver stays up and publishe
   relay.refuse();
   await logged(mark, 'the driver to lose the event stream', (e) => /cannot follow the Docker engine events/.test(e.msg ?? ''), 15_000);
   await docker('run', '-d', '--net', network, '--name', b, image, 'sleep', '3600');
-  t.notMatch(await dnsRecords(), `${b}=`, 'b is not published: its connect event was missed');
+  t.notOk((await recorded()).includes(b), 'b is not published: its connect event was missed');
 
   // NB hangs; the stream comes back, and the driver's sync of the running containers meets the hung NB.
   await stack.nb.kill('SIGSTOP');

@@ -74,7 +74,9 @@ t.test("networks on one pool share the pool's switch; one with other subnets is 
 t.test('the last network out takes its DNS row and port set with the switch; deleting again finds nothing', async (t) => {
   await a.networks.ensureNetwork(networkSpec(a, 74, 'del74'));
   const { endpoint } = await a.networks.ensureEndpoint({ networkId: 'del74', endpointId: 'ep-del74', ipv4: '10.74.0.2/24', chassis: a.chassis });
-  await a.networks.publishNames([{ endpointId: 'ep-del74', names: ['web74'] }]);
+  // A port of another host: the switch spans hosts, so the names get a DNS row.
+  await a.networks.ensureEndpoint({ networkId: 'del74', endpointId: 'ep-del74-b', ipv4: '10.74.0.3/24', chassis: b.chassis });
+  await a.networks.publishNames([{ endpointId: 'ep-del74', names: ['web74'] }], a.chassis);
   const warm = (await a.warm.create(portSetName('del74'), a.chassis, 1, 0))[0];
   t.ok(warm, 'a warm port, and so a port set');
   const [ls] = await select(a.nb, 'Logical_Switch', [['name', '==', 'del74']], ['dns_records']);

@@ -5,7 +5,7 @@
  */
 import t from 'tap';
 import { startNbCluster, type OvsdbCluster } from '../harness/cluster.js';
-import { OvsdbClient } from '../../src/ovsdb/index.js';
+import { OvsdbClient, type Condition } from '../../src/ovsdb/index.js';
 
 let cluster: OvsdbCluster;
 let client: OvsdbClient | undefined;
@@ -98,4 +98,48 @@ t.test('leaderOnly=false accepts a follower', async (t) => {
   const err = await strict.whenReady(1500).catch((e: unknown) => e);
   await strict.close();
   t.match(String(err), /not the cluster leader/, 'leader-only client refuses a follower and says why');
+});
+
+t.test('conditions changed on a resumable monitor: a resume keeps them, a change made while away takes a full snapshot', async (t) => {
+  const byName = (...names: string[]) => names.map((name): Condition => ['name', '==', name]);
+  const readies: { resumed: boolean }[] = [];
+  const c = new OvsdbClient({
+    remote: cluster.remotes,
+    database: 'OVN_Northbound',
+    tables: ['Logical_Switch'],
+    where: { Logical_Switch: byName('cond-1') },
+    indexes: { Logical_Switch: { columns: ['name'] } },
+    requestTimeoutMs: 15_000,
+    backoff: { initialMs: 100, maxMs: 1000 },
+  });
+  c.on('ready', (info) => readies.push(info));
+  c.start();
+  t.teardown(() => c.close());
+  await c.whenReady(20_000);
+  for (const name of ['cond-1', 'cond-2', 'cond-3']) await addSwitch(c, name);
+  t.notOk(c.replica.findOne('Logical_Switch', 'name', 'cond-2'), 'out of the conditions');
+
+  c.setConditions('Logical_Switch', byName('cond-1', 'cond-2'));
+  await c.conditionsSettled(10_000);
+  t.ok(c.replica.findOne('Logical_Switch', 'name', 'cond-2'), 'in once the conditions say so');
+
+  // Leadership moves: the monitor resumes from its last transaction, with the conditions it has.
+  const before = readies.length;
+  await cluster.transferLeadership();
+  await until(() => readies.length > before && c.isReady, 20_000, 'the client on the new leader');
+  t.equal(readies.at(-1)?.resumed, true, 'resumed');
+  t.same([...c.replica.rows('Logical_Switch')].map((r) => r.name).sort(), ['cond-1', 'cond-2'], 'with the rows of its conditions');
+
+  // Conditions changed while no connection is up: a resume would miss cond-3 (unchanged since), so the monitor starts over.
+  const away = new Promise((resolve) => c.once('disconnected', resolve));
+  const leader = await cluster.leaderIndex();
+  await cluster.kill(leader);
+  await away;
+  c.setConditions('Logical_Switch', byName('cond-1', 'cond-3'));
+  const settled = c.conditionsSettled(30_000);
+  await cluster.waitForLeader({ exclude: leader, timeoutMs: 20_000 });
+  await settled;
+  t.equal(readies.at(-1)?.resumed, false, 'not resumed: a full snapshot');
+  t.same([...c.replica.rows('Logical_Switch')].map((r) => r.name).sort(), ['cond-1', 'cond-3'], 'with the rows of the new conditions');
+  await cluster.start(leader);
 });
