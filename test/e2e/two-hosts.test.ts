@@ -3,7 +3,8 @@
  * namespaces joined by a veth, geneve between them), one Docker engine and
  * one driver per host, one central NB/SB. Shows: a container on host A
  * reaches one on host B; 20 containers started at once across both hosts
- * get 20 distinct addresses; names resolve across hosts through OVN DNS;
+ * get 20 distinct addresses; names resolve across hosts through OVN DNS,
+ * also those of a host's containers started before the other host joined;
  * removing the network on B, and stopping B's driver, leave A working;
  * each host keeps its own gateway on a shared network (its own routes, its
  * own -o ovn.gateway), whichever host created the switch.
@@ -28,6 +29,11 @@ interface HostSide {
   driver: DriverProcess;
 }
 
+/** The names ports recorded (docker:dns-names), from `ovn-nbctl --bare --columns=external_ids` output; names hold no '='. */
+function recordedNames(bare: string): string[] {
+  return [...bare.matchAll(/docker:dns-names=([^=\n]*?)(?= \S+=|$)/gm)].flatMap((m) => m[1]!.split(' '));
+}
+
 let cluster: TwoHosts | undefined;
 const sides: HostSide[] = [];
 
@@ -35,7 +41,7 @@ t.teardown(async () => {
   for (const side of sides) {
     const ids = (await side.engine.docker('ps', '-aq').catch(() => ({ stdout: '' }))).stdout.split(/\s+/).filter(Boolean);
     if (ids.length) await side.engine.docker('rm', '-f', ...ids).catch(() => undefined);
-    for (const net of ['shared', 'lan', 'lan-host', 'split']) await side.engine.docker('network', 'rm', net).catch(() => undefined);
+    for (const net of ['shared', 'late', 'lan', 'lan-host', 'split']) await side.engine.docker('network', 'rm', net).catch(() => undefined);
     await side.engine.stop();
     await side.driver.stop();
     await side.dirs.remove();
@@ -100,7 +106,32 @@ t.test('two hosts share one OVN network', async (t) => {
   });
   t.match(lookup, new RegExp(`Address:? *${ipB.replace(/\./g, '\\.')}`), 'web-a resolves web-b (another engine) by name');
 
-  // 20 containers started at once across both hosts: 20 distinct addresses.
+  // A late join: A's container starts while no port of B is on the switch. Its name is only recorded on its
+  // port (Docker's DNS on A answers it there); once B's network brings B's ports, A's driver writes the
+  // switch's DNS row, and B's container resolves A's by name.
+  const LATE_GW = '10.93.0.1';
+  const lateSwitch = 'docker_pool_10.93.0.0_24';
+  await docker(a, 'network', 'create', '-d', NAME, '--ipam-driver', NAME, '--subnet', '10.93.0.0/24', '--gateway', LATE_GW, 'late');
+  await docker(a, 'run', '-d', '--net', 'late', '--name', 'first-a', 'busybox:local', 'sleep', '3600');
+  const firstA = await docker(a, 'inspect', '-f', '{{(index .NetworkSettings.Networks "late").IPAddress}}', 'first-a');
+  await waitFor(async () => recordedNames(await c.nbctl('--bare', '--columns=external_ids', 'list', 'Logical_Switch_Port')).includes('first-a') || undefined, {
+    timeoutMs: 20_000,
+    what: "first-a's name recorded on its port",
+  });
+  // The batch that recorded the name is the one that would have written the DNS row.
+  t.equal((await c.nbctl('--bare', '--columns=dns_records', 'find', 'Logical_Switch', `name=${lateSwitch}`)).trim(), '', 'A alone on the switch: no DNS row');
+  await docker(b, 'network', 'create', '-d', NAME, '--ipam-driver', NAME, '--subnet', '10.93.0.0/24', '--gateway', LATE_GW, 'late');
+  await docker(b, 'run', '-d', '--net', 'late', '--name', 'joiner-b', 'busybox:local', 'sleep', '3600');
+  const joinerB = await docker(b, 'inspect', '-f', '{{(index .NetworkSettings.Networks "late").IPAddress}}', 'joiner-b');
+  const resolveAt = (side: HostSide, container: string, name: string) =>
+    waitFor(() => docker(side, 'exec', container, 'nslookup', name, LATE_GW).catch(() => undefined), { timeoutMs: 20_000, what: `${name} resolved in ${container}` });
+  t.match(await resolveAt(b, 'joiner-b', 'first-a'), new RegExp(`Address:? *${firstA.replace(/\./g, '\\.')}`), "B's container resolves the name of A's, started before B joined");
+  t.match(await resolveAt(a, 'first-a', 'joiner-b'), new RegExp(`Address:? *${joinerB.replace(/\./g, '\\.')}`), "and A's resolves B's");
+  await docker(a, 'rm', '-f', 'first-a');
+  await docker(b, 'rm', '-f', 'joiner-b');
+  for (const side of sides) await docker(side, 'network', 'rm', 'late');
+
+
   const names = Array.from({ length: 20 }, (_, i) => `burst-${i}`);
   await Promise.all(
     names.map((n, i) => docker(i % 2 ? b : a, 'run', '-d', '--net', 'shared', '--name', n, 'busybox:local', 'sleep', '3600')),
