@@ -68,6 +68,8 @@ export class DataMonitor {
   private readonly where: Record<string, readonly Condition[]>;
   /** Bumped by every setWhere(). */
   private wantedConditions = 0;
+  /** Tables whose conditions setWhere() changed since the monitor last took them. */
+  private readonly changedTables = new Set<string>();
   /** The version of the conditions the replica reflects. */
   private appliedConditions = 0;
   private wakeConditions: (() => void) | undefined;
@@ -100,6 +102,7 @@ export class DataMonitor {
   setWhere(table: string, conditions: readonly Condition[]): void {
     if (!this.options.tables.includes(table)) throw new OvsdbError(`table ${table} is not monitored`);
     this.where[table] = conditions;
+    this.changedTables.add(table);
     this.wantedConditions++;
     this.wakeConditions?.();
   }
@@ -135,8 +138,10 @@ export class DataMonitor {
     }
     const stale = this.dataMonitorId;
     const id = `${DATA_MONITOR}-${++this.monitorIds}`;
+    // Only the tables that changed: the server goes through every row of each table it is given.
     const requests: Record<string, unknown> = {};
-    for (const [table, where] of Object.entries(this.where)) requests[table] = [{ where: encodeConditions(getTable(schema, table), where) }];
+    for (const table of this.changedTables) requests[table] = [{ where: encodeConditions(getTable(schema, table), this.where[table] ?? []) }];
+    this.changedTables.clear();
     updates.hold(id, (method, params) => this.applyNotification(conn, updates, id, method, params));
     // Until the reply, the replica may hold either condition's rows: a resume from here would not fit it.
     this.needFullResync = true;
@@ -155,6 +160,7 @@ export class DataMonitor {
     const tables = this.options.tables;
     const id = this.dataMonitorId;
     const conditions = this.wantedConditions;
+    this.changedTables.clear();
     updates.hold(id, (method, params) => this.applyNotification(conn, updates, id, method, params));
     for (;;) {
       const method = this.monitorMethod;
