@@ -7,6 +7,7 @@ import type { OvsdbClient, Replica, Row, RowChange } from '../ovsdb/index.js';
 import { DNS_NAME, dnsRecordsDiffer, isOtherHosts, ownedDnsRow, spansHosts, syncDnsRecords } from './dns-rows.js';
 import { externalIds } from './external-ids.js';
 import { Keys, OWNER } from './keys.js';
+import { networksOfHost } from './records.js';
 import type { OvnEndpoints } from './endpoints.js';
 import type { OvnSwitches } from './switches.js';
 import { guardStillEndpoints } from './warm-holders.js';
@@ -85,13 +86,7 @@ export class OvnDnsNames {
 
   /** Switches this host has a network on. */
   localSwitches(replica: Replica, chassis: string): Row[] {
-    const out: Row[] = [];
-    for (const ls of replica.rows('Logical_Switch')) {
-      const ids = externalIds(ls);
-      if (ids.get(Keys.owner) !== OWNER) continue;
-      if ([...ids].some(([key, value]) => key.startsWith(Keys.networkPrefix) && value === chassis)) out.push(ls);
-    }
-    return out;
+    return [...replica.rows('Logical_Switch')].filter((ls) => externalIds(ls).get(Keys.owner) === OWNER && networksOfHost(ls, chassis).length > 0);
   }
 
   /**

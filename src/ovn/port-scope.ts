@@ -13,6 +13,7 @@
 import type { Logger, OvsdbClient, Replica, Row, RowChange } from '../ovsdb/index.js';
 import { externalIds } from './external-ids.js';
 import { Keys, OWNER, ownPortClauses, switchPortsClause } from './keys.js';
+import { networksOfHost } from './records.js';
 
 /** Ports keyed per transaction when an older driver's ports lack Keys.switch. */
 const KEYING_BATCH = 500;
@@ -108,10 +109,7 @@ export class PortScope {
   }
 
   private attachedHere(ls: Row): boolean {
-    const ids = externalIds(ls);
-    if (ids.get(Keys.owner) !== OWNER) return false;
-    for (const [key, value] of ids) if (value === this.chassis && key.startsWith(Keys.networkPrefix)) return true;
-    return false;
+    return externalIds(ls).get(Keys.owner) === OWNER && networksOfHost(ls, this.chassis).length > 0;
   }
 
   private usedHere(set: Row): boolean {

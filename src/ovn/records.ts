@@ -139,6 +139,15 @@ export function attachedNetworks(row: Row): string[] {
   return out;
 }
 
+/** Docker networks of the host `chassis` attached to a switch. */
+export function networksOfHost(row: Row, chassis: string): string[] {
+  const out: string[] = [];
+  for (const [key, value] of externalIds(row)) {
+    if (value === chassis && key.startsWith(Keys.networkPrefix)) out.push(key.slice(Keys.networkPrefix.length));
+  }
+  return out;
+}
+
 /** Whether the switch is a pool's of our IPAM: its addresses are reserved there, not by Docker. */
 export function onPool(ls: Row): boolean {
   const ids = externalIds(ls);

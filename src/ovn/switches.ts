@@ -15,6 +15,7 @@ import {
   attachmentIds,
   attachmentKeys,
   networkExternalIds,
+  networksOfHost,
   toNetwork,
   type NetworkRecord,
   type NetworkSpec,
@@ -125,13 +126,7 @@ export class OvnSwitches {
 
   /** Docker networks of this host (by chassis) that are attached to our switches. */
   localNetworkIds(chassis: string): string[] {
-    const out: string[] = [];
-    for (const row of this.nb.replica.rows('Logical_Switch')) {
-      for (const [key, value] of externalIds(row)) {
-        if (key.startsWith(Keys.networkPrefix) && value === chassis) out.push(key.slice(Keys.networkPrefix.length));
-      }
-    }
-    return out;
+    return [...this.nb.replica.rows('Logical_Switch')].flatMap((row) => networksOfHost(row, chassis));
   }
 }
 
