@@ -155,7 +155,13 @@ class HostImpl implements Host {
     // its namespace (the connected route of br-phy) and ARP on br-phy.
     await run('ip', ['-n', this.netns, 'addr', 'add', `${this.tunnelIp}/24`, 'dev', 'br-phy']);
     await run('ip', ['-n', this.netns, 'link', 'set', 'br-phy', 'up']);
-    await run('ip', ['-n', this.netns, 'link', 'set', PHY_IF[this.name], 'up']);
+    // With the userspace datapath the kernel sees phy-x's frames too, as an interface of its own: it
+    // would answer ARP for the tunnel address with phy-x's MAC as well as br-phy's, and the other
+    // host's vswitchd, snooping ARP, would send the tunnel to whichever reply came last (phy-x's
+    // MAC ends in this kernel, not in vswitchd's tunnel: cross-host traffic stops until the next ARP).
+    const phy = PHY_IF[this.name];
+    await this.exec('sysctl', ['-q', '-w', `net.ipv4.conf.${phy}.arp_ignore=8`, `net.ipv6.conf.${phy}.disable_ipv6=1`]);
+    await run('ip', ['-n', this.netns, 'link', 'set', phy, 'up']);
     // 23.03 has no --unixctl: its control socket lands in OVN_RUNDIR (this.dir).
     this.pids.controller = await this.daemon(
       'ovn-controller',
