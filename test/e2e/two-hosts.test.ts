@@ -34,6 +34,50 @@ function recordedNames(bare: string): string[] {
   return [...bare.matchAll(/docker:dns-names=([^=\n]*?)(?= \S+=|$)/gm)].flatMap((m) => m[1]!.split(' '));
 }
 
+interface PingEnd {
+  container: string;
+  side: HostSide;
+  ip: string;
+}
+
+/**
+ * What host `index`'s vswitchd does with an ICMP echo from `from` to `to`
+ * (ofproto/trace's verdict), its route and neighbour for the other host's
+ * tunnel address, and its tunnel ports: enough to tell a missing flow from
+ * a broken tunnel when two hosts' containers cannot reach each other.
+ */
+async function dataplaneFacts(c: TwoHosts, index: 0 | 1, from: PingEnd, to: PingEnd): Promise<string> {
+  const host = c.hosts[index];
+  const peer = c.hosts[1 - index]!;
+  const appctl = (...args: string[]) =>
+    host.exec('ovs-appctl', ['-t', path.join(host.dir, 'vswitchd.ctl'), ...args]).then((r) => r.stdout.trim(), (e: Error) => e.message);
+  const macOf = (end: PingEnd) =>
+    end.side.engine.docker('exec', end.container, 'cat', '/sys/class/net/eth0/address').then((r) => r.stdout.trim(), () => '?');
+  // The container's eth0 is one end of a veth; its other end, in the host, is the OVS interface.
+  const hostEndOf = async (end: PingEnd): Promise<string> => {
+    const iflink = (await end.side.engine.docker('exec', end.container, 'cat', '/sys/class/net/eth0/iflink').catch(() => ({ stdout: '?' }))).stdout.trim();
+    const links = (await host.exec('ip', ['-o', 'link']).catch(() => ({ stdout: '' }))).stdout;
+    return new RegExp(`^${iflink}: ([^:@]+)`, 'm').exec(links)?.[1] ?? `?(ifindex ${iflink})`;
+  };
+  const [src, dst, ifname] = await Promise.all([macOf(from), macOf(to), hostEndOf(from)]);
+  const ofport = (await host.vsctl('get', 'Interface', ifname, 'ofport', 'external_ids:iface-id').catch((e: Error) => e.message)).trim().split('\n');
+  const trace = await appctl('ofproto/trace', 'br-int', `in_port=${ofport[0]},icmp,dl_src=${src},dl_dst=${dst},nw_src=${from.ip},nw_dst=${to.ip},nw_ttl=64,icmp_type=8`);
+  const verdict = trace.split('\n').filter((l) => /^(Final flow|Megaflow|Datapath actions)|drop|output|tnl_push|geneve/i.test(l)).slice(-12).join('\n');
+  return [
+    `${from.container} (${ifname}, ofport ${ofport[0]}, iface-id ${ofport[1] ?? '?'}, ${src}) -> ${to.container} (${dst}):\n${verdict}`,
+    `route to ${peer.tunnelIp}: ${await appctl('ovs/route/lookup', peer.tunnelIp)}`,
+    `tunnel neighbours:\n${await appctl('tnl/neigh/show')}`,
+    `tunnel ports:\n${await appctl('tnl/ports/show')}`,
+    // Where br-phy learned each MAC: the tunnel's packets follow it out (dpctl/show numbers the datapath's ports).
+    `br-phy MAC table:\n${await appctl('fdb/show', 'br-phy')}`,
+    `datapath ports:\n${await appctl('dpctl/show')}`,
+    // The cached datapath flows, which ofproto/trace does not show (only what passed in the last 10 s).
+    `datapath flows:\n${(await appctl('dpctl/dump-flows')).split('\n').slice(0, 40).join('\n')}`,
+    `tunnel link:\n${await host.exec('ip', ['-s', '-o', 'link', 'show', `phy-${host.name}`]).then((r) => r.stdout.trim(), (e: Error) => e.message)}`,
+    `br-phy:\n${await host.exec('ip', ['-o', 'link', 'show', 'br-phy']).then((r) => r.stdout.trim(), (e: Error) => e.message)}`,
+  ].join('\n');
+}
+
 let cluster: TwoHosts | undefined;
 const sides: HostSide[] = [];
 
@@ -218,8 +262,14 @@ t.test('two hosts share one OVN network', async (t) => {
       docker(b, 'exec', 'lan-b', 'ping', '-c1', '-W2', lanA),
       c.nbctl('--columns=name,addresses,port_security,external_ids', 'list', 'Logical_Switch_Port').then((out) => out.split('\n\n').filter((r) => /10\.91\.0\./.test(r)).join('\n')),
     ].map((p) => p.catch((e: Error) => e.message)));
+    // Where each side's datapath sends the packet (first, as CI shows only part of a long message), and its tunnel to the other host.
+    const dataplane = await Promise.all([
+      dataplaneFacts(c, 0, { container: 'lan-a', side: a, ip: lanA }, { container: 'lan-b', side: b, ip: lanB }),
+      dataplaneFacts(c, 1, { container: 'lan-b', side: b, ip: lanB }, { container: 'lan-a', side: a, ip: lanA }),
+    ]);
     throw new Error(
-      `${(err as Error).message}\nbindings:\n${facts[0]}\nlan-a links:\n${facts[1]}\nlan-b links:\n${facts[2]}\nlan-a neighbours:\n${facts[3]}\n` +
+      `${(err as Error).message}\nhost A:\n${dataplane[0]}\nhost B:\n${dataplane[1]}\n` +
+        `bindings:\n${facts[0]}\nlan-a links:\n${facts[1]}\nlan-b links:\n${facts[2]}\nlan-a neighbours:\n${facts[3]}\n` +
         `lan-b neighbours:\n${facts[4]}\nlan-b -> lan-a (${lanA}):\n${facts[5]}\nNB ports:\n${facts[6]}`,
     );
   });
