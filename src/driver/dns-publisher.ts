@@ -5,9 +5,9 @@
  * plugin protocol never carries them. Removal rides on DeleteEndpoint.
  * Connections are published in batches (dns-batch-spacing.ts says when),
  * each in one NB transaction; a container gone before its batch costs none.
- * Each port records its names; a switch's DNS row holds them only once the
- * switch spans hosts (ovn/dns-rows.ts): when another host's port joins one
- * of this host's switches, the next batch syncs that switch's row.
+ * Names go to NB only on switches that span hosts (ovn/dns-names.ts): when
+ * another host's port joins one of this host's switches, the next batch
+ * publishes the names of this host's containers there, from the engine.
  */
 import type { Logger } from 'pino';
 import type { DockerApi, NetworkEvent } from '../docker/api.js';
@@ -20,8 +20,8 @@ export class DnsPublisher {
   /** The engine may start after the driver (systemd orders the driver first): say so once, not every second. */
   private engineMissing = false;
   /** Connections waiting for the next batch: "container network" -> the pair. */
-  private readonly pending = new Map<string, { containerId: string; networkId: string }>();
-  /** Switches (uuids) another host's port joined, whose DNS rows the next batch syncs. */
+  private readonly pending = new Map<string, Connection>();
+  /** Switches (uuids) another host's port joined: the next batch publishes this host's names there and syncs their DNS rows. */
   private readonly pendingSyncs = new Set<string>();
   private unwatch: (() => void) | undefined;
   private batchTimer: NodeJS.Timeout | undefined;
@@ -98,18 +98,26 @@ export class DnsPublisher {
    * (another host may have joined meanwhile).
    */
   async syncAll(): Promise<number> {
-    const pairs: { containerId: string; networkId: string }[] = [];
-    for (const networkId of this.networks.localNetworkIds(this.chassis)) {
-      try {
-        for (const containerId of await this.api.containersOn(networkId)) pairs.push({ containerId, networkId });
-      } catch (err) {
-        this.log.warn({ networkId, err: (err as Error).message }, 'cannot list the containers of a network');
-      }
-    }
+    const { pairs } = await this.containersOn(this.networks.localNetworkIds(this.chassis));
     const published = await this.publish(pairs);
     const synced = await this.networks.syncNames(this.chassis);
     if (synced) this.log.info({ switches: synced }, 'DNS rows of switches shared with other hosts synced');
     return published;
+  }
+
+  /** This host's containers on these networks, per the engine; `failed`: networks it could not list. */
+  private async containersOn(networkIds: string[]): Promise<{ pairs: Connection[]; failed: string[] }> {
+    const pairs: Connection[] = [];
+    const failed: string[] = [];
+    for (const networkId of networkIds) {
+      try {
+        for (const containerId of await this.api.containersOn(networkId)) pairs.push({ containerId, networkId });
+      } catch (err) {
+        failed.push(networkId);
+        this.log.warn({ networkId, err: (err as Error).message }, 'cannot list the containers of a network');
+      }
+    }
+    return { pairs, failed };
   }
 
   private onEvent(e: NetworkEvent): void {
@@ -129,11 +137,15 @@ export class DnsPublisher {
       this.pendingSyncs.clear();
       // One batch at a time, in order; a sync after the names, so that its row has them.
       this.flushing = this.flushing.then(async () => {
-        if (batch.length) {
-          await this.publish(batch).catch((err: unknown) =>
-            this.log.warn({ containers: batch.length, err: (err as Error).message }, 'cannot publish container names in OVN'),
+        // Another host joined these switches: this host's names there were never written (dns-names.ts), publish them all.
+        const joined = syncs.length ? await this.containersOn(this.networks.localNetworksOn(syncs, this.chassis)) : { pairs: [], failed: [] };
+        const connections = new Map([...batch, ...joined.pairs].map((c) => [`${c.containerId} ${c.networkId}`, c]));
+        if (connections.size) {
+          await this.publish([...connections.values()]).catch((err: unknown) =>
+            this.log.warn({ containers: connections.size, err: (err as Error).message }, 'cannot publish container names in OVN'),
           );
         }
+        if (joined.failed.length) return this.retrySyncs(syncs);
         if (syncs.length) await this.syncSwitches(syncs);
       });
     }, this.spacing.delayFor(performance.now()));
@@ -144,15 +156,19 @@ export class DnsPublisher {
       const synced = await this.networks.syncNames(this.chassis, switches);
       if (synced) this.log.info({ switches: synced }, 'another host joined: DNS rows synced with the names of the switch');
     } catch (err) {
-      // No NB change may come to trigger it again: the next batch tries once more.
       this.log.warn({ switches: switches.length, err: (err as Error).message }, 'cannot sync the DNS rows of switches shared with other hosts; retrying');
-      for (const uuid of switches) this.pendingSyncs.add(uuid);
-      this.schedule();
+      this.retrySyncs(switches);
     }
   }
 
+  /** No NB change may come to trigger it again: the next batch publishes and syncs these switches once more. */
+  private retrySyncs(switches: string[]): void {
+    for (const uuid of switches) this.pendingSyncs.add(uuid);
+    this.schedule();
+  }
+
   /** Publish the names of these connections in one NB transaction; returns how many endpoints got theirs. */
-  private async publish(pairs: { containerId: string; networkId: string }[]): Promise<number> {
+  private async publish(pairs: Connection[]): Promise<number> {
     const entries: { endpointId: string; names: string[] }[] = [];
     for (const { containerId, networkId } of pairs) {
       // A container gone since it connected has nothing to publish.
@@ -164,10 +180,19 @@ export class DnsPublisher {
       if (info && attachment?.EndpointID) entries.push({ endpointId: attachment.EndpointID, names: [info.name, ...(attachment.Aliases ?? [])] });
     }
     if (entries.length === 0) return 0;
-    const published = await this.networks.publishNames(entries, this.chassis);
+    const { published, local } = await this.networks.publishNames(entries, this.chassis);
     if (published.length) this.log.info({ endpoints: published.length, entries: entries.filter((e) => published.includes(e.endpointId)) }, 'names published in OVN');
+    // Docker's embedded DNS answers them; OVN gets them when another host joins the switch.
+    if (local.length) {
+      this.log.debug({ endpoints: local.length, entries: entries.filter((e) => local.includes(e.endpointId)) }, 'names left to Docker: their networks are on no other host');
+    }
     return published.length;
   }
+}
+
+interface Connection {
+  containerId: string;
+  networkId: string;
 }
 
 const RESYNC_RETRY_MS = 2000;

@@ -1,7 +1,7 @@
 /**
- * DNS names of endpoints: recorded on their ports, and in their switches'
- * DNS rows (dns-rows.ts) once a switch spans hosts, where OVN answers them
- * for every port of the switch, on every host.
+ * DNS names of endpoints on switches that span hosts: recorded on their
+ * ports, and in their switches' DNS rows (dns-rows.ts), where OVN answers
+ * them for every port of the switch, on every host.
  */
 import type { OvsdbClient, Replica, Row, RowChange } from '../ovsdb/index.js';
 import { DNS_NAME, dnsRecordsDiffer, isOtherHosts, ownedDnsRow, spansHosts, syncDnsRecords } from './dns-rows.js';
@@ -12,6 +12,14 @@ import type { OvnEndpoints } from './endpoints.js';
 import type { OvnSwitches } from './switches.js';
 import { guardStillEndpoints } from './warm-holders.js';
 
+/** What publish() did with the endpoints it found. */
+export interface PublishedNames {
+  /** Their names are in NB: on their ports, and in their switch's DNS row. */
+  published: string[];
+  /** On a switch of this host alone: nothing written. */
+  local: string[];
+}
+
 export class OvnDnsNames {
   constructor(
     private readonly nb: OvsdbClient,
@@ -21,21 +29,32 @@ export class OvnDnsNames {
 
   /**
    * Publish the names of endpoints, all in one transaction: each change to a
-   * DNS row costs ovn-northd a full recompute, so callers batch. `chassis`
-   * is this host's: a switch only its ports use gets no DNS row. Returns
-   * the endpoints found.
+   * port or a DNS row costs ovn-northd < 23.09 a full recompute, so callers
+   * batch. `chassis` is this host's. Names go to NB only on a switch that
+   * spans hosts (or has a DNS row): on a switch of this host alone, Docker's
+   * embedded DNS answers them, and they are published when another host
+   * joins (joinedByOtherHosts). Returns the endpoints published, and those
+   * found on switches of this host alone.
    */
-  async publish(entries: { endpointId: string; names: string[] }[], chassis: string): Promise<string[]> {
+  async publish(entries: { endpointId: string; names: string[] }[], chassis: string): Promise<PublishedNames> {
     const { value } = await this.nb.transaction(
       (tx, replica) => {
-        const published: string[] = [];
+        const result: PublishedNames = { published: [], local: [] };
         // Per switch: the names each publishing port will have.
         const perSwitch = new Map<string, { ls: Row; ports: Map<string, string[]> }>();
+        // Per switch: whether it spans hosts or has a row (a look at each of its ports, once).
+        const sharedSwitches = new Map<string, boolean>();
         for (const { endpointId, names } of entries) {
           const found = this.endpoints.portOf(replica, endpointId);
           const ls = found && this.switches.switchOf(replica, found.record.networkId);
           if (!found || !ls) continue;
-          published.push(endpointId);
+          const shared = sharedSwitches.get(ls._uuid) ?? (ownedDnsRow(replica, ls) !== undefined || spansHosts(replica, ls, chassis));
+          sharedSwitches.set(ls._uuid, shared);
+          if (!shared) {
+            result.local.push(endpointId);
+            continue;
+          }
+          result.published.push(endpointId);
           const clean = [...new Set(names.map((n) => n.toLowerCase()).filter((n) => DNS_NAME.test(n)))];
           if ((!found.record.ipv4 && !found.record.ipv6) || clean.length === 0) continue;
           const batch = perSwitch.get(ls._uuid) ?? { ls, ports: new Map<string, string[]>() };
@@ -48,9 +67,9 @@ export class OvnDnsNames {
             ['external_ids', 'insert', new Map([[Keys.dnsNames, clean.join(' ')]])],
           ]);
         }
-        // The whole row, not only these names: the first batch after the switch spans hosts brings earlier ones.
-        for (const { ls, ports } of perSwitch.values()) if (ownedDnsRow(replica, ls) || spansHosts(replica, ls, chassis)) syncDnsRecords(tx, replica, ls, ports);
-        return published;
+        // The whole row, not only these names: it may be missing earlier ones (another host's, a write that failed).
+        for (const { ls, ports } of perSwitch.values()) syncDnsRecords(tx, replica, ls, ports);
+        return result;
       },
       // Hosts publishing on one switch at once (a restart of several) make each other re-run.
       { comment: `ovn-docker-driver: publish DNS names of ${entries.length} endpoint(s)`, retries: 20 },

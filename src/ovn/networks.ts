@@ -7,12 +7,13 @@
  * The work is done by switches.ts, endpoints.ts and dns-names.ts.
  */
 import type { OvsdbClient, Replica, RowChange } from '../ovsdb/index.js';
-import { OvnDnsNames } from './dns-names.js';
+import { OvnDnsNames, type PublishedNames } from './dns-names.js';
 import { OvnEndpoints } from './endpoints.js';
-import type { EndpointRecord, EndpointSpec, NetworkRecord, NetworkSpec } from './records.js';
+import { networksOfHost, type EndpointRecord, type EndpointSpec, type NetworkRecord, type NetworkSpec } from './records.js';
 import { OvnSwitches } from './switches.js';
 
 export type { EndpointRecord, EndpointSpec, NetworkRecord, NetworkSpec, SubnetSpec } from './records.js';
+export type { PublishedNames } from './dns-names.js';
 
 export class OvnNetworks {
   private readonly switches: OvnSwitches;
@@ -73,18 +74,19 @@ export class OvnNetworks {
   }
 
   /**
-   * Publish endpoints' DNS names in one transaction (dns-names.ts); in the
-   * switch's DNS row only when it spans hosts other than `chassis` (this
-   * host's). Returns the endpoints found.
+   * Publish endpoints' DNS names in one transaction (dns-names.ts), on
+   * switches that span hosts other than `chassis` (this host's): on the
+   * others, nothing is written.
    */
-  publishNames(entries: { endpointId: string; names: string[] }[], chassis: string): Promise<string[]> {
+  publishNames(entries: { endpointId: string; names: string[] }[], chassis: string): Promise<PublishedNames> {
     return this.dns.publish(entries, chassis);
   }
 
   /**
    * Call `listener` with the switches (uuids) that a port of a host other
-   * than `chassis` joined, among those this host has a network on: their DNS
-   * rows want a sync (syncNames). Returns the unsubscribe function.
+   * than `chassis` joined, among those this host has a network on: the names
+   * of this host's containers there are to be published (publishNames) and
+   * their DNS rows synced (syncNames). Returns the unsubscribe function.
    */
   onOtherHostsJoining(chassis: string, listener: (switches: string[]) => void): () => void {
     const onChange = (changes: RowChange[]) => {
@@ -93,6 +95,14 @@ export class OvnNetworks {
     };
     this.nb.on('change', onChange);
     return () => void this.nb.off('change', onChange);
+  }
+
+  /** This host's networks on these switches (uuids). */
+  localNetworksOn(switchUuids: readonly string[], chassis: string): string[] {
+    return switchUuids.flatMap((uuid) => {
+      const ls = this.nb.replica.get('Logical_Switch', uuid);
+      return ls ? networksOfHost(ls, chassis) : [];
+    });
   }
 
   /** Sync the DNS rows of these switches (every switch this host has a network on when undefined) with their ports' names; returns the rows written. */

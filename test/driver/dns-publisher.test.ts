@@ -1,8 +1,9 @@
 /**
  * The names publisher (src/driver/dns-publisher.ts) against a bare NB
- * ovsdb-server with two hosts, and a stand-in for the engine's API: names
- * are recorded on the ports; a switch's DNS row is written once another
- * host's port joins it, by the batch that follows, or by the sync of a
+ * ovsdb-server with two hosts, and a stand-in for the engine's API: on a
+ * switch of one host nothing is written; once another host's port joins,
+ * the batch that follows publishes this host's names from the engine (on
+ * the ports and in the switch's DNS row), as does the start-up sync of a
  * publisher started after it joined.
  */
 import t from 'tap';
@@ -19,10 +20,14 @@ const { a, b, sharedNetwork } = await useSharedSwitch(t);
 const TIMING = { firstDelayMs: 20, spacingMs: 50, maxSpacingMs: 200 };
 
 /** The engine's API as the publisher reads it: the containers given, an event stream that opens at once. */
-function fakeEngine(containers: ContainerInfo[]): DockerApi {
+function fakeEngine(containers: ContainerInfo[], listFailures = 0): DockerApi {
+  let failures = listFailures;
   const api = {
     inspectContainer: async (id: string) => containers.find((c) => c.id === id),
-    containersOn: async (networkId: string) => containers.filter((c) => c.networks.some((n) => n.NetworkID === networkId)).map((c) => c.id),
+    containersOn: async (networkId: string) => {
+      if (failures-- > 0) throw new Error('engine API: connection refused');
+      return containers.filter((c) => c.networks.some((n) => n.NetworkID === networkId)).map((c) => c.id);
+    },
     followNetworkEvents: async (h: { onEvent: (e: NetworkEvent) => void; onConnected: () => void; signal: AbortSignal }) => {
       h.onConnected();
       await new Promise((resolve) => h.signal.addEventListener('abort', resolve, { once: true }));
@@ -35,10 +40,48 @@ function container(id: string, name: string, networkId: string, endpointId: stri
   return { id, name, networks: [{ NetworkID: networkId, EndpointID: endpointId, IPAddress: '', GlobalIPv6Address: '', Aliases: [`${name}-alias`] }] };
 }
 
-function startPublisher(h: NbHost, containers: ContainerInfo[]): DnsPublisher {
-  const publisher = new DnsPublisher(fakeEngine(containers), h.networks, h.chassis, pino({ level: 'silent' }), TIMING);
+/** The publisher's log lines, as objects, and a wait for one. */
+class LogLines {
+  readonly lines: { msg: string; endpoints?: number }[] = [];
+  private readonly waiters = new Set<() => void>();
+
+  write(line: string): void {
+    this.lines.push(JSON.parse(line) as LogLines['lines'][number]);
+    for (const wake of this.waiters) wake();
+  }
+
+  matching(msg: RegExp): LogLines['lines'] {
+    return this.lines.filter((l) => msg.test(l.msg));
+  }
+
+  /** Resolves with the first line whose message matches, once there is one (5 s at most). */
+  waitFor(msg: RegExp): Promise<LogLines['lines'][number]> {
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        const line = this.matching(msg)[0];
+        if (!line) return;
+        done();
+        resolve(line);
+      };
+      const timer = setTimeout(() => {
+        done();
+        reject(new Error(`timed out after 5000 ms waiting for a log line ${String(msg)}`));
+      }, 5000);
+      const done = () => {
+        clearTimeout(timer);
+        this.waiters.delete(check);
+      };
+      this.waiters.add(check);
+      check();
+    });
+  }
+}
+
+function startPublisher(h: NbHost, containers: ContainerInfo[], listFailures = 0): { publisher: DnsPublisher; logged: LogLines } {
+  const logged = new LogLines();
+  const publisher = new DnsPublisher(fakeEngine(containers, listFailures), h.networks, h.chassis, pino({ level: 'debug' }, logged), TIMING);
   publisher.start();
-  return publisher;
+  return { publisher, logged };
 }
 
 /** Resolves once `h`'s replica shows the names the endpoint's port recorded. */
@@ -64,30 +107,48 @@ async function dnsRecords(switchName: string): Promise<Record<string, string> | 
   return out;
 }
 
-t.test("names stay on the ports while one host uses the switch; another host's port joining brings the DNS row", async (t) => {
+t.test("a host alone on the switch writes nothing; another host's port joining brings this host's names, from the engine", async (t) => {
   const { netA, netB, switchName } = await sharedNetwork(31);
   await endpoint(a, netA, 'pub-a', '10.31.0.2/24');
-  const publisher = startPublisher(a, [container('c-a', 'web-a', netA, 'pub-a')]);
+  const { publisher, logged } = startPublisher(a, [container('c-a', 'web-a', netA, 'pub-a')]);
   t.teardown(() => publisher.stop());
-  t.equal(await recorded(a, 'pub-a'), 'web-a web-a-alias', 'the start-up sync recorded the names on the port');
-  t.equal(await dnsRecords(switchName), undefined, 'no DNS row: only this host uses the switch');
+  t.equal((await logged.waitFor(/names left to Docker/)).endpoints, 1, 'the start-up sync found the container, on a switch of this host alone');
+  t.equal(await recordedOnServer('pub-a'), undefined, 'no names on its port');
+  t.equal(await dnsRecords(switchName), undefined, 'no DNS row');
 
   await endpoint(b, netB, 'pub-b', '10.31.0.3/24');
   await untilRecord(a, 'web-a');
   t.same(await dnsRecords(switchName), { 'web-a': '10.31.0.2', 'web-a-alias': '10.31.0.2' }, "host B's port joined: the next batch wrote host A's names");
+  t.equal(await recorded(a, 'pub-a'), 'web-a web-a-alias', 'and recorded them on the port');
 });
 
-t.test('a publisher started after another host joined syncs the row at start-up', async (t) => {
+t.test('a publisher started after another host joined publishes at start-up', async (t) => {
   const { netA, netB, switchName } = await sharedNetwork(32);
   await endpoint(a, netA, 'restart-a', '10.32.0.2/24');
-  // Recorded while host A was alone; host B joins while A's publisher is not running.
-  await a.networks.publishNames([{ endpointId: 'restart-a', names: ['before'] }], a.chassis);
-  t.equal(await dnsRecords(switchName), undefined, 'no DNS row while host A is alone');
   await endpoint(b, netB, 'restart-b', '10.32.0.3/24');
   await until(a.nb, () => a.networks.findEndpoint('restart-b'));
-  // No containers to publish: the start-up sync has only the row to bring up to date.
-  const publisher = startPublisher(a, []);
+  const { publisher } = startPublisher(a, [container('c-r', 'before', netA, 'restart-a')]);
   t.teardown(() => publisher.stop());
   await untilRecord(a, 'before');
-  t.same(await dnsRecords(switchName), { before: '10.32.0.2' });
+  t.same(await dnsRecords(switchName), { before: '10.32.0.2', 'before-alias': '10.32.0.2' });
 });
+
+t.test('the engine failing to list containers when another host joins: the publisher tries again', async (t) => {
+  const { netA, netB, switchName } = await sharedNetwork(33);
+  await endpoint(a, netA, 'retry-a', '10.33.0.2/24');
+  // The start-up sync's listing and the join's first one fail.
+  const { publisher, logged } = startPublisher(a, [container('c-t', 'again', netA, 'retry-a')], 2);
+  t.teardown(() => publisher.stop());
+  await logged.waitFor(/cannot list the containers/);
+  await endpoint(b, netB, 'retry-b', '10.33.0.3/24');
+  await untilRecord(a, 'again');
+  t.same(await dnsRecords(switchName), { again: '10.33.0.2', 'again-alias': '10.33.0.2' });
+  t.ok(logged.matching(/cannot list the containers/).length >= 2, 'after a failed listing for the join');
+});
+
+/** The names the endpoint's port recorded, read from the server. */
+async function recordedOnServer(endpointId: string): Promise<string | undefined> {
+  const name = a.networks.findEndpoint(endpointId)?.name;
+  const port = name ? await rowNamed(a.nb, 'Logical_Switch_Port', name, ['external_ids']) : undefined;
+  return port ? wireMap(port.external_ids).get(Keys.dnsNames) : undefined;
+}

@@ -110,7 +110,7 @@ t.test("Docker's IPAM: CreateNetwork, CreateEndpoint, Join, Leave, DeleteEndpoin
     // another host makes the switch span hosts: only then do names go to its DNS row.
     const other = hex(32);
     await engine.nb.networks.ensureEndpoint({ networkId, endpointId: other, ipv6: 'fd51::9/64', chassis: 'host-b' });
-    t.same(await engine.nb.networks.publishNames([{ endpointId: a.id, names: ['web6', 'alias6'] }], engine.nb.chassis), [a.id]);
+    t.same((await engine.nb.networks.publishNames([{ endpointId: a.id, names: ['web6', 'alias6'] }], engine.nb.chassis)).published, [a.id]);
     t.match(await dnsRecords(), { web6: 'fd51::2', alias6: 'fd51::2' });
 
     for (const ep of [a, b]) {

@@ -101,7 +101,7 @@ t.test('NB hung while the event stream reopens: the driver stays up and publishe
   }));
   const image = await ensureBusyboxImage(engine);
   const docker = (...args: string[]) => engine.docker(...args).then((r) => r.stdout.trim());
-  // On a switch of one host, names are recorded on the ports only (no DNS row): that is where publishing shows.
+  // Names reach NB on a switch that spans hosts, recorded on the ports (the DNS row comes from them): that is where publishing shows.
   const recorded = async () =>
     [...(await stack.nbctl('--bare', '--columns=external_ids', 'list', 'Logical_Switch_Port')).matchAll(/docker:dns-names=([^=\n]*?)(?= \S+=|$)/gm)].flatMap((m) => m[1]!.split(' '));
   const published = (container: string, timeoutMs: number) =>
@@ -119,7 +119,12 @@ t.test('NB hung while the event stream reopens: the driver stays up and publishe
     );
   const logLength = async () => (await readDriverLog(logFile)).length;
 
-  await docker('network', 'create', '-d', name, '--subnet', '10.87.0.0/24', network);
+  const networkId = await docker('network', 'create', '-d', name, '--subnet', '10.87.0.0/24', network);
+  // A port of another host on the switch (its rows as that host's driver writes them): the switch spans hosts.
+  const otherPort = `${name}-other`;
+  await stack.nbctl('lsp-add', networkId, otherPort, '--', 'set', 'Logical_Switch_Port', otherPort,
+    'external_ids:docker\\:owner=ovn-docker-driver', 'external_ids:docker\\:chassis=other-host', `external_ids:docker\\:switch=${networkId}`,
+    'external_ids:docker\\:ipv4="10.87.0.200/24"', 'addresses="0a:58:0a:57:00:c8 10.87.0.200"');
   await docker('run', '-d', '--net', network, '--name', a, image, 'sleep', '3600');
   await published(a, 20_000);
   t.pass('names are published while NB answers');

@@ -4,7 +4,8 @@
  * one driver per host, one central NB/SB. Shows: a container on host A
  * reaches one on host B; 20 containers started at once across both hosts
  * get 20 distinct addresses; names resolve across hosts through OVN DNS,
- * also those of a host's containers started before the other host joined;
+ * also those of a host's containers started before the other host joined
+ * (written to NB only then);
  * removing the network on B, and stopping B's driver, leave A working;
  * each host keeps its own gateway on a shared network (its own routes, its
  * own -o ovn.gateway), whichever host created the switch.
@@ -13,6 +14,7 @@ import t from 'tap';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { ensureBusyboxImage, startDockerEngine, type DockerEngine } from '../harness/docker.js';
+import { readDriverLog, type LogEntry } from '../harness/driver-log.js';
 import { startDriverProcess, type DriverProcess } from '../harness/driver-process.js';
 import { makePluginDirs, type PluginDirs } from '../harness/plugin-dirs.js';
 import { waitFor } from '../harness/process.js';
@@ -25,6 +27,7 @@ const GATEWAY = '10.88.0.1';
 interface HostSide {
   label: 'A' | 'B';
   dirs: PluginDirs;
+  logFile: string;
   engine: DockerEngine;
   driver: DriverProcess;
 }
@@ -100,17 +103,19 @@ t.test('two hosts share one OVN network', async (t) => {
     // Same plugin name on both hosts, as on real machines; each engine sees only its own plugin directory.
     const dirs = await makePluginDirs(NAME);
     const engine = await startDockerEngine({ engine: '20.10', pluginDir: dirs.pluginDir, netns: host.netns });
+    const logFile = path.join(dirs.dir, 'driver.log');
     const driver = await startDriverProcess({
       name: NAME,
       pluginDir: dirs.socketDir,
       nbRemote: c.nbRemote,
       ovsDb: host.ovsRemote,
-      logFile: path.join(dirs.dir, 'driver.log'),
+      logFile,
       netns: host.netns,
-      extraArgs: ['--docker-host', engine.host],
+      // Debug: names left to Docker on a switch of one host are logged there.
+      extraArgs: ['--docker-host', engine.host, '--log-level', 'debug'],
     });
     await ensureBusyboxImage(engine);
-    sides.push({ label: i === 0 ? 'A' : 'B', dirs, engine, driver });
+    sides.push({ label: i === 0 ? 'A' : 'B', dirs, logFile, engine, driver });
   }
   const [a, b] = sides as [HostSide, HostSide];
   const docker = (side: HostSide, ...args: string[]) => side.engine.docker(...args).then((r) => r.stdout.trim());
@@ -150,20 +155,18 @@ t.test('two hosts share one OVN network', async (t) => {
   });
   t.match(lookup, new RegExp(`Address:? *${ipB.replace(/\./g, '\\.')}`), 'web-a resolves web-b (another engine) by name');
 
-  // A late join: A's container starts while no port of B is on the switch. Its name is only recorded on its
-  // port (Docker's DNS on A answers it there); once B's network brings B's ports, A's driver writes the
-  // switch's DNS row, and B's container resolves A's by name.
+  // A late join: A's container starts while no port of B is on the switch. A's driver writes nothing of its
+  // names (Docker's DNS on A answers them there); once B's network brings B's ports, A's driver publishes
+  // them from its engine, and B's container resolves A's by name.
   const LATE_GW = '10.93.0.1';
   const lateSwitch = 'docker_pool_10.93.0.0_24';
   await docker(a, 'network', 'create', '-d', NAME, '--ipam-driver', NAME, '--subnet', '10.93.0.0/24', '--gateway', LATE_GW, 'late');
   await docker(a, 'run', '-d', '--net', 'late', '--name', 'first-a', 'busybox:local', 'sleep', '3600');
   const firstA = await docker(a, 'inspect', '-f', '{{(index .NetworkSettings.Networks "late").IPAddress}}', 'first-a');
-  await waitFor(async () => recordedNames(await c.nbctl('--bare', '--columns=external_ids', 'list', 'Logical_Switch_Port')).includes('first-a') || undefined, {
-    timeoutMs: 20_000,
-    what: "first-a's name recorded on its port",
-  });
-  // The batch that recorded the name is the one that would have written the DNS row.
-  t.equal((await c.nbctl('--bare', '--columns=dns_records', 'find', 'Logical_Switch', `name=${lateSwitch}`)).trim(), '', 'A alone on the switch: no DNS row');
+  const leftToDocker = (entry: LogEntry) => /names left to Docker/.test(entry.msg ?? '') && JSON.stringify(entry.entries ?? []).includes('"first-a"');
+  await waitFor(async () => (await readDriverLog(a.logFile)).some(leftToDocker) || undefined, { timeoutMs: 20_000, what: "first-a's names handled by A's driver" });
+  t.notOk(recordedNames(await c.nbctl('--bare', '--columns=external_ids', 'list', 'Logical_Switch_Port')).includes('first-a'), 'A alone on the switch: no names on its ports');
+  t.equal((await c.nbctl('--bare', '--columns=dns_records', 'find', 'Logical_Switch', `name=${lateSwitch}`)).trim(), '', 'and no DNS row');
   await docker(b, 'network', 'create', '-d', NAME, '--ipam-driver', NAME, '--subnet', '10.93.0.0/24', '--gateway', LATE_GW, 'late');
   await docker(b, 'run', '-d', '--net', 'late', '--name', 'joiner-b', 'busybox:local', 'sleep', '3600');
   const joinerB = await docker(b, 'inspect', '-f', '{{(index .NetworkSettings.Networks "late").IPAddress}}', 'joiner-b');

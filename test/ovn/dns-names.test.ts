@@ -1,7 +1,8 @@
 /**
  * DNS names on a switch (src/ovn/dns-names.ts; issue 9): a name belongs to
- * every endpoint that publishes it, on any host. Each port records its
- * names; the switch's DNS row holds them once the switch spans hosts. Two
+ * every endpoint that publishes it, on any host. Once the switch spans
+ * hosts, each port records its names and the switch's DNS row holds them;
+ * before, nothing is written (Docker's embedded DNS answers). Two
  * hosts' networks on one pool's switch, on a bare NB ovsdb-server; no OVN
  * daemons are needed.
  */
@@ -10,6 +11,7 @@ import { externalIds } from '../../src/ovn/external-ids.js';
 import { Keys } from '../../src/ovn/keys.js';
 import { OvnPools } from '../../src/ovn/pools.js';
 import { portSetName } from '../../src/ovn/port-sets.js';
+import type { RowChange } from '../../src/ovsdb/index.js';
 import type { NbHost } from '../harness/nb-hosts.js';
 import { externalIdsOf, rowNamed, select, until, wireMap, wireSet } from './nb-reads.js';
 import { endpoint, networkSpec, poolNetwork, useSharedSwitch } from './model-fixture.js';
@@ -35,13 +37,19 @@ async function dnsRecords(switchName: string): Promise<Record<string, string>> {
 
 t.test("one name on two hosts answers with both addresses; removing one endpoint keeps the other's", async (t) => {
   const { switchName } = await endpointPair(15, 'dns');
-  t.same(await a.networks.publishNames([{ endpointId: 'dns-a', names: ['web', 'only-a'] }], a.chassis), ['dns-a']);
+  t.same(await a.networks.publishNames([{ endpointId: 'dns-a', names: ['web', 'only-a'] }], a.chassis), { published: ['dns-a'], local: [] });
   await untilRecord(b, 'only-a');
-  t.same(await b.networks.publishNames([{ endpointId: 'dns-b', names: ['Web', 'only-b'] }], b.chassis), ['dns-b']);
+  t.same((await b.networks.publishNames([{ endpointId: 'dns-b', names: ['Web', 'only-b'] }], b.chassis)).published, ['dns-b']);
   t.same(await dnsRecords(switchName), { web: '10.15.0.2 10.15.0.3', 'only-a': '10.15.0.2', 'only-b': '10.15.0.3' });
-  // Publishing again (a driver restart's sync) changes nothing.
+  // Publishing again (a driver restart's sync, another host joining) changes no row: this client hears of
+  // its own changes before the transaction's reply.
+  const portChanges: string[] = [];
+  const onChange = (changes: RowChange[]) => portChanges.push(...changes.filter((c) => c.table === 'Logical_Switch_Port' || c.table === 'DNS').map((c) => c.uuid));
+  a.nb.on('change', onChange);
   await a.networks.publishNames([{ endpointId: 'dns-a', names: ['web', 'only-a'] }], a.chassis);
+  a.nb.off('change', onChange);
   t.same(await dnsRecords(switchName), { web: '10.15.0.2 10.15.0.3', 'only-a': '10.15.0.2', 'only-b': '10.15.0.3' });
+  t.same(portChanges, [], 'publishing the same names again changes nothing');
 
   await untilRecord(a, 'only-b');
   t.equal(await a.networks.deleteEndpoint('dns-a'), true);
@@ -69,7 +77,7 @@ t.test('two hosts publishing one name at once both end up in its record', async 
     a.networks.publishNames([{ endpointId: 'race-dns-a', names: ['db'] }], a.chassis),
     b.networks.publishNames([{ endpointId: 'race-dns-b', names: ['db'] }], b.chassis),
   ]);
-  t.same([pa, pb], [['race-dns-a'], ['race-dns-b']]);
+  t.same([pa.published, pb.published], [['race-dns-a'], ['race-dns-b']]);
   t.same(await dnsRecords(switchName), { other: '10.17.0.9', db: '10.17.0.2 10.17.0.3' });
 });
 
@@ -136,7 +144,7 @@ function nextJoin(h: NbHost): { joined: Promise<string[]>; stop: () => void } {
   return { joined, stop: () => stop() };
 }
 
-t.test('on a switch only one host uses, names are recorded on the ports and no DNS row is written', async (t) => {
+t.test('on a switch only one host uses, publishing writes nothing: no names on the ports, no DNS row', async (t) => {
   const networkId = 'solo21';
   await a.networks.ensureNetwork(networkSpec(a, 21, networkId, false));
   await endpoint(a, networkId, 'solo-1', '10.21.0.2/24');
@@ -151,22 +159,20 @@ t.test('on a switch only one host uses, names are recorded on the ports and no D
       ],
       a.chassis,
     ),
-    ['solo-1', 'solo-2'],
+    { published: [], local: ['solo-1', 'solo-2'] },
   );
-  t.equal(await recordedNames(a, 'solo-1'), 'web svc', 'each port records its names');
-  t.equal(await recordedNames(a, 'solo-2'), 'svc');
+  t.equal(await recordedNames(a, 'solo-1'), undefined, 'no names on the ports');
+  t.equal(await recordedNames(a, 'solo-2'), undefined);
   t.same(await dnsRows(networkId), [], 'no DNS row');
   t.equal(await a.networks.syncNames(a.chassis), 0, 'a sync of every local switch writes nothing');
-  // Removing a port whose name another port still publishes creates no row either.
   t.equal(await a.networks.deleteEndpoint('solo-2'), true);
   t.same(await dnsRows(networkId), [], 'still no DNS row');
 });
 
-t.test("another host's port joining makes a sync write the DNS row with the first host's names; syncing again is a no-op", async (t) => {
+t.test("another host's port joining: the first host publishes its names again, which writes them and the DNS row; again is a no-op", async (t) => {
   const { netA, netB, switchName } = await sharedNetwork(22);
   await endpoint(a, netA, 'join-a', '10.22.0.2/24');
-  await a.networks.publishNames([{ endpointId: 'join-a', names: ['early', 'shared'] }], a.chassis);
-  t.equal(await recordedNames(a, 'join-a'), 'early shared');
+  t.same(await a.networks.publishNames([{ endpointId: 'join-a', names: ['early', 'shared'] }], a.chassis), { published: [], local: ['join-a'] });
   t.same(await dnsRows(switchName), [], 'host A alone: no DNS row');
 
   const watch = nextJoin(a);
@@ -174,9 +180,11 @@ t.test("another host's port joining makes a sync write the DNS row with the firs
   await endpoint(b, netB, 'join-b', '10.22.0.3/24');
   const [uuid] = await watch.joined;
   t.equal(a.nb.replica.get('Logical_Switch', uuid!)?.name, switchName, "host A is told of the switch host B's port joined");
-  t.equal(await a.networks.syncNames(a.chassis, [uuid!]), 1, 'the sync writes one DNS row');
-  t.same(await dnsRecords(switchName), { early: '10.22.0.2', shared: '10.22.0.2' }, "with host A's names");
-  t.equal(await a.networks.syncNames(a.chassis, [uuid!]), 0, 'again: nothing to write');
+  t.same(a.networks.localNetworksOn([uuid!], a.chassis), [netA], "with host A's network on it");
+  t.same((await a.networks.publishNames([{ endpointId: 'join-a', names: ['early', 'shared'] }], a.chassis)).published, ['join-a']);
+  t.equal(await recordedNames(a, 'join-a'), 'early shared', 'the port records its names');
+  t.same(await dnsRecords(switchName), { early: '10.22.0.2', shared: '10.22.0.2' }, "the DNS row has host A's names");
+  t.equal(await a.networks.syncNames(a.chassis, [uuid!]), 0, 'a sync: nothing to write');
   await untilRecord(b, 'early');
   t.equal(await b.networks.syncNames(b.chassis), 0, "host B's sync of its switches finds the row current");
 
@@ -208,7 +216,7 @@ t.test("another host's warm port is enough: its network on the pool, before its 
   const lease = await poolNetwork(a, pools.a, '10.24.0.0/24', 'a24');
   const address = await pools.a.requestAddress(lease.poolId, '', 'endpoint');
   await endpoint(a, 'a24', 'warm-join-a', address);
-  await a.networks.publishNames([{ endpointId: 'warm-join-a', names: ['ready'] }], a.chassis);
+  t.same((await a.networks.publishNames([{ endpointId: 'warm-join-a', names: ['ready'] }], a.chassis)).local, ['warm-join-a']);
   t.same(await dnsRows(lease.name), [], 'host A alone: no DNS row');
 
   const watch = nextJoin(a);
@@ -216,7 +224,8 @@ t.test("another host's warm port is enough: its network on the pool, before its 
   await poolNetwork(b, pools.b, '10.24.0.0/24', 'b24');
   t.ok((await b.warm.create(lease.name, b.chassis, 1, 0))[0], 'host B keeps a port warm');
   const switches = await watch.joined;
-  t.equal(await a.networks.syncNames(a.chassis, switches), 1);
+  t.same(a.networks.localNetworksOn(switches, a.chassis), ['a24']);
+  t.same((await a.networks.publishNames([{ endpointId: 'warm-join-a', names: ['ready'] }], a.chassis)).published, ['warm-join-a']);
   t.same(await dnsRecords(lease.name), { ready: address.split('/')[0] });
 });
 
