@@ -27,7 +27,7 @@ export async function readDriverLog(file: string): Promise<LogEntry[]> {
 export const LEVEL = { debug: 20, info: 30, warn: 40, error: 50 } as const;
 
 /** A logger for an in-process driver, and the entries it has logged so far. */
-export function captureLog(level: 'info' | 'warn' = 'info'): { log: Logger; entries: LogEntry[] } {
+export function captureLog(level: 'debug' | 'info' | 'warn' = 'info'): { log: Logger; entries: LogEntry[] } {
   const entries: LogEntry[] = [];
   return { log: pino({ level }, { write: (line: string) => void entries.push(JSON.parse(line) as LogEntry) }), entries };
 }
