@@ -133,6 +133,7 @@ async function burst(
   try {
     await Promise.all(names.map((c) => engine.docker('run', '-d', '--net', net, '--name', c, image, 'sleep', '3600')));
     const started = performance.now() - t0;
+    if (process.env.BENCH_DRIVER_LOG) console.error(`${kind}: ${n} from ${new Date(Date.now() - started).toISOString()} to ${new Date().toISOString()}`);
     // Until all are running, as for the others: the pings below are `docker exec`s, dockerd's work.
     const atStart = await cpuOf(pids);
     let pinged: number | undefined;

@@ -88,8 +88,9 @@ export async function startSingleChassisLab(opts: { engine: EngineVersion; name:
       pluginDir: dirs.socketDir,
       nbRemote: stack.nbRemote,
       ovsDb: stack.ovsRemote,
-      logFile: path.join(dirs.dir, 'driver.log'),
-      extraArgs: ['--log-level', 'warn', '--masquerade', 'false', '--docker-host', engine.host],
+      // BENCH_DRIVER_LOG keeps the driver's log, at debug level, where it names (for a timeline of a run).
+      logFile: process.env.BENCH_DRIVER_LOG ?? path.join(dirs.dir, 'driver.log'),
+      extraArgs: ['--log-level', process.env.BENCH_DRIVER_LOG ? 'debug' : 'warn', '--masquerade', 'false', '--docker-host', engine.host],
       // Node refuses --cpu-prof in NODE_OPTIONS; this profiles the driver alone.
       nodeArgs: (process.env.BENCH_DRIVER_NODE_ARGS ?? '').split(' ').filter(Boolean),
     }));

@@ -97,6 +97,8 @@ export async function startDriver(config: DriverConfig, log: Logger = pino({ lev
       reserveFree: WARM_RESERVE_FREE,
       readyTimeoutMs: config.portUpTimeoutMs || DEFAULT_CONFIG.portUpTimeoutMs,
       refillDelayMs: WARM_REFILL_DELAY_MS,
+      maxStartMs: WARM_MAX_START_MS,
+      pollMs: WARM_START_POLL_MS,
       retryDelayMs: WARM_RETRY_DELAY_MS,
       maxRetryDelayMs: WARM_MAX_RETRY_DELAY_MS,
     },
@@ -297,6 +299,13 @@ const WARM_RESERVE_FREE = 8;
  * compete for the CPU with the container's own start.
  */
 const WARM_REFILL_DELAY_MS = 2000;
+/**
+ * A refill waits for the warm ports' container starts in flight, up to this
+ * long after each Join: the engine took 11 s to finish a burst of 20 after
+ * its last Join on a 2-core machine (docs/benchmarks.md).
+ */
+const WARM_MAX_START_MS = 20_000;
+const WARM_START_POLL_MS = 250;
 const WARM_RETRY_DELAY_MS = 10_000;
 const WARM_MAX_RETRY_DELAY_MS = 300_000;
 

@@ -86,6 +86,12 @@ export class HostPorts {
     return this.links.isIntactPair(hostIfName(portName), peerIfName(portName), { mtu, peerMac: mac });
   }
 
+  /** Which of these ports still have their container end in the host namespace (the engine moves it late in a container's start). */
+  async containerEndsHere(portNames: readonly string[]): Promise<Set<string>> {
+    const here = await this.links.namesHere();
+    return new Set(portNames.filter((name) => here.has(peerIfName(name))));
+  }
+
   /** Unplug and delete the veth of a port; safe to call when any part is already gone. */
   async unplug(portName: string): Promise<void> {
     const host = hostIfName(portName);

@@ -2,6 +2,7 @@
  * Network links in the host namespace, through iproute2 and ethtool: the veth
  * pair each endpoint gets, and its teardown.
  */
+import { readFile } from 'node:fs/promises';
 import { CommandError, type Runner } from './exec.js';
 import { assertIfName, InvalidArgumentError } from './names.js';
 import { isReadOnly, Sysctl } from './sysctl.js';
@@ -97,11 +98,28 @@ function vethAddArgs(host: string, peer: string, mtu: string, mac: string): stri
   return ['link', 'add', 'name', host, 'mtu', mtu, 'arp', 'off', 'up', 'type', 'veth', 'peer', 'name', peer, 'mtu', mtu, 'address', mac];
 }
 
+/** The interface names in /proc/net/dev's text: one per line after the two header lines, before the colon. */
+export function parseProcNetDev(text: string): Set<string> {
+  const names = new Set<string>();
+  for (const line of text.split('\n').slice(2)) {
+    const colon = line.indexOf(':');
+    if (colon > 0) names.add(line.slice(0, colon).trim());
+  }
+  return names;
+}
+
 export class Links {
   constructor(
     private readonly runner: Runner,
     private readonly sysctl = new Sysctl(),
+    /** procfs follows the reading process's network namespace (sysfs follows its mount's). */
+    private readonly procNetDev = '/proc/net/dev',
   ) {}
+
+  /** Names of the interfaces in the driver's namespace, without a process: called often while containers start. */
+  async namesHere(): Promise<Set<string>> {
+    return parseProcNetDev(await readFile(this.procNetDev, 'utf8'));
+  }
 
   async createVeth(hostName: string, peerName: string, options: { mtu: number; peerMac: string }): Promise<void> {
     const { mtu, mac } = checkVeth({ host: hostName, peer: peerName, ...options });

@@ -10,8 +10,8 @@ import type { WarmPort } from '../ovn/warm-ports.js';
 export class Inventory {
   /** Plugged, flows installed, not handed out yet. */
   private readonly ready = new Map<string, WarmPort>();
-  /** Handed out from `ready`: plugged and bound, for Join to use as they are. */
-  private readonly handedOut = new Set<string>();
+  /** Handed out from `ready`: plugged and bound, for Join to use as they are; name → pool. */
+  private readonly handedOut = new Map<string, string>();
   /** Kept by DeleteEndpoint on a pool of our IPAM, waiting for ReleaseAddress to make them warm again. */
   private readonly recycling = new Map<string, WarmPort>();
 
@@ -45,13 +45,15 @@ export class Inventory {
     return port;
   }
 
-  markHandedOut(name: string): void {
-    this.handedOut.add(name);
+  markHandedOut(port: WarmPort): void {
+    this.handedOut.set(port.name, port.pool);
   }
 
-  /** True once for a port handed out and not joined since. */
-  takeHandedOut(name: string): boolean {
-    return this.handedOut.delete(name);
+  /** The pool of a port handed out and not joined since, once. */
+  takeHandedOut(name: string): string | undefined {
+    const pool = this.handedOut.get(name);
+    this.handedOut.delete(name);
+    return pool;
   }
 
   addRecycling(port: WarmPort): void {

@@ -12,10 +12,11 @@ import type { WarmPorts } from './warm-ports.js';
 import { Inventory } from './inventory.js';
 import { PoolSizer } from './pool-sizer.js';
 import { RefillScheduler, type RefillTiming } from './refill-scheduler.js';
+import { StartsInFlight, type SettleTiming } from './starts-in-flight.js';
 
 const plugRequest = (port: WarmPort): PlugRequest => ({ portName: port.name, mac: port.mac, mtu: port.mtu, ...(port.tag !== undefined ? { tag: port.tag } : {}) });
 
-export interface WarmPoolSettings extends RefillTiming {
+export interface WarmPoolSettings extends RefillTiming, SettleTiming {
   /** OVS system-id of this host. */
   chassis: string;
   /** Ready ports to keep per switch while idle; 0 turns warm ports off. */
@@ -50,6 +51,7 @@ export class WarmPool implements WarmPorts {
   private readonly predictor = new AddressPredictor();
   private readonly sizer: PoolSizer;
   private readonly refills: RefillScheduler;
+  private readonly starts: StartsInFlight;
   private closed = false;
   private unsubscribe: (() => void) | undefined;
 
@@ -61,6 +63,7 @@ export class WarmPool implements WarmPorts {
     private readonly log: Logger,
   ) {
     this.refills = new RefillScheduler((pool) => this.fill(pool), settings, log);
+    this.starts = new StartsInFlight((names) => host.containerEndsHere(names), settings);
     this.sizer = new PoolSizer({ min: settings.perSwitch, max: settings.maxPerSwitch, idleMs: settings.idleShrinkMs }, (pool, size) => {
       this.log.info({ pool, size }, 'no container started on this network for a while: its warm pool shrinks');
       this.trim(pool);
@@ -96,6 +99,7 @@ export class WarmPool implements WarmPorts {
     this.closed = true;
     this.unsubscribe?.();
     this.sizer.close();
+    this.starts.close();
     await this.refills.close();
   }
 
@@ -152,8 +156,10 @@ export class WarmPool implements WarmPorts {
   }
 
   takeReady(portName: string): boolean {
-    if (!this.inventory.takeHandedOut(portName)) return false;
-    return this.readiness.isReady(portName, hostIfName(portName));
+    const pool = this.inventory.takeHandedOut(portName);
+    if (pool === undefined || !this.readiness.isReady(portName, hostIfName(portName))) return false;
+    this.starts.joined(pool, portName);
+    return true;
   }
 
   /**
@@ -181,6 +187,7 @@ export class WarmPool implements WarmPorts {
     const pool = this.targetOf(network);
     // Docker's IPAM gives the address it gets back first: a port set keeps the port even when it has enough (see trim()).
     const full = pool !== undefined && !isPortSet(pool) && this.inventory.count(pool) >= this.sizer.size(pool);
+    this.starts.ended(endpoint.name);
     if (!pool || full || !this.mayRecycle(endpoint, network)) return false;
     try {
       if (!(await this.host.isReusable(endpoint.name, network.mtu, endpoint.mac))) return false;
@@ -208,7 +215,7 @@ export class WarmPool implements WarmPorts {
       const port = this.inventory.take(pool);
       if (!port) break;
       if (await this.ovn.claim(port, holder)) {
-        this.inventory.markHandedOut(port.name);
+        this.inventory.markHandedOut(port);
         this.sizer.started(pool, false);
         this.afterHandOut(pool);
         this.log.debug({ port: port.name, ipv4: port.ipv4 }, 'warm port handed out');
@@ -251,7 +258,7 @@ export class WarmPool implements WarmPorts {
     }
     try {
       const endpoint = await this.ovn.adopt(port, spec.networkId, spec.endpointId);
-      if (isPortSet(port.pool)) this.inventory.markHandedOut(port.name);
+      if (isPortSet(port.pool)) this.inventory.markHandedOut(port);
       return endpoint;
     } catch (err) {
       this.log.warn({ endpointId: spec.endpointId, port: port.name, err: (err as Error).message }, 'cannot adopt a warm port; making a port for the endpoint');
@@ -325,7 +332,10 @@ export class WarmPool implements WarmPorts {
   /** Remove ports from NB and their host side; errors are logged, and reconcile catches what is left. */
   private async discard(ports: WarmPort[]): Promise<void> {
     if (ports.length === 0) return;
-    for (const port of ports) this.inventory.forget(port.name);
+    for (const port of ports) {
+      this.inventory.forget(port.name);
+      this.starts.ended(port.name);
+    }
     await this.ovn.remove(ports).catch((err: unknown) =>
       this.log.warn({ err: (err as Error).message, ports: ports.map((p) => p.name) }, 'cannot remove warm ports from OVN'),
     );
@@ -362,11 +372,15 @@ export class WarmPool implements WarmPorts {
   }
 
   /**
-   * Make ports until the pool has its size, as many at once as it lacks (one
-   * NB transaction, plugged side by side); a failure throws, and the
-   * scheduler retries later.
+   * Once the container starts in flight on the pool have finished
+   * (starts-in-flight.ts), make ports until the pool has its size, as many
+   * at once as it lacks (one NB transaction, plugged side by side); a
+   * failure throws, and the scheduler retries later.
    */
   private async fill(pool: string): Promise<void> {
+    const settling = Date.now();
+    const starts = await this.starts.settle(pool);
+    if (starts) this.log.debug({ pool, starts, ms: Date.now() - settling }, 'refill waited for the container starts in flight');
     const started = Date.now();
     let made = 0;
     while (!this.closed) {
@@ -412,7 +426,8 @@ export class WarmPool implements WarmPorts {
         try {
           await (plugged ? this.waitReady(port) : this.plugAndWait(port));
         } catch (err) {
-          error ??= err as Error;
+          // One taken over meanwhile (an endpoint got its address; in a burst, Docker's IPAM gives the next ones) is no failure.
+          if (this.stillWarm(port)) error ??= err as Error;
           await this.discard([port]);
           return;
         }

@@ -9,12 +9,12 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import type { DriverConfig } from '../../src/config.js';
 import { hostIfName } from '../../src/host/names.js';
 import { startDriver, type RunningDriver } from '../../src/service.js';
 import { testDriverConfig } from './driver-config.js';
-import { deleteNetns } from './netns.js';
+import { createNetns, deleteNetns } from './netns.js';
 import { startOvnStack, type OvnStack } from './ovn-stack.js';
 import { callPlugin } from './plugin-client.js';
 import { run } from './process.js';
@@ -29,6 +29,8 @@ export class WarmDriverFixture {
   readonly namespaces: string[] = [];
   /** Port names whose veths the tests may have left in the host namespace. */
   readonly portsSeen = new Set<string>();
+  /** Where engineTakes() puts container ends: one namespace for the file's containers that need no traffic. */
+  private containers: Promise<string> | undefined;
 
   constructor(t: Test, tmpPrefix: string) {
     t.before(async () => {
@@ -46,14 +48,25 @@ export class WarmDriverFixture {
   }
 
   /** Another driver on the same OVN and plugin directory (2 warm ports unless overridden). */
-  start(overrides: Partial<DriverConfig> = {}, level: 'warn' | 'silent' = 'warn'): Promise<RunningDriver> {
-    return startDriver(testDriverConfig(this.stack, this.dir, { warmPorts: 2, ...overrides }), pino({ level }));
+  start(overrides: Partial<DriverConfig> = {}, log: Logger | 'warn' | 'silent' = 'warn'): Promise<RunningDriver> {
+    return startDriver(testDriverConfig(this.stack, this.dir, { warmPorts: 2, ...overrides }), typeof log === 'string' ? pino({ level: log }) : log);
   }
 
-  /** The file's driver stops, as at a host restart, and starts again (with other settings, if given). */
-  async restart(overrides: Partial<DriverConfig> = {}): Promise<void> {
+  /** The file's driver stops, as at a host restart, and starts again (with other settings or logger, if given). */
+  async restart(overrides: Partial<DriverConfig> = {}, log?: Logger): Promise<void> {
     await this.driver.close();
-    this.driver = await this.start(overrides);
+    this.driver = await this.start(overrides, log);
+  }
+
+  /**
+   * After Join, the engine moves the container end out of the host's
+   * namespace: here into a namespace shared by the file's containers, under
+   * its own name. Until then the driver counts the start as in flight, and
+   * refills wait for it (src/warm/starts-in-flight.ts).
+   */
+  async engineTakes(containerEnd: string): Promise<void> {
+    this.containers ??= createNetns().then((ns) => (this.namespaces.push(ns), ns));
+    await run('ip', ['link', 'set', containerEnd, 'netns', await this.containers]);
   }
 
   call(method: string, body?: unknown): ReturnType<typeof callPlugin> {

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import t from 'tap';
 import { CommandError, createRunner, type Runner } from '../../src/host/exec.js';
-import { LinkConflictError, Links } from '../../src/host/links.js';
+import { LinkConflictError, Links, parseProcNetDev } from '../../src/host/links.js';
 import { InvalidArgumentError } from '../../src/host/names.js';
 import { run } from '../harness/process.js';
 
@@ -184,6 +184,35 @@ t.test('isIntactPair: a pair back from another namespace, unchanged, and nothing
   t.equal(await links.isIntactPair(host, peer, { mtu: 1442, peerMac: mac }), true, 'back, unchanged');
   await run('ip', ['link', 'set', peer, 'mtu', '1300']);
   t.equal(await links.isIntactPair(host, peer, { mtu: 1442, peerMac: mac }), false, 'back with another MTU');
+});
+
+t.test("namesHere: this namespace's interfaces, read without a process; an end moved into a container is gone", async (t) => {
+  const host = randomName();
+  const peer = randomName();
+  const ns = `tlns-${randomBytes(4).toString('hex')}`;
+  removeInTeardown(t, host, peer);
+  t.teardown(() => run('ip', ['netns', 'del', ns]).then(() => undefined, () => undefined));
+  await links.createVeth(host, peer, { mtu: 1442, peerMac: randomMac() });
+  const counting = countingRunner();
+  const before = await new Links(counting).namesHere();
+  t.ok(before.has('lo') && before.has(host) && before.has(peer), 'both ends, and lo');
+  t.same(counting.calls, [], 'no process ran');
+  await run('ip', ['netns', 'add', ns]);
+  await run('ip', ['link', 'set', peer, 'netns', ns]);
+  const after = await links.namesHere();
+  t.ok(after.has(host), 'the host end stays');
+  t.notOk(after.has(peer), 'the moved end is gone');
+});
+
+t.test('parseProcNetDev: names before the colon, headers skipped', async (t) => {
+  const text = [
+    'Inter-|   Receive                                                |  Transmit',
+    ' face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed',
+    '    lo:    3193      29    0    0    0     0          0         0     3193      29    0    0    0     0       0          0',
+    'ovc0123456789ab:0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0',
+    '',
+  ].join('\n');
+  t.same([...parseProcNetDev(text)], ['lo', 'ovc0123456789ab']);
 });
 
 t.test('disableTxChecksumOffload turns tx checksumming off', async (t) => {

@@ -24,11 +24,10 @@ t.test('counts: ready and recycling ports of the pool; handed out ones are not c
   inv.addReady(port('c', 'q', '10.1.0.2/24'));
   t.equal(inv.count('p'), 2);
   t.same(inv.known('p').map((x) => x.name).sort(), ['a', 'r']);
-  inv.take('p');
-  inv.markHandedOut('a');
+  inv.markHandedOut(inv.take('p')!);
   t.equal(inv.count('p'), 1, 'a handed-out port no longer counts');
-  t.ok(inv.takeHandedOut('a'), 'Join finds it handed out');
-  t.notOk(inv.takeHandedOut('a'), 'once');
+  t.equal(inv.takeHandedOut('a'), 'p', 'Join finds it handed out, from its pool');
+  t.equal(inv.takeHandedOut('a'), undefined, 'once');
   t.ok(inv.takeRecycling('r'));
   t.notOk(inv.takeRecycling('r'), 'once');
 });
@@ -36,11 +35,11 @@ t.test('counts: ready and recycling ports of the pool; handed out ones are not c
 t.test('forget drops a port from every state; takeByName returns a ready one', async (t) => {
   const inv = new Inventory();
   inv.addReady(port('a', 'p', '10.0.0.2/24'));
-  inv.markHandedOut('h');
+  inv.markHandedOut(port('h', 'p', '10.0.0.5/24'));
   inv.addRecycling(port('r', 'p', '10.0.0.9/24'));
   for (const name of ['a', 'h', 'r']) inv.forget(name);
   t.equal(inv.count('p'), 0);
-  t.notOk(inv.takeHandedOut('h'));
+  t.equal(inv.takeHandedOut('h'), undefined);
   inv.addReady(port('b', 'p', '10.0.0.3/24'));
   t.equal(inv.takeByName('b')?.name, 'b');
   t.equal(inv.takeByName('b'), undefined);

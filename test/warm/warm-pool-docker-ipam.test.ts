@@ -220,7 +220,7 @@ t.test('a burst of endpoints at the lowest addresses, with refills running: one 
     addresses.map(async (ip) => {
       const ep = await createEndpoint(net, `${ip}/24`);
       t.equal(ep.status, 200, JSON.stringify(ep.body));
-      await join(net, ep.id);
+      await fx.engineTakes(await join(net, ep.id));
       return ep.id;
     }),
   );
@@ -264,7 +264,9 @@ t.test('a burst that empties the pool grows it: the next burst as large starts o
       ips.map(async (ip) => {
         const ep = await createEndpoint(net, `${ip}/24`);
         t.equal(ep.status, 200, JSON.stringify(ep.body));
-        return { id: ep.id, ip, ifName: await join(net, ep.id) };
+        const ifName = await join(net, ep.id);
+        await fx.engineTakes(ifName);
+        return { id: ep.id, ip, ifName };
       }),
     );
   // Eight at once (the CreateEndpoints all well within the two seconds before a refill): two warm, six short.

@@ -280,6 +280,43 @@ async function ovsInterfaceUuid(portName: string): Promise<string> {
   return (await fx.stack.vsctl('--if-exists', 'get', 'Interface', hostIfName(portName), '_uuid')).trim();
 }
 
+t.test('a refill waits until the engine has moved the interfaces of the starts in flight', async (t) => {
+  const { log, entries } = captureLog('debug');
+  await fx.restart({}, log);
+  t.teardown(() => fx.restart());
+  const net = await ipamNetwork('10.157.0.0/24');
+  await readyWarmPorts(net.pool, 2);
+  const starts: { ep: string; ip: string; containerEnd: string }[] = [];
+  for (let i = 0; i < 2; i++) {
+    const { address } = await requestAddress(net.poolId);
+    const ep = await createEndpoint(net.networkId, address);
+    const joined = await call('NetworkDriver.Join', { NetworkID: net.networkId, EndpointID: ep.id, SandboxKey: '', Options: {} });
+    const containerEnd = (joined.body.InterfaceName as { SrcName: string }).SrcName;
+    fx.portsSeen.add(await portOf(ep.id));
+    starts.push({ ep: ep.id, ip: address.split('/')[0]!, containerEnd });
+  }
+  // The engine is busy with the rest of both starts for a while (past the 2 s after which a refill is due), then moves the interfaces.
+  await new Promise((resolve) => setTimeout(resolve, 3000));
+  await fx.engineTakes(starts[0]!.containerEnd);
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  const lastMoved = Date.now();
+  await fx.engineTakes(starts[1]!.containerEnd);
+  await readyWarmPorts(net.pool, 2);
+  const waited = entries.find((e) => e.msg === 'refill waited for the container starts in flight');
+  t.equal(waited?.starts, 2, 'the refill waited for both starts');
+  t.ok(waited && (waited.time as number) >= lastMoved, 'until the engine had moved the last interface');
+  const made = entries.filter((e) => e.msg === 'warm ports ready').at(-1);
+  t.ok(made && (made.time as number) >= (waited?.time as number), 'and made its ports after that');
+
+  for (const s of starts) {
+    await call('NetworkDriver.Leave', { NetworkID: net.networkId, EndpointID: s.ep });
+    await call('NetworkDriver.DeleteEndpoint', { NetworkID: net.networkId, EndpointID: s.ep });
+    await call('IpamDriver.ReleaseAddress', { PoolID: net.poolId, Address: s.ip });
+  }
+  t.equal((await call('NetworkDriver.DeleteNetwork', { NetworkID: net.networkId })).status, 200);
+  await call('IpamDriver.ReleasePool', { PoolID: net.poolId });
+});
+
 t.test("a finished container's port serves the next container as it is", async (t) => {
   const net = await ipamNetwork('10.154.0.0/24');
   // A long-lived container at --ip 10.154.0.200, for the others to reach.
