@@ -19,6 +19,7 @@ import { dockerAvailable, ensureBusyboxImage, startDockerEngine, type DockerEngi
 import { LEVEL, readDriverLog, type LogEntry } from '../harness/driver-log.js';
 import { startDriverProcess, type DriverProcess } from '../harness/driver-process.js';
 import { startOvnStack, type OvnStack } from '../harness/ovn-stack.js';
+import { recordedNames } from '../harness/dns-names.js';
 import { makePluginDirs, type PluginDirs } from '../harness/plugin-dirs.js';
 import { isAlive, waitFor } from '../harness/process.js';
 
@@ -102,8 +103,7 @@ t.test('NB hung while the event stream reopens: the driver stays up and publishe
   const image = await ensureBusyboxImage(engine);
   const docker = (...args: string[]) => engine.docker(...args).then((r) => r.stdout.trim());
   // Names reach NB on a switch that spans hosts, recorded on the ports (the DNS row comes from them): that is where publishing shows.
-  const recorded = async () =>
-    [...(await stack.nbctl('--bare', '--columns=external_ids', 'list', 'Logical_Switch_Port')).matchAll(/docker:dns-names=([^=\n]*?)(?= \S+=|$)/gm)].flatMap((m) => m[1]!.split(' '));
+  const recorded = () => recordedNames(stack);
   const published = (container: string, timeoutMs: number) =>
     waitFor(async () => (await recorded()).includes(container) || undefined, { timeoutMs, what: `${container}'s name recorded in OVN` });
   /** Log entries from index `from` on, once `match` holds for one of them. */

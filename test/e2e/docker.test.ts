@@ -12,16 +12,11 @@ import { readFile } from 'node:fs/promises';
 import { dockerAvailable, ensureBusyboxImage, startDockerEngine, type DockerEngine } from '../harness/docker.js';
 import { startDriverProcess, type DriverProcess } from '../harness/driver-process.js';
 import { startOvnStack, type OvnStack } from '../harness/ovn-stack.js';
+import { namesLeftToDocker, recordedNames } from '../harness/dns-names.js';
 import { makePluginDirs } from '../harness/plugin-dirs.js';
-import { readDriverLog, type LogEntry } from '../harness/driver-log.js';
 import { run, waitFor } from '../harness/process.js';
 
 const ENGINES = ['20.10', '26.1'] as const;
-
-/** The names ports recorded (docker:dns-names), from `ovn-nbctl --bare --columns=external_ids` output; names hold no '='. */
-function recordedNames(bare: string): string[] {
-  return [...bare.matchAll(/docker:dns-names=([^=\n]*?)(?= \S+=|$)/gm)].flatMap((m) => m[1]!.split(' '));
-}
 
 for (const version of ENGINES) {
   t.test(`Docker engine ${version}`, async (t) => {
@@ -87,11 +82,9 @@ for (const version of ENGINES) {
     const resolve = (container: string, query: string, ...server: string[]) =>
       waitFor(() => exec(container, 'nslookup', query, ...server).catch(() => undefined), { timeoutMs: 20_000, what: `${query} resolved` });
     t.match(await resolve(`a-${sfx}`, `b-${sfx}`), new RegExp(`Address:? *${ipB.replace(/\./g, '\\.')}`), "a resolves b through Docker's DNS");
-    const leftToDocker = (entry: LogEntry) =>
-      /names left to Docker/.test(entry.msg ?? '') && JSON.stringify(entry.entries ?? []).includes(`"b-${sfx}"`) ? entry : undefined;
     // Names wait up to 8 s for their batch while starts keep coming (dns-batch-spacing.ts).
-    await waitFor(async () => (await readDriverLog(logFile)).find(leftToDocker), { timeoutMs: 20_000, what: "b's names handled by the driver" });
-    t.same(recordedNames(await stack.nbctl('--bare', '--columns=external_ids', 'list', 'Logical_Switch_Port')), [], 'no names on the ports');
+    await namesLeftToDocker(logFile, `b-${sfx}`);
+    t.same(await recordedNames(stack), [], 'no names on the ports');
     t.equal((await stack.nbctl('--bare', '--columns=dns_records', 'find', 'Logical_Switch', `name=${id1}`)).trim(), '', 'no DNS row on a switch of one host');
 
     // TCP, not only ping: the userspace datapath needs transmit checksum offload off. The listener's
