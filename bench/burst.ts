@@ -23,10 +23,12 @@
  */
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { externalIds } from '../src/ovn/external-ids.js';
 import { portSetName } from '../src/ovn/port-sets.js';
 import { OvsdbClient } from '../src/ovsdb/index.js';
 import type { DockerEngine } from '../test/harness/docker.js';
+import { LEVEL, readDriverLog } from '../test/harness/driver-log.js';
 import { ovnBinaries } from '../test/harness/ovn-binaries.js';
 import { run, waitFor } from '../test/harness/process.js';
 import { fillNb, startSingleChassisLab } from './lab.js';
@@ -97,7 +99,10 @@ async function main(): Promise<void> {
       }
     }
     // The lab goes anyway; a network the engine will not remove (an endpoint a loaded engine lost track of) must not cost the figures.
-    await engine.docker('network', 'rm', nets.ours, nets.noop).catch((err: unknown) => console.error(`cannot remove the bench's networks: ${(err as Error).message}`));
+    await engine.docker('network', 'rm', nets.ours, nets.noop).catch(async (err: unknown) => {
+      console.error(`cannot remove the bench's networks: ${(err as Error).message}`);
+      await reportLeftovers(engine, nets.ours, process.env.BENCH_DRIVER_LOG ?? path.join(lab.dirs.dir, 'driver.log'));
+    });
   } finally {
     await nb?.close();
     await lab.stop();
@@ -107,6 +112,17 @@ async function main(): Promise<void> {
     for (const row of rows) console.log(row);
     console.log(`\nMedians of ${ROUNDS} bursts per cell after one not counted, engine ${ENGINE}, OVN ${await ovnVersion()}, node ${process.version}, ${SETTLE_MS} ms between bursts.`);
   }
+}
+
+/** What holds a network the engine would not remove: its endpoints as the engine sees them, and what the driver warned of. */
+async function reportLeftovers(engine: DockerEngine, net: string, driverLog: string): Promise<void> {
+  const show = async (what: string, args: string[]) =>
+    console.error(`${what}: ${await engine.docker(...args).then((r) => r.stdout.trim(), (e: unknown) => (e as Error).message)}`);
+  await show('endpoints the engine still has', ['network', 'inspect', '-f', '{{json .Containers}}', net]);
+  await show('containers on it', ['ps', '-a', '--filter', `network=${net}`, '--format', '{{.Names}} {{.Status}}']);
+  const warnings = (await readDriverLog(driverLog).catch(() => [])).filter((e) => (e.level ?? 0) >= LEVEL.warn);
+  console.error(`the driver's warnings and errors (${warnings.length}):`);
+  for (const e of warnings.slice(-20)) console.error(JSON.stringify(e));
 }
 
 /** ovn-northd's version, of the host's packages or OVN_TEST_ROOT's. */
@@ -151,7 +167,8 @@ async function burst(
     const cpu = { driver: atStart.driver - before.driver, northd: atStart.northd - before.northd, controller: atStart.controller - before.controller, dockerd: atStart.dockerd - before.dockerd };
     return { started, ...(pinged !== undefined ? { pinged } : {}), ...(warm !== undefined ? { warm } : {}), cpu };
   } finally {
-    await engine.docker('rm', '-f', ...names).catch(() => undefined);
+    // A container the engine could not remove keeps its endpoint: said here, it explains a network that will not go at the end.
+    await engine.docker('rm', '-f', ...names).catch((err: unknown) => console.error(`cannot remove a ${kind} burst's containers: ${(err as Error).message}`));
     await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
   }
 }
