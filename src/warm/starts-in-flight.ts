@@ -51,7 +51,8 @@ export class StartsInFlight {
         if (!start || this.now() - start.at >= this.timing.maxStartMs) this.finish(waiting, name);
       }
       if (waiting.size === 0) break;
-      const still = await this.inHost([...waiting]);
+      // Where the host cannot be looked at, nothing is waited for: a refill late is worse than one beside a start.
+      const still = await this.inHost([...waiting]).catch(() => new Set<string>());
       for (const name of waiting) if (!still.has(name)) this.finish(waiting, name);
       if (waiting.size > 0) await new Promise((resolve) => setTimeout(resolve, this.timing.pollMs).unref());
     }

@@ -94,6 +94,12 @@ t.test('a start ends with its endpoint, or when it has taken too long', async (t
   t.equal(await settling, 2, 'and no longer at it');
 });
 
+t.test('a host that cannot be looked at holds nothing back', async (t) => {
+  const starts = new StartsInFlight(() => Promise.reject(new Error('no /proc')), { maxStartMs: 10_000, pollMs: 5 }, () => 0);
+  starts.joined('p', 'a');
+  t.equal(await starts.settle('p'), 1);
+});
+
 t.test('close ends the wait', async (t) => {
   const { starts, join, nextLook } = lab();
   join('p', 'a');
