@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Builds the driver as a managed Docker plugin (`docker plugin create`), offline
+# but for Debian's mirror and the npm registry: a Debian 13 root holding Node.js
+# and the tools the driver runs (ip, ethtool, iptables, ovs-vsctl), the built
+# driver with its production dependencies, and plugins/managed/config.json.
+#
+# Usage: sudo scripts/build-plugin.sh [NAME]      (NAME defaults to ovn-docker-driver)
+# The docker CLI's own settings apply (DOCKER_HOST, ...). The Debian root is
+# kept in $PLUGIN_BASE_ROOT (default /var/cache/ovn-docker-driver/plugin-base),
+# built once (about 70 s); delete it to rebuild.
+set -euo pipefail
+
+NAME=${1:-ovn-docker-driver}
+BASE=${PLUGIN_BASE_ROOT:-/var/cache/ovn-docker-driver/plugin-base}
+MIRROR=http://deb.debian.org/debian
+PACKAGES=nodejs,iproute2,ethtool,iptables,openvswitch-switch
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "$0: needs root (debootstrap, and a root filesystem owned by root)" >&2
+  exit 1
+fi
+for tool in debootstrap docker npm; do
+  command -v "$tool" >/dev/null || { echo "$0: $tool is missing" >&2; exit 1; }
+done
+
+if [[ ! -e $BASE/.complete ]]; then
+  if [[ -e $BASE ]]; then
+    echo "$0: $BASE exists but is not a complete root (no .complete); remove it first" >&2
+    exit 1
+  fi
+  echo "building the plugin's Debian 13 root in $BASE ..."
+  mkdir -p "$(dirname "$BASE")"
+  debootstrap --variant=minbase --include="$PACKAGES" trixie "$BASE.tmp" "$MIRROR"
+  # Nothing in the plugin reads documentation, manuals, translations or package lists.
+  rm -rf --one-file-system "$BASE.tmp"/var/cache/apt/archives/*.deb "$BASE.tmp"/var/lib/apt/lists/* \
+    "$BASE.tmp"/usr/share/doc "$BASE.tmp"/usr/share/man "$BASE.tmp"/usr/share/locale
+  touch "$BASE.tmp/.complete"
+  mv "$BASE.tmp" "$BASE"
+fi
+
+BUILD=$(mktemp -d /tmp/ovn-docker-plugin-XXXXXX)
+trap 'rm -rf --one-file-system "$BUILD"' EXIT
+APP=$BUILD/plugin/rootfs/opt/ovn-docker-driver
+
+echo "copying the root, building the driver ..."
+mkdir -p "$BUILD/plugin/rootfs"
+cp -a "$BASE/." "$BUILD/plugin/rootfs/"
+rm -f "$BUILD/plugin/rootfs/.complete"
+mkdir -p "$APP"
+(cd "$REPO" && npx tsc -p tsconfig.json --outDir "$APP/dist")
+cp "$REPO/package.json" "$REPO/package-lock.json" "$APP/"
+(cd "$APP" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund)
+cp "$REPO/plugins/managed/config.json" "$BUILD/plugin/config.json"
+
+docker plugin create "$NAME" "$BUILD/plugin"
+echo "created plugin $NAME ($(du -sh "$BUILD/plugin/rootfs" | cut -f1) root). Next:"
+echo "  docker plugin set $NAME OVN_NB_DB=tcp:CENTRAL:6641   # or keep the local unix:/var/run/ovn/ovnnb_db.sock"
+echo "  docker plugin enable $NAME"
+echo "  docker network create -d $NAME:latest --subnet 10.1.0.0/24 foo"
