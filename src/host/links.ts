@@ -112,13 +112,15 @@ export class Links {
   constructor(
     private readonly runner: Runner,
     private readonly sysctl = new Sysctl(),
-    /** procfs follows the reading process's network namespace (sysfs follows its mount's). */
-    private readonly procNetDev = '/proc/net/dev',
   ) {}
 
-  /** Names of the interfaces in the driver's namespace, without a process: called often while containers start. */
+  /**
+   * Names of the interfaces in the driver's namespace, without a process:
+   * called often while containers start. procfs follows the reading
+   * process's network namespace (sysfs follows its mount's).
+   */
   async namesHere(): Promise<Set<string>> {
-    return parseProcNetDev(await readFile(this.procNetDev, 'utf8'));
+    return parseProcNetDev(await readFile('/proc/net/dev', 'utf8'));
   }
 
   async createVeth(hostName: string, peerName: string, options: { mtu: number; peerMac: string }): Promise<void> {
