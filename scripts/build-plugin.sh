@@ -5,11 +5,19 @@
 # driver with its production dependencies, and plugins/managed/config.json.
 #
 # Usage: sudo scripts/build-plugin.sh [NAME]      (NAME defaults to ovn-docker-driver)
+#        sudo scripts/build-plugin.sh --dir DIR   (only build the plugin's folder, for
+#                                                  `docker plugin create NAME DIR` on any engine)
 # The docker CLI's own settings apply (DOCKER_HOST, ...). The Debian root is
 # kept in $PLUGIN_BASE_ROOT (default /var/cache/ovn-docker-driver/plugin-base),
 # built once (about 70 s); delete it to rebuild.
 set -euo pipefail
 
+OUT=
+if [[ ${1:-} == --dir ]]; then
+  [[ -n ${2:-} ]] || { echo "$0: --dir needs a folder" >&2; exit 1; }
+  OUT=$2
+  [[ ! -e $OUT ]] || { echo "$0: $OUT exists already" >&2; exit 1; }
+fi
 NAME=${1:-ovn-docker-driver}
 BASE=${PLUGIN_BASE_ROOT:-/var/cache/ovn-docker-driver/plugin-base}
 MIRROR=http://deb.debian.org/debian
@@ -20,17 +28,26 @@ if [[ $(id -u) -ne 0 ]]; then
   echo "$0: needs root (debootstrap, and a root filesystem owned by root)" >&2
   exit 1
 fi
-for tool in debootstrap docker npm; do
+for tool in debootstrap npm $([[ -z $OUT ]] && echo docker); do
   command -v "$tool" >/dev/null || { echo "$0: $tool is missing" >&2; exit 1; }
 done
 
+mkdir -p "$(dirname "$BASE")"
+# Two builds at once (tests of two engines): the second waits, then finds the root.
+exec 9>"$BASE.lock"
+flock 9
 if [[ ! -e $BASE/.complete ]]; then
   if [[ -e $BASE ]]; then
     echo "$0: $BASE exists but is not a complete root (no .complete); remove it first" >&2
     exit 1
   fi
+  # A half-built root from an interrupted run: debootstrap may have left
+  # /proc or /sys mounted in it, and rm must never cross into those.
+  if [[ -e $BASE.tmp ]]; then
+    while read -r m; do umount -l "$m" || true; done < <(findmnt -rno TARGET | grep -F "$BASE.tmp/" | sort -r)
+    rm -rf --one-file-system "$BASE.tmp"
+  fi
   echo "building the plugin's Debian 13 root in $BASE ..."
-  mkdir -p "$(dirname "$BASE")"
   debootstrap --variant=minbase --include="$PACKAGES" trixie "$BASE.tmp" "$MIRROR"
   # Nothing in the plugin reads documentation, manuals, translations or package lists.
   rm -rf --one-file-system "$BASE.tmp"/var/cache/apt/archives/*.deb "$BASE.tmp"/var/lib/apt/lists/* \
@@ -38,6 +55,7 @@ if [[ ! -e $BASE/.complete ]]; then
   touch "$BASE.tmp/.complete"
   mv "$BASE.tmp" "$BASE"
 fi
+exec 9>&-
 
 BUILD=$(mktemp -d /tmp/ovn-docker-plugin-XXXXXX)
 trap 'rm -rf --one-file-system "$BUILD"' EXIT
@@ -48,10 +66,24 @@ mkdir -p "$BUILD/plugin/rootfs"
 cp -a "$BASE/." "$BUILD/plugin/rootfs/"
 rm -f "$BUILD/plugin/rootfs/.complete"
 mkdir -p "$APP"
-(cd "$REPO" && npx tsc -p tsconfig.json --outDir "$APP/dist")
+# The driver only (src/), with the repository's compiler settings.
+cat > "$BUILD/tsconfig.json" <<EOF
+{
+  "extends": "$REPO/tsconfig.json",
+  "compilerOptions": { "rootDir": "$REPO", "outDir": "$APP/dist", "typeRoots": ["$REPO/node_modules/@types"], "sourceMap": false },
+  "include": ["$REPO/src/**/*.ts"]
+}
+EOF
+(cd "$REPO" && npx tsc -p "$BUILD/tsconfig.json")
 cp "$REPO/package.json" "$REPO/package-lock.json" "$APP/"
 (cd "$APP" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund)
 cp "$REPO/plugins/managed/config.json" "$BUILD/plugin/config.json"
+
+if [[ -n $OUT ]]; then
+  mv "$BUILD/plugin" "$OUT"
+  echo "built the plugin in $OUT ($(du -sh "$OUT/rootfs" | cut -f1) root). Next: docker plugin create NAME $OUT"
+  exit 0
+fi
 
 docker plugin create "$NAME" "$BUILD/plugin"
 echo "created plugin $NAME ($(du -sh "$BUILD/plugin/rootfs" | cut -f1) root). Next:"
