@@ -8,7 +8,6 @@ import { readFile } from 'node:fs/promises';
 import path, { basename, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { DockerEngine } from './docker.js';
-import type { OvnStack } from './ovn-stack.js';
 import { makeTempDir, run, trackDir } from './process.js';
 
 const BUILD_SCRIPT = fileURLToPath(new URL('../../scripts/build-plugin.sh', import.meta.url));
@@ -39,17 +38,23 @@ export interface ManagedPlugin {
   remove(): Promise<void>;
 }
 
+/** Where the plugin's host is: unix: remotes of its Open_vSwitch database and of NB. */
+export interface PluginHost {
+  ovsRemote: string;
+  nbRemote: string;
+}
+
 /**
- * Creates the plugin on `engine`, serving `stack` (its OVS and NB sockets
+ * Creates the plugin on `engine`, serving `host` (its OVS and NB sockets
  * mounted where the plugin's defaults expect them, and the engine's API
  * socket), with `settings` (NAME=value) on top, and enables it.
  */
-export async function installPlugin(engine: DockerEngine, stack: OvnStack, name: string, settings: string[] = []): Promise<ManagedPlugin> {
+export async function installPlugin(engine: DockerEngine, host: PluginHost, name: string, settings: string[] = []): Promise<ManagedPlugin> {
   const folder = await pluginFolder();
   await engine.docker('plugin', 'create', name, folder);
   const socketOf = (remote: string) => remote.replace(/^unix:/, '');
-  const ovsSock = socketOf(stack.ovsRemote);
-  const nbSock = socketOf(stack.nbRemote);
+  const ovsSock = socketOf(host.ovsRemote);
+  const nbSock = socketOf(host.nbRemote);
   await engine.docker(
     'plugin', 'set', name,
     `ovs.source=${dirname(ovsSock)}`,
