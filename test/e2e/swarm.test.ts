@@ -5,9 +5,13 @@
  * standalone engine: 20.10 refuses the network, 26.1 takes it
  * (docs/swarm.md explains the choice).
  *
- * Services use --endpoint-mode dnsrr: the default VIP mode balances with
- * IPVS and iptables inside the containers, which these test engines run
- * without (their firewall would be the machine's).
+ * Then a two-node swarm over the two-host harness (two OVN chassis in
+ * network namespaces), each engine with its firewall in its own namespace:
+ * one replica per node.
+ *
+ * Services use --endpoint-mode dnsrr: in the default VIP mode the engine
+ * balances a service's virtual address through a load-balancer endpoint per
+ * node, which it gives its own overlay networks only (docs/swarm.md).
  */
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
@@ -15,6 +19,7 @@ import { dockerAvailable, ensureBusyboxImage, startDockerEngine, type DockerEngi
 import { installPlugin, type ManagedPlugin } from '../harness/managed-plugin.js';
 import { startOvnStack, type OvnStack } from '../harness/ovn-stack.js';
 import { makeTempDir, removeDir, waitFor } from '../harness/process.js';
+import { startTwoHosts, type TwoHosts } from '../harness/two-hosts.js';
 
 const ENGINES = ['20.10', '26.1'] as const;
 
@@ -106,3 +111,110 @@ for (const version of ENGINES) {
     t.ok(await pings(attached, ip1), 'and replica 1 by address');
   });
 }
+
+t.test('two-node swarm over two OVN chassis', async (t) => {
+  const version = '26.1';
+  if (!(await dockerAvailable(version))) {
+    t.fail(`engine ${version} cannot be started on this machine`);
+    return;
+  }
+  const sfx = randomBytes(3).toString('hex');
+  const service = `web-${sfx}`;
+  const net = `sw-${sfx}`;
+  const emptyPluginDir = await makeTempDir('no-plugins');
+  let lab: TwoHosts | undefined;
+  const engines: DockerEngine[] = [];
+  const plugins: ManagedPlugin[] = [];
+  t.teardown(async () => {
+    const [manager] = engines;
+    if (manager) {
+      await manager.docker('service', 'rm', service).catch(() => undefined);
+      for (const e of engines) {
+        await waitFor(async () => (await e.docker('ps', '-aq', '--filter', `label=com.docker.swarm.service.name=${service}`)).stdout.trim() === '' || undefined, {
+          timeoutMs: 30_000,
+          what: "the service's containers removed",
+        }).catch(() => undefined);
+      }
+      await manager.docker('network', 'rm', net).catch(() => undefined);
+    }
+    for (const e of [...engines].reverse()) await e.docker('swarm', 'leave', '--force').catch(() => undefined);
+    for (const [i, p] of plugins.entries()) await p.remove().then(() => engines[i]?.stop());
+    for (const e of engines.slice(plugins.length)) await e.stop();
+    await lab?.stop();
+    await removeDir(emptyPluginDir);
+  });
+
+  lab = await startTwoHosts();
+  for (const host of lab.hosts) {
+    const engine = await startDockerEngine({ engine: version, pluginDir: emptyPluginDir, netns: host.netns, firewall: true });
+    engines.push(engine);
+    plugins.push(await installPlugin(engine, { ovsRemote: host.ovsRemote, nbRemote: lab.nbRemote }, `ovn${sfx}`, ['OVN_DOCKER_SCOPE=global', 'LOG_LEVEL=debug']));
+    await ensureBusyboxImage(engine);
+  }
+  const [ma, mb] = engines as [DockerEngine, DockerEngine];
+  const [ha, hb] = lab.hosts;
+  const on = (e: DockerEngine) => (...args: string[]) => e.docker(...args).then((r) => r.stdout.trim());
+  const [da, db] = [on(ma), on(mb)];
+
+  await da('swarm', 'init', '--advertise-addr', ha.tunnelIp);
+  const token = await da('swarm', 'join-token', '-q', 'worker');
+  await db('swarm', 'join', '--advertise-addr', hb.tunnelIp, '--token', token, `${ha.tunnelIp}:2377`);
+  await waitFor(async () => ((await da('node', 'ls', '-q')).split('\n').filter(Boolean).length === 2 ? true : undefined), {
+    timeoutMs: 30_000,
+    what: 'two nodes in the swarm',
+  });
+  t.pass('two-node swarm');
+
+  // By tag: each engine's imported image has an id of its own.
+  const image = 'busybox:local';
+  const netId = await da('network', 'create', '-d', plugins[0]!.driver, '--scope', 'swarm', '--attachable', '--subnet', '10.86.0.0/24', net);
+  await da('service', 'create', '--detach', '--name', service, '--replicas', '2', '--replicas-max-per-node', '1', '--endpoint-mode', 'dnsrr', '--network', net, image, 'sleep', '3600');
+  // On a timeout, say what swarm saw of the tasks (their errors) and of the nodes.
+  const replicaOn = (d: typeof da) =>
+    waitFor(async () => (await d('ps', '-q', '--filter', `label=com.docker.swarm.service.name=${service}`)).split('\n').filter(Boolean)[0], {
+      timeoutMs: 120_000,
+      what: `a replica of ${service} running`,
+    }).catch(async (err: Error) => {
+      const tasks = await da('service', 'ps', '--no-trunc', service).catch((e: Error) => e.message);
+      const nodes = await da('node', 'ls').catch((e: Error) => e.message);
+      throw new Error(`${err.message}\ntasks:\n${tasks}\nnodes:\n${nodes}`);
+    });
+  const [ra, rb] = [await replicaOn(da), await replicaOn(db)];
+  t.pass('one replica on each node');
+  const ipOf = (d: typeof da, c: string) => d('inspect', '-f', `{{(index .NetworkSettings.Networks "${net}").IPAddress}}`, c);
+  const [ipA, ipB] = [await ipOf(da, ra), await ipOf(db, rb)];
+  t.match(ipA, /^10\.86\.0\.\d+$/, "node A's replica has an address of the subnet asked for");
+  t.match(ipB, /^10\.86\.0\.\d+$/, "node B's replica too");
+  t.not(ipA, ipB, 'addresses unique across the cluster');
+  t.match(await lab.nbctl('--bare', '--columns=name', 'list', 'Logical_Switch'), netId, 'one logical switch for the swarm network');
+
+  const pings = (d: typeof da, from: string, to: string) => d('exec', from, 'ping', '-c1', '-W2', to).then((out) => /1 packets received/.test(out), () => false);
+  t.ok(await pings(da, ra, ipB), 'A reaches B across the nodes by address');
+  t.ok(await pings(db, rb, ipA), 'B reaches A across the nodes by address');
+  const named = await waitFor(
+    async () => {
+      const out = await da('exec', ra, 'nslookup', service).catch(() => '');
+      return out.includes(ipA) && out.includes(ipB) ? out : undefined;
+    },
+    { timeoutMs: 30_000, what: `${service} resolving to both replicas on node A` },
+  );
+  t.ok(named, "the service's name resolves to the replicas of both nodes");
+  // TCP across the nodes, by address, then through the service's name (either replica).
+  const listen = async (d: typeof da, c: string) => {
+    // -ll: a listener for each connection, its stdin never at EOF (docker.test.ts says why that matters).
+    await d('exec', '-d', c, 'nc', '-ll', '-p', '7070', '-e', 'sh', '-c', 'cat >> /tmp/got');
+    await waitFor(async () => (await d('exec', c, 'netstat', '-ltn')).includes(':7070') || undefined, { timeoutMs: 10_000, what: `nc listening in ${c}` });
+  };
+  await listen(da, ra);
+  await listen(db, rb);
+  const got = (d: typeof da, c: string) => d('exec', c, 'sh', '-c', 'cat /tmp/got 2>/dev/null || true');
+  await da('exec', ra, 'sh', '-c', `echo hello-by-address | nc -w 5 ${ipB} 7070`);
+  await waitFor(async () => (await got(db, rb)).includes('hello-by-address') || undefined, { timeoutMs: 10_000, what: 'TCP payload on B' });
+  t.pass('TCP from A to B across the nodes');
+  await db('exec', rb, 'sh', '-c', `echo hello-by-name | nc -w 5 ${service} 7070`);
+  await waitFor(async () => ((await got(da, ra)) + (await got(db, rb))).includes('hello-by-name') || undefined, {
+    timeoutMs: 10_000,
+    what: "TCP through the service's name reaching a replica",
+  });
+  t.pass("TCP through the service's name reaches a replica");
+});
