@@ -19,6 +19,12 @@ import type { WarmPorts } from '../warm/index.js';
 const GATEWAY_REQUEST = 'com.docker.network.gateway';
 /** Engines 29+ name the container an address is for; --aux-address requests carry no options. */
 const ENDPOINT_NAME = 'com.docker.network.endpoint.name';
+/**
+ * Only swarm's allocator, on a manager, asks for addresses with this option. It hands
+ * each task an address that the task's node then asks this IPAM for again, which a
+ * shared pool must refuse as taken (docs/swarm.md#addresses).
+ */
+const SWARM_ALLOCATOR = 'com.docker.network.ipam.serial';
 
 export class IpamDriver {
   constructor(
@@ -55,6 +61,13 @@ export class IpamDriver {
   }
 
   async requestAddress(req: RequestAddressRequest): Promise<object> {
+    if (req.Options?.[SWARM_ALLOCATOR] !== undefined) {
+      throw new DriverError(
+        'this IPAM does not serve swarm networks: create the network without --ipam-driver, and swarm gives out ' +
+          'the addresses of its --subnet itself, unique across the cluster (docs/swarm.md)',
+        400,
+      );
+    }
     const kind = req.Options?.RequestAddressType === GATEWAY_REQUEST ? 'gateway' : req.Options?.[ENDPOINT_NAME] ? 'container' : 'endpoint';
     const address = await this.run(async () =>
       kind !== 'gateway' && !req.Address

@@ -59,6 +59,9 @@ export interface JoinResponse {
   DisableGatewayService?: boolean;
 }
 
+/** Swarm's network ids (swarmkit's identity.NewID: 25 base-36 characters); the engine's own are 64 hex. */
+const SWARM_NETWORK_ID = /^[0-9a-z]{25}$/;
+
 export class NetworkDriver {
   private readonly locks = new KeyedLock();
   /**
@@ -95,6 +98,15 @@ export class NetworkDriver {
   }
 
   async createNetwork(req: CreateNetworkRequest): Promise<object> {
+    if (this.settings.scope === 'local' && SWARM_NETWORK_ID.test(req.NetworkID)) {
+      // A node-local driver's swarm network reaches each node without its --subnet and IPAM
+      // driver: every node would give the one switch a default pool of its own (docs/swarm.md).
+      throw new DriverError(
+        'a swarm network needs this plugin at global scope: docker plugin disable NAME && docker plugin set NAME ' +
+          'OVN_DOCKER_SCOPE=global && docker plugin enable NAME, on every node, then create the network again (docs/swarm.md)',
+        400,
+      );
+    }
     const spec = toNetworkSpec(req, { mtu: this.settings.mtu, gateway: this.settings.gateway });
     if (this.settings.parent && HostGateways.wanted(spec)) {
       throw new DriverError(

@@ -31,6 +31,10 @@ export function buildApp(driver: NetworkDriverMethods, ipam: IpamDriverMethods, 
     keepAliveTimeout: 10 * 60 * 1000,
   });
 
+  // At trace level, what the engine asked: what tells its callers apart (a swarm manager, a node).
+  app.addHook('preHandler', async (request) => {
+    request.log.trace({ url: request.url, body: request.body }, 'request');
+  });
   app.addHook('onResponse', async (request, reply) => {
     request.log.debug({ url: request.url, status: reply.statusCode, ms: Number(reply.elapsedTime.toFixed(1)) }, 'handled');
   });

@@ -173,6 +173,9 @@ t.test('pools without --subnet, ranges, and refusals', async (t) => {
     ['RequestPool', { AddressSpace: 'ovn', Pool: '10.63.0.0/16', SubPool: '' }, /already in use with --ip-range/],
     ['RequestAddress', { PoolID: 'nonsense' }, /invalid PoolID/],
     ['RequestAddress', { PoolID: 'docker_pool_10.99.0.0_24/0123456789ab' }, /does not exist/],
+    // A swarm manager's allocator: its gateway request, then its tasks'.
+    ['RequestAddress', { PoolID: String(ranged.body.PoolID), Options: { RequestAddressType: 'com.docker.network.gateway', 'com.docker.network.ipam.serial': 'true' } }, /does not serve swarm networks/],
+    ['RequestAddress', { PoolID: String(ranged.body.PoolID), Address: '', Options: { 'com.docker.network.ipam.serial': 'true' } }, /without --ipam-driver/],
     ['ReleasePool', {}, /PoolID/],
   ];
   for (const [method, body, err] of refusals) {
@@ -180,6 +183,7 @@ t.test('pools without --subnet, ranges, and refusals', async (t) => {
     t.not(reply.status, 200, `${method} ${JSON.stringify(body)} refused`);
     t.match(String(reply.body.Err), err, String(reply.body.Err));
   }
+  t.equal((await address(hostA, String(ranged.body.PoolID))).body.Address, '10.63.5.2/16', 'the refused requests reserved nothing');
 });
 
 /** Who holds an address of a pool in NB (its docker:ip: key), "" when it is free. */

@@ -406,6 +406,8 @@ t.test('bad requests get {"Err"} and change nothing', async (t) => {
     ['NetworkDriver.CreateNetwork', { NetworkID: hex(32), Options: { 'com.docker.network.generic': { 'com.docker.network.driver.mtu': 'lots' } }, IPv4Data: [] }, /mtu/],
     ['NetworkDriver.CreateNetwork', { NetworkID: hex(32), IPv4Data: [{ Pool: '10.1.0.0/24', Gateway: '10.2.0.1/24' }] }, /outside/],
     ['NetworkDriver.CreateNetwork', {}, /NetworkID/],
+    // A swarm network at this driver's default local scope: the engine dropped its --subnet.
+    ['NetworkDriver.CreateNetwork', { NetworkID: 'pcbx2x7r838442wgfjaaifv2x', IPv4Data: [{ Pool: '172.17.0.0/16', Gateway: '172.17.0.1/16' }] }, /OVN_DOCKER_SCOPE=global/],
     ['NetworkDriver.CreateEndpoint', { NetworkID: networkId, EndpointID: hex(32), Interface: { Address: '10.99.0.5/24' } }, /not inside/],
     ['NetworkDriver.CreateEndpoint', { NetworkID: networkId, EndpointID: 'zz', Interface: {} }, /EndpointID/],
     ['NetworkDriver.CreateEndpoint', { NetworkID: networkId, EndpointID: hex(32), Interface: { MacAddress: '01:00:5e:00:00:01' } }, /multicast/],

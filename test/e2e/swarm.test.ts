@@ -15,6 +15,8 @@
  */
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { dockerAvailable, ensureBusyboxImage, startDockerEngine, type DockerEngine } from '../harness/docker.js';
 import { installPlugin, type ManagedPlugin } from '../harness/managed-plugin.js';
 import { startOvnStack, type OvnStack } from '../harness/ovn-stack.js';
@@ -34,6 +36,8 @@ for (const version of ENGINES) {
     const attached = `att-${sfx}`;
     const net = `sw-${sfx}`;
     const standalone = `st-${sfx}`;
+    const localService = `loc-${sfx}`;
+    const localNet = `swl-${sfx}`;
     const emptyPluginDir = await makeTempDir('no-plugins');
 
     let stack: OvnStack | undefined;
@@ -42,12 +46,9 @@ for (const version of ENGINES) {
     t.teardown(async () => {
       if (engine) {
         await engine.docker('rm', '-f', attached).catch(() => undefined);
-        await engine.docker('service', 'rm', service).catch(() => undefined);
-        await waitFor(async () => (await engine!.docker('ps', '-aq', '--filter', `label=com.docker.swarm.service.name=${service}`)).stdout.trim() === '' || undefined, {
-          timeoutMs: 30_000,
-          what: "the service's containers removed",
-        }).catch(() => undefined);
-        for (const n of [net, standalone]) await engine.docker('network', 'rm', n).catch(() => undefined);
+        await engine.docker('service', 'rm', service, localService).catch(() => undefined);
+        await servicesGone().catch(() => undefined);
+        for (const n of [net, standalone, localNet]) await engine.docker('network', 'rm', n).catch(() => undefined);
         await engine.docker('swarm', 'leave', '--force').catch(() => undefined);
         await plugin?.remove();
         await engine.stop();
@@ -58,9 +59,37 @@ for (const version of ENGINES) {
 
     stack = await startOvnStack();
     engine = await startDockerEngine({ engine: version, pluginDir: emptyPluginDir });
-    plugin = await installPlugin(engine, stack, `ovn${sfx}`, ['OVN_DOCKER_SCOPE=global', 'OVN_DOCKER_MASQUERADE=false', 'LOG_LEVEL=debug']);
+    // The plugin's default scope first: local.
+    plugin = await installPlugin(engine, stack, `ovn${sfx}`, ['OVN_DOCKER_MASQUERADE=false', 'LOG_LEVEL=debug']);
     const image = await ensureBusyboxImage(engine);
     const docker = (...args: string[]) => engine!.docker(...args).then((r) => r.stdout.trim());
+    const servicesGone = () =>
+      waitFor(async () => (await docker('ps', '-aq', '--filter', 'label=com.docker.swarm.service.name')) === '' || undefined, {
+        timeoutMs: 30_000,
+        what: "the services' containers removed",
+      });
+
+    // Local scope in swarm: the engine would hand the network to each node without its --subnet
+    // (a default pool of the node's own instead); the driver refuses it and says what to do.
+    await docker('swarm', 'init', '--advertise-addr', '127.0.0.1');
+    await docker('network', 'create', '-d', plugin.driver, '--scope', 'swarm', '--attachable', '--subnet', '10.85.8.0/24', localNet);
+    await docker('service', 'create', '--detach', '--name', localService, '--endpoint-mode', 'dnsrr', '--network', localNet, image, 'sleep', '3600');
+    const refusal = await waitFor(
+      async () => {
+        const tasks = await docker('service', 'ps', '--no-trunc', '--format', '{{.Error}}', localService);
+        return tasks.includes('OVN_DOCKER_SCOPE=global') ? tasks.split('\n')[0] : undefined;
+      },
+      { timeoutMs: 60_000, what: 'the task refused at local scope' },
+    );
+    t.match(refusal, /a swarm network needs this plugin at global scope/, 'at local scope, a swarm network is refused with what to do');
+    await docker('service', 'rm', localService);
+    await servicesGone();
+    await docker('network', 'rm', localNet);
+    await docker('swarm', 'leave', '--force');
+
+    await docker('plugin', 'disable', plugin.name);
+    await docker('plugin', 'set', plugin.name, 'OVN_DOCKER_SCOPE=global');
+    await docker('plugin', 'enable', plugin.name);
     const exec = (container: string, ...cmd: string[]) => docker('exec', container, ...cmd);
     const ipOf = (container: string) => docker('inspect', '-f', `{{(index .NetworkSettings.Networks "${net}").IPAddress}}`, container);
     const pings = (from: string, to: string) => exec(from, 'ping', '-c1', '-W2', to).then((out) => /1 packets received/.test(out));
@@ -76,6 +105,17 @@ for (const version of ENGINES) {
     }
 
     await docker('swarm', 'init', '--advertise-addr', '127.0.0.1');
+    // Swarm's manager and each node would both take a task's address from this IPAM: it refuses the
+    // manager's allocator, which leaves the network unallocated and says why in the engine's log.
+    const ipamNet = `ipam-${sfx}`;
+    await docker('network', 'create', '-d', plugin.driver, '--ipam-driver', plugin.driver, '--scope', 'swarm', '--subnet', '10.85.7.0/24', ipamNet);
+    const engineLog = () => readFile(path.join(engine!.dir, 'dockerd.log'), 'utf8');
+    await waitFor(async () => (await engineLog()).includes('this IPAM does not serve swarm networks') || undefined, {
+      timeoutMs: 20_000,
+      what: "the refusal in the engine's log",
+    });
+    t.equal(await docker('network', 'inspect', '-f', '{{json .IPAM.Config}}', ipamNet), 'null', "a swarm network on this plugin's IPAM is refused: no addresses, the reason in the engine's log");
+    await docker('network', 'rm', ipamNet);
     const netId = await docker('network', 'create', '-d', plugin.driver, '--scope', 'swarm', '--attachable', '--subnet', '10.85.0.0/24', net);
     await docker('service', 'create', '--detach', '--name', service, '--replicas', '2', '--endpoint-mode', 'dnsrr', '--network', net, image, 'sleep', '3600');
     const tasks = await waitFor(
