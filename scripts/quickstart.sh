@@ -6,7 +6,9 @@
 #   4. with no --ovn-nb: starts a single-node OVN (NB, SB, northd) here;
 #      with --ovn-nb/--ovn-sb: joins that OVN as a chassis;
 #   5. starts ovn-controller and dockerd if they are not running;
-#   6. starts the driver (systemd unit when systemd runs, else in the background).
+#   6. starts the driver (systemd unit when systemd runs, else in the background);
+#      with --managed-plugin, installs and enables it as the managed Docker plugin
+#      "openvswitch" instead (scripts/build-plugin.sh; networks then say -d openvswitch:latest).
 # Inside a VM whose NIC is already an OVN port (nested mode, docs/nested.md), with
 # --vm-port or --vm-nic and --ovn-nb: no OVN here and no chassis; Open vSwitch, dockerd
 # and the driver in nested mode on the VM's bridge breth0 (scripts/prepare-breth0.sh).
@@ -14,6 +16,7 @@
 # --stop stops what it started, in reverse, and removes the driver's host state.
 #
 # Usage: sudo scripts/quickstart.sh [--ovn-nb REMOTE --ovn-sb REMOTE] [--encap-ip IP] [-- DRIVER OPTIONS...]
+#        sudo scripts/quickstart.sh --managed-plugin [--ovn-nb REMOTE --ovn-sb REMOTE] [--encap-ip IP]
 #        sudo scripts/quickstart.sh --ovn-nb REMOTE (--vm-port NAME | --vm-nic NIC) [-- DRIVER OPTIONS...]
 #        sudo scripts/quickstart.sh --stop
 set -euo pipefail
@@ -26,6 +29,8 @@ ENCAP_IP=""
 VM_PORT=""
 VM_NIC=""
 STOP=""
+MANAGED=""
+PLUGIN=openvswitch
 DRIVER_ARGS=()
 LOG=/var/log/ovn-docker-driver.log
 PIDFILE=/run/ovn-docker-driver.pid
@@ -53,6 +58,7 @@ while [ $# -gt 0 ]; do
     --vm-port) VM_PORT=${2:?--vm-port needs the logical port name of this VM}; shift 2 ;;
     --vm-nic) VM_NIC=${2:?--vm-nic needs an interface name}; shift 2 ;;
     --stop) STOP=1; shift ;;
+    --managed-plugin) MANAGED=1; shift ;;
     --) shift; DRIVER_ARGS=("$@"); break ;;
     -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
@@ -80,6 +86,12 @@ stop_all() {
     fi
     # dockerd leaves its default bridge behind; it was not there before it started.
     if recorded docker0; then ip link delete docker0 2>/dev/null || true; fi
+  fi
+  if recorded plugin; then
+    # dockerd stopped the plugin with it; its ports, veths and firewall rules stay on the host.
+    say "Removing the driver's state on this host (ovn-docker-driver cleanup); the plugin stays installed"
+    node "$REPO/dist/src/cli/main.js" cleanup \
+      || die "cleanup failed (see above); run it again: node $REPO/dist/src/cli/main.js cleanup, then $0 --stop"
   fi
   if recorded driver; then
     say "Stopping ovn-docker-driver"
@@ -122,8 +134,10 @@ stop_all() {
     "$OVS_CTL" stop --no-ovs-vswitchd
   fi
   if recorded ip-forward-was-off; then sysctl -qw net.ipv4.ip_forward=0; fi
+  local kept="Docker's networks and images, OVS's and OVN's databases"
+  if recorded plugin; then kept="$kept, and the managed plugin $PLUGIN (to remove it, with dockerd running: docker plugin disable $PLUGIN && docker plugin rm $PLUGIN)"; fi
   rm -f "$STATE" "$ARGS_FILE"
-  say "Stopped. Left as they were: Docker's networks and images, OVS's and OVN's databases."
+  say "Stopped. Left as they were: $kept."
 }
 
 if [ -n "$STOP" ]; then stop_all; exit 0; fi
@@ -133,6 +147,10 @@ if [ -n "$VM_PORT" ] || [ -n "$VM_NIC" ]; then
   [ -z "$VM_PORT" ] || [ -z "$VM_NIC" ] || die "give --vm-port or --vm-nic, not both"
   [ -n "$NB" ] || die "nested mode needs --ovn-nb: the NB database the hypervisors use, reachable from this VM (tcp: or ssl:)"
   [ -z "$SB" ] && [ -z "$ENCAP_IP" ] || die "--ovn-sb and --encap-ip are for a chassis; a VM in nested mode is none (its hypervisor is)"
+fi
+if [ -n "$MANAGED" ]; then
+  [ -z "$NESTED" ] || die "--managed-plugin is for a chassis; in nested mode run the driver itself (leave --managed-plugin out)"
+  [ ${#DRIVER_ARGS[@]} -eq 0 ] || die "--managed-plugin takes no driver options: set them afterwards with docker plugin set $PLUGIN NAME=value (plugins/README.md)"
 fi
 if [ -z "$NESTED" ] && [ -n "$NB" ] && [ -z "$SB" ]; then die "--ovn-nb needs --ovn-sb too (ovn-controller talks to the southbound DB)"; fi
 
@@ -146,6 +164,7 @@ say "Checking Debian packages"
 packages=(openvswitch-switch docker.io iproute2 ethtool iptables)
 [ -n "$NESTED" ] || packages+=(ovn-host)
 [ -z "$NB" ] && packages+=(ovn-central)
+[ -z "$MANAGED" ] || packages+=(debootstrap)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -237,43 +256,58 @@ if ! docker info >/dev/null 2>&1; then
   docker info >/dev/null 2>&1 || die "dockerd did not start; see /var/log/dockerd.log"
 fi
 
-say "Starting ovn-docker-driver"
-SOCKET=/run/docker/plugins/openvswitch.sock
-# Kept for --stop, whose cleanup needs the same options (--bridge, --name, ...).
-: >"$ARGS_FILE"
-[ ${#DRIVER_ARGS[@]} -eq 0 ] || printf '%q ' "${DRIVER_ARGS[@]}" >"$ARGS_FILE"
-if with_systemd; then
-  sed "s#/opt/ovn-docker-driver#$REPO#g" systemd/ovn-docker-driver.service >"$UNIT"
-  [ -e /etc/default/ovn-docker-driver ] || cp systemd/ovn-docker-driver.default /etc/default/ovn-docker-driver
-  if [ -n "$NESTED" ]; then
-    mkdir -p "$(dirname "$DROPIN")"
-    {
-      echo "# Written by scripts/quickstart.sh (nested mode); removed by --stop."
-      echo "[Service]"
-      echo "Environment=OVN_NB_DB=$NB OVN_DOCKER_BRIDGE=breth0"
-      if [ -n "$VM_PORT" ]; then echo "Environment=OVN_DOCKER_VM_PORT=$VM_PORT"; else echo "Environment=OVN_DOCKER_VM_NIC=$VM_NIC"; fi
-    } >"$DROPIN"
-    record nested-dropin
+if [ -n "$MANAGED" ]; then
+  say "Installing ovn-docker-driver as the managed plugin $PLUGIN"
+  if ! docker plugin inspect "$PLUGIN" >/dev/null 2>&1; then
+    bash scripts/build-plugin.sh "$PLUGIN"
+    # Its defaults are this host's OVS and a local NB: only a remote NB needs saying.
+    [[ $NB == unix:/var/run/ovn/ovnnb_db.sock ]] || docker plugin set "$PLUGIN" OVN_NB_DB="$NB"
   fi
-  systemctl daemon-reload
-  systemctl enable ovn-docker-driver >/dev/null
-  systemctl restart ovn-docker-driver
-  record driver.service
-  LOGHINT="journalctl -u ovn-docker-driver"
+  [ "$(docker plugin inspect -f '{{.Enabled}}' "$PLUGIN")" = true ] || docker plugin enable "$PLUGIN"
+  record plugin
+  DRIVER=$PLUGIN:latest
+  LOGHINT="the engine's log (journalctl -u docker, or /var/log/dockerd.log), lines with plugin=$(docker plugin inspect -f '{{.Id}}' "$PLUGIN")"
 else
-  if [ -s "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
-    kill "$(cat "$PIDFILE")"
-    wait_gone "$(cat "$PIDFILE")" || die "the running driver ($(cat "$PIDFILE")) did not stop"
+  say "Starting ovn-docker-driver"
+  SOCKET=/run/docker/plugins/openvswitch.sock
+  # Kept for --stop, whose cleanup needs the same options (--bridge, --name, ...).
+  : >"$ARGS_FILE"
+  [ ${#DRIVER_ARGS[@]} -eq 0 ] || printf '%q ' "${DRIVER_ARGS[@]}" >"$ARGS_FILE"
+  if with_systemd; then
+    sed "s#/opt/ovn-docker-driver#$REPO#g" systemd/ovn-docker-driver.service >"$UNIT"
+    [ -e /etc/default/ovn-docker-driver ] || cp systemd/ovn-docker-driver.default /etc/default/ovn-docker-driver
+    if [ -n "$NESTED" ]; then
+      mkdir -p "$(dirname "$DROPIN")"
+      {
+        echo "# Written by scripts/quickstart.sh (nested mode); removed by --stop."
+        echo "[Service]"
+        echo "Environment=OVN_NB_DB=$NB OVN_DOCKER_BRIDGE=breth0"
+        if [ -n "$VM_PORT" ]; then echo "Environment=OVN_DOCKER_VM_PORT=$VM_PORT"; else echo "Environment=OVN_DOCKER_VM_NIC=$VM_NIC"; fi
+      } >"$DROPIN"
+      record nested-dropin
+    fi
+    systemctl daemon-reload
+    systemctl enable ovn-docker-driver >/dev/null
+    systemctl restart ovn-docker-driver
+    record driver.service
+    LOGHINT="journalctl -u ovn-docker-driver"
+  else
+    if [ -s "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
+      kill "$(cat "$PIDFILE")"
+      wait_gone "$(cat "$PIDFILE")" || die "the running driver ($(cat "$PIDFILE")) did not stop"
+    fi
+    nohup node "$REPO/dist/src/cli/main.js" "${DRIVER_ARGS[@]}" >>"$LOG" 2>&1 &
+    echo $! >"$PIDFILE"
+    LOGHINT="$LOG"
   fi
-  nohup node "$REPO/dist/src/cli/main.js" "${DRIVER_ARGS[@]}" >>"$LOG" 2>&1 &
-  echo $! >"$PIDFILE"
-  LOGHINT="$LOG"
+  record driver
+  for _ in $(seq 100); do [ -S "$SOCKET" ] && break; sleep 0.2; done
+  [ -S "$SOCKET" ] || die "the driver did not come up; see $LOGHINT"
+
+  DRIVER=openvswitch
 fi
-record driver
-for _ in $(seq 100); do [ -S "$SOCKET" ] && break; sleep 0.2; done
-[ -S "$SOCKET" ] || die "the driver did not come up; see $LOGHINT"
 
 say "Ready. Try:"
-echo "  docker network create -d openvswitch --subnet 10.1.0.0/24 foo"
+echo "  docker network create -d $DRIVER --subnet 10.1.0.0/24 foo"
 echo "  docker run --rm --net foo busybox ip addr"
 echo "Logs: $LOGHINT. Stop it all: $0 --stop"
