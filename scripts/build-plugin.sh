@@ -87,6 +87,6 @@ fi
 
 docker plugin create "$NAME" "$BUILD/plugin"
 echo "created plugin $NAME ($(du -sh "$BUILD/plugin/rootfs" | cut -f1) root). Next:"
-echo "  docker plugin set $NAME OVN_NB_DB=tcp:CENTRAL:6641   # or keep the local unix:/var/run/ovn/ovnnb_db.sock"
+echo "  docker plugin set $NAME OVN_NB_DB=tcp:CENTRAL:6641   # unless external_ids:ovn-nb of this host's Open_vSwitch row says it"
 echo "  docker plugin enable $NAME"
 echo "  docker network create -d $NAME:latest --subnet 10.1.0.0/24 foo"

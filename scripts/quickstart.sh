@@ -259,9 +259,8 @@ fi
 if [ -n "$MANAGED" ]; then
   say "Installing ovn-docker-driver as the managed plugin $PLUGIN"
   if ! docker plugin inspect "$PLUGIN" >/dev/null 2>&1; then
+    # It finds NB as the driver does: external_ids:ovn-nb of this host's Open_vSwitch row, set above.
     bash scripts/build-plugin.sh "$PLUGIN"
-    # Its defaults are this host's OVS and a local NB: only a remote NB needs saying.
-    [[ $NB == unix:/var/run/ovn/ovnnb_db.sock ]] || docker plugin set "$PLUGIN" OVN_NB_DB="$NB"
   fi
   [ "$(docker plugin inspect -f '{{.Enabled}}' "$PLUGIN")" = true ] || docker plugin enable "$PLUGIN"
   record plugin

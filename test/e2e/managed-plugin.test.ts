@@ -7,10 +7,9 @@
  */
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { dockerAvailable, ensureBusyboxImage, startDockerEngine, type DockerEngine } from '../harness/docker.js';
-import { installPlugin, type ManagedPlugin } from '../harness/managed-plugin.js';
-import { startOvnStack, type OvnStack } from '../harness/ovn-stack.js';
-import { makeTempDir, removeDir, waitFor } from '../harness/process.js';
+import { dockerAvailable } from '../harness/docker.js';
+import { startPluginLab, type PluginLab } from '../harness/managed-plugin.js';
+import { waitFor } from '../harness/process.js';
 
 const ENGINES = ['20.10', '26.1'] as const;
 
@@ -25,32 +24,27 @@ for (const version of ENGINES) {
     const [a, b, c] = containers as [string, string, string];
     const n1 = `n1-${sfx}`;
     const n2 = `n2-${sfx}`;
-    const emptyPluginDir = await makeTempDir('no-plugins');
-
-    let stack: OvnStack | undefined;
-    let engine: DockerEngine | undefined;
-    let plugin: ManagedPlugin | undefined;
+    let lab: PluginLab | undefined;
     t.teardown(async () => {
-      if (engine) {
-        await engine.docker('rm', '-f', ...containers).catch(() => undefined);
-        for (const net of [n1, n2]) await engine.docker('network', 'rm', net).catch(() => undefined);
-        await plugin?.remove();
-        await engine.stop();
+      if (lab) {
+        await lab.docker('rm', '-f', ...containers).catch(() => undefined);
+        for (const net of [n1, n2]) await lab.docker('network', 'rm', net).catch(() => undefined);
+        await lab.stop();
       }
-      await stack?.stop();
-      await removeDir(emptyPluginDir);
     });
 
-    stack = await startOvnStack();
-    engine = await startDockerEngine({ engine: version, pluginDir: emptyPluginDir });
     // The root namespace's firewall is the machine's: this test does not touch it.
-    plugin = await installPlugin(engine, stack, `ovn${sfx}`, ['OVN_DOCKER_MASQUERADE=false', 'LOG_LEVEL=debug']);
+    // 26.1's plugin reaches NB over ssl:, with the client's key and certificates in the plugin's pki mount.
+    const nbSsl = version === '26.1';
+    lab = await startPluginLab(version, `ovn${sfx}`, ['OVN_DOCKER_MASQUERADE=false', 'LOG_LEVEL=debug'], { nbSsl });
+    const { stack, engine, plugin, image, docker, ipOf, pings } = lab;
     t.ok(await plugin.enabled(), 'plugin enabled');
-    const image = await ensureBusyboxImage(engine);
-    const docker = (...args: string[]) => engine!.docker(...args).then((r) => r.stdout.trim());
-    const exec = (container: string, ...cmd: string[]) => docker('exec', container, ...cmd);
-    const ipOf = (container: string, net: string) => docker('inspect', '-f', `{{(index .NetworkSettings.Networks "${net}").IPAddress}}`, container);
-    const pings = (from: string, to: string) => exec(from, 'ping', '-c1', '-W2', to).then((out) => /1 packets received/.test(out));
+    // The engine copies the plugin's output to its log as it comes.
+    const connecting = await waitFor(async () => (await plugin.logLines()).find((l) => l.includes('connecting to the OVN Northbound database')), {
+      timeoutMs: 10_000,
+      what: "the driver's NB line in the engine's log",
+    });
+    t.match(connecting, nbSsl ? /nb[^,]*ssl:127\.0\.0\.1:/ : /nb[^,]*unix:\/var\/run\/ovn\//, `NB over ${nbSsl ? 'ssl:' : 'the mounted unix socket'}`);
 
     const id1 = await docker('network', 'create', '-d', plugin.driver, '--subnet', '10.83.0.0/24', n1);
     t.match(await stack.nbctl('--bare', '--columns=name', 'list', 'Logical_Switch'), id1, 'network is a logical switch');

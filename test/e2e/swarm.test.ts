@@ -18,8 +18,7 @@ import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { dockerAvailable, ensureBusyboxImage, startDockerEngine, type DockerEngine } from '../harness/docker.js';
-import { installPlugin, type ManagedPlugin } from '../harness/managed-plugin.js';
-import { startOvnStack, type OvnStack } from '../harness/ovn-stack.js';
+import { installPlugin, startPluginLab, type ManagedPlugin, type PluginLab } from '../harness/managed-plugin.js';
 import { makeTempDir, removeDir, waitFor } from '../harness/process.js';
 import { startTwoHosts, type TwoHosts } from '../harness/two-hosts.js';
 
@@ -38,31 +37,22 @@ for (const version of ENGINES) {
     const standalone = `st-${sfx}`;
     const localService = `loc-${sfx}`;
     const localNet = `swl-${sfx}`;
-    const emptyPluginDir = await makeTempDir('no-plugins');
-
-    let stack: OvnStack | undefined;
-    let engine: DockerEngine | undefined;
-    let plugin: ManagedPlugin | undefined;
+    let lab: PluginLab | undefined;
     t.teardown(async () => {
-      if (engine) {
-        await engine.docker('rm', '-f', attached).catch(() => undefined);
-        await engine.docker('service', 'rm', service, localService).catch(() => undefined);
+      if (lab) {
+        await lab.docker('rm', '-f', attached).catch(() => undefined);
+        await lab.docker('service', 'rm', service, localService).catch(() => undefined);
         await servicesGone().catch(() => undefined);
-        for (const n of [net, standalone, localNet]) await engine.docker('network', 'rm', n).catch(() => undefined);
-        await engine.docker('swarm', 'leave', '--force').catch(() => undefined);
-        await plugin?.remove();
-        await engine.stop();
+        for (const n of [net, standalone, localNet]) await lab.docker('network', 'rm', n).catch(() => undefined);
+        await lab.docker('swarm', 'leave', '--force').catch(() => undefined);
+        await lab.stop();
       }
-      await stack?.stop();
-      await removeDir(emptyPluginDir);
     });
 
-    stack = await startOvnStack();
-    engine = await startDockerEngine({ engine: version, pluginDir: emptyPluginDir });
     // The plugin's default scope first: local.
-    plugin = await installPlugin(engine, stack, `ovn${sfx}`, ['OVN_DOCKER_MASQUERADE=false', 'LOG_LEVEL=debug']);
-    const image = await ensureBusyboxImage(engine);
-    const docker = (...args: string[]) => engine!.docker(...args).then((r) => r.stdout.trim());
+    lab = await startPluginLab(version, `ovn${sfx}`, ['OVN_DOCKER_MASQUERADE=false', 'LOG_LEVEL=debug']);
+    const { stack, engine, plugin, image, docker, exec, pings } = lab;
+    const ipOf = (container: string) => lab!.ipOf(container, net);
     const servicesGone = () =>
       waitFor(async () => (await docker('ps', '-aq', '--filter', 'label=com.docker.swarm.service.name')) === '' || undefined, {
         timeoutMs: 30_000,
@@ -90,9 +80,6 @@ for (const version of ENGINES) {
     await docker('plugin', 'disable', plugin.name);
     await docker('plugin', 'set', plugin.name, 'OVN_DOCKER_SCOPE=global');
     await docker('plugin', 'enable', plugin.name);
-    const exec = (container: string, ...cmd: string[]) => docker('exec', container, ...cmd);
-    const ipOf = (container: string) => docker('inspect', '-f', `{{(index .NetworkSettings.Networks "${net}").IPAddress}}`, container);
-    const pings = (from: string, to: string) => exec(from, 'ping', '-c1', '-W2', to).then((out) => /1 packets received/.test(out));
 
     // Global scope on a standalone engine.
     const create = docker('network', 'create', '-d', plugin.driver, '--subnet', '10.85.9.0/24', standalone);
@@ -109,7 +96,7 @@ for (const version of ENGINES) {
     // manager's allocator, which leaves the network unallocated and says why in the engine's log.
     const ipamNet = `ipam-${sfx}`;
     await docker('network', 'create', '-d', plugin.driver, '--ipam-driver', plugin.driver, '--scope', 'swarm', '--subnet', '10.85.7.0/24', ipamNet);
-    const engineLog = () => readFile(path.join(engine!.dir, 'dockerd.log'), 'utf8');
+    const engineLog = () => readFile(path.join(engine.dir, 'dockerd.log'), 'utf8');
     await waitFor(async () => (await engineLog()).includes('this IPAM does not serve swarm networks') || undefined, {
       timeoutMs: 20_000,
       what: "the refusal in the engine's log",

@@ -11,6 +11,7 @@ import path from 'node:path';
 import { ovnBinaries } from './ovn-binaries.js';
 import { ovnCli } from './ovn-cli.js';
 import { startOvsdbServer, type OvsdbServer } from './ovsdb-server.js';
+import type { Pki } from './pki.js';
 import {
   isAlive,
   isolatedEnv,
@@ -118,6 +119,8 @@ class Stack implements OvnStack {
   constructor(
     readonly dir: string,
     private readonly lock: net.Server,
+    /** NB also listens on ssl: with this PKI's server certificate (nb.sslRemote). */
+    private readonly nbSsl?: Pki,
   ) {}
 
   get nb(): OvsdbServer {
@@ -171,7 +174,7 @@ class Stack implements OvnStack {
     const file = (name: string): string => path.join(this.dir, name);
     // allSettled, so that stop() finds whichever did start when one fails.
     const [nb, sb, ovs] = await Promise.allSettled([
-      startOvsdbServer({ schema: 'nb' }),
+      startOvsdbServer({ schema: 'nb', ...(this.nbSsl ? { ssl: this.nbSsl } : {}) }),
       startOvsdbServer({ schema: 'sb' }),
       startOvsdbServer({ schema: 'vswitch' }),
     ]);
@@ -245,7 +248,7 @@ class Stack implements OvnStack {
   }
 }
 
-export async function startOvnStack(opts: { lockTimeoutMs?: number } = {}): Promise<OvnStack> {
+export async function startOvnStack(opts: { lockTimeoutMs?: number; nbSsl?: Pki } = {}): Promise<OvnStack> {
   const lock = await acquireDatapathLock(opts.lockTimeoutMs ?? 300_000);
   const foreign = await vswitchdInThisNetns();
   if (foreign !== undefined) {
@@ -257,7 +260,7 @@ export async function startOvnStack(opts: { lockTimeoutMs?: number } = {}): Prom
   await removeDatapathTaps();
   const dir = await makeTempDir('stack');
   trackDir(dir);
-  const stack = new Stack(dir, lock);
+  const stack = new Stack(dir, lock, opts.nbSsl);
   try {
     await stack.start();
     stack.register();
