@@ -13,12 +13,14 @@
 set -euo pipefail
 
 OUT=
+NAME=
 if [[ ${1:-} == --dir ]]; then
   [[ -n ${2:-} ]] || { echo "$0: --dir needs a folder" >&2; exit 1; }
   OUT=$2
   [[ ! -e $OUT ]] || { echo "$0: $OUT exists already" >&2; exit 1; }
+else
+  NAME=${1:-ovn-docker-driver}
 fi
-NAME=${1:-ovn-docker-driver}
 BASE=${PLUGIN_BASE_ROOT:-/var/cache/ovn-docker-driver/plugin-base}
 MIRROR=http://deb.debian.org/debian
 PACKAGES=nodejs,iproute2,ethtool,iptables,openvswitch-switch

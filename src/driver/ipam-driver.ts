@@ -22,7 +22,7 @@ const ENDPOINT_NAME = 'com.docker.network.endpoint.name';
 /**
  * Only swarm's allocator, on a manager, asks for addresses with this option. It hands
  * each task an address that the task's node then asks this IPAM for again, which a
- * shared pool must refuse as taken (docs/swarm.md#addresses).
+ * shared pool must refuse as taken (docs/swarm.md#who-gives-out-the-addresses).
  */
 const SWARM_ALLOCATOR = 'com.docker.network.ipam.serial';
 
