@@ -24,6 +24,13 @@ import { startTwoHosts, type TwoHosts } from '../harness/two-hosts.js';
 
 const ENGINES = ['20.10', '26.1'] as const;
 
+/** Waits until an engine runs no container of any swarm service. */
+const servicesGone = (docker: (...args: string[]) => Promise<string>) =>
+  waitFor(async () => (await docker('ps', '-aq', '--filter', 'label=com.docker.swarm.service.name')) === '' || undefined, {
+    timeoutMs: 30_000,
+    what: "the services' containers removed",
+  });
+
 for (const version of ENGINES) {
   t.test(`single-node swarm on engine ${version}`, async (t) => {
     if (!(await dockerAvailable(version))) {
@@ -42,7 +49,7 @@ for (const version of ENGINES) {
       if (lab) {
         await lab.docker('rm', '-f', attached).catch(() => undefined);
         await lab.docker('service', 'rm', service, localService).catch(() => undefined);
-        await servicesGone().catch(() => undefined);
+        await servicesGone(lab.docker).catch(() => undefined);
         for (const n of [net, standalone, localNet]) await lab.docker('network', 'rm', n).catch(() => undefined);
         await lab.docker('swarm', 'leave', '--force').catch(() => undefined);
         await lab.stop();
@@ -53,11 +60,6 @@ for (const version of ENGINES) {
     lab = await startPluginLab(version, `ovn${sfx}`, ['OVN_DOCKER_MASQUERADE=false', 'LOG_LEVEL=debug']);
     const { stack, engine, plugin, image, docker, exec, pings } = lab;
     const ipOf = (container: string) => lab!.ipOf(container, net);
-    const servicesGone = () =>
-      waitFor(async () => (await docker('ps', '-aq', '--filter', 'label=com.docker.swarm.service.name')) === '' || undefined, {
-        timeoutMs: 30_000,
-        what: "the services' containers removed",
-      });
 
     // Local scope in swarm: the engine would hand the network to each node without its --subnet
     // (a default pool of the node's own instead); the driver refuses it and says what to do.
@@ -73,7 +75,7 @@ for (const version of ENGINES) {
     );
     t.match(refusal, /a swarm network needs this plugin at global scope/, 'at local scope, a swarm network is refused with what to do');
     await docker('service', 'rm', localService);
-    await servicesGone();
+    await servicesGone(docker);
     await docker('network', 'rm', localNet);
     await docker('swarm', 'leave', '--force');
 
@@ -156,17 +158,12 @@ t.test('two-node swarm over two OVN chassis', async (t) => {
     const [manager] = engines;
     if (manager) {
       await manager.docker('service', 'rm', service).catch(() => undefined);
-      for (const e of engines) {
-        await waitFor(async () => (await e.docker('ps', '-aq', '--filter', `label=com.docker.swarm.service.name=${service}`)).stdout.trim() === '' || undefined, {
-          timeoutMs: 30_000,
-          what: "the service's containers removed",
-        }).catch(() => undefined);
-      }
+      for (const e of engines) await servicesGone((...args) => e.docker(...args).then((r) => r.stdout.trim())).catch(() => undefined);
       await manager.docker('network', 'rm', net).catch(() => undefined);
     }
     for (const e of [...engines].reverse()) await e.docker('swarm', 'leave', '--force').catch(() => undefined);
-    for (const [i, p] of plugins.entries()) await p.remove().then(() => engines[i]?.stop());
-    for (const e of engines.slice(plugins.length)) await e.stop();
+    for (const p of plugins) await p.remove();
+    for (const e of engines) await e.stop();
     await lab?.stop();
     await removeDir(emptyPluginDir);
   });
