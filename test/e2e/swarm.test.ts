@@ -213,8 +213,18 @@ t.test('two-node swarm over two OVN chassis', async (t) => {
   t.match(await lab.nbctl('--bare', '--columns=name', 'list', 'Logical_Switch'), netId, 'one logical switch for the swarm network');
 
   const pings = (d: typeof da, from: string, to: string) => d('exec', from, 'ping', '-c1', '-W2', to).then((out) => /1 packets received/.test(out), () => false);
-  t.ok(await pings(da, ra, ipB), 'A reaches B across the nodes by address');
-  t.ok(await pings(db, rb, ipA), 'B reaches A across the nodes by address');
+  // A task runs once its own chassis has its port's flows; the other chassis learns of the binding
+  // through the southbound database a moment later, so the first packet across may still be dropped
+  // (two-hosts.test.ts waits the same way).
+  const firstAcross = async (d: typeof da, from: string, to: string, what: string) => {
+    const started = Date.now();
+    const ok = await waitFor(async () => (await pings(d, from, to)) || undefined, { timeoutMs: 10_000, what }).catch(() => false);
+    return { ok, ms: Date.now() - started };
+  };
+  const aToB = await firstAcross(da, ra, ipB, 'A reaching B');
+  t.ok(aToB.ok, `A reaches B across the nodes by address (after ${aToB.ms} ms)`);
+  const bToA = await firstAcross(db, rb, ipA, 'B reaching A');
+  t.ok(bToA.ok, `B reaches A across the nodes by address (after ${bToA.ms} ms)`);
   const named = await waitFor(
     async () => {
       const out = await da('exec', ra, 'nslookup', service).catch(() => '');
