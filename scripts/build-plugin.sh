@@ -9,7 +9,7 @@
 #                                                  `docker plugin create NAME DIR` on any engine)
 # The docker CLI's own settings apply (DOCKER_HOST, ...). The Debian root is
 # kept in $PLUGIN_BASE_ROOT (default /var/cache/ovn-docker-driver/plugin-base),
-# built once (about 70 s); delete it to rebuild.
+# built once (about 80 s) and again when this script's recipe for it changes.
 set -euo pipefail
 
 OUT=
@@ -23,7 +23,9 @@ else
 fi
 BASE=${PLUGIN_BASE_ROOT:-/var/cache/ovn-docker-driver/plugin-base}
 MIRROR=http://deb.debian.org/debian
-PACKAGES=nodejs,iproute2,ethtool,iptables,openvswitch-switch
+PACKAGES=nodejs,iproute2,ethtool,iptables
+# Written into the root's .complete: a root built by another recipe is rebuilt.
+RECIPE="trixie minbase $PACKAGES + ovs-vsctl"
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 
 if [[ $(id -u) -ne 0 ]]; then
@@ -34,10 +36,37 @@ for tool in debootstrap npm $([[ -z $OUT ]] && echo docker); do
   command -v "$tool" >/dev/null || { echo "$0: $tool is missing" >&2; exit 1; }
 done
 
+# ovs-vsctl alone, with the libraries it links: its package, openvswitch-switch,
+# would bring the OVS daemons, systemd, procps and kmod (about 45 MB) that the
+# plugin never runs. The package's own Depends name the libraries.
+add_ovs_vsctl() {
+  local root=$1
+  # apt needs a resolv.conf: debootstrap copied the host's, kept as it was; else one for now.
+  local own_resolv=
+  [[ -e $root/etc/resolv.conf ]] || { own_resolv=1; cp -L /etc/resolv.conf "$root/etc/resolv.conf"; }
+  chroot "$root" apt-get update -q
+  chroot "$root" sh -c 'cd /tmp && apt-get download -q openvswitch-switch'
+  local deb
+  deb=$(cd "$root/tmp" && echo openvswitch-switch_*.deb)
+  [[ -f $root/tmp/$deb ]] || { echo "$0: apt-get download left no openvswitch-switch package" >&2; exit 1; }
+  local libs
+  libs=$(chroot "$root" dpkg-deb -f "/tmp/$deb" Depends | tr ',|' '\n\n' | awk '$1 ~ /^lib/ { print $1 }' | sort -u)
+  # shellcheck disable=SC2086 # one word per package
+  chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o Dpkg::Use-Pty=0 $libs
+  chroot "$root" sh -c "dpkg-deb --fsys-tarfile '/tmp/$deb' | tar -x -C / ./usr/bin/ovs-vsctl"
+  rm -f "$root/tmp/$deb"
+  [[ -z $own_resolv ]] || rm -f "$root/etc/resolv.conf"
+  chroot "$root" ovs-vsctl --version | head -1
+}
+
 mkdir -p "$(dirname "$BASE")"
 # Two builds at once (tests of two engines): the second waits, then finds the root.
 exec 9>"$BASE.lock"
 flock 9
+if [[ -e $BASE/.complete && $(cat "$BASE/.complete") != "$RECIPE" ]]; then
+  echo "$BASE was built by another recipe of this script; building it again"
+  rm -rf --one-file-system "$BASE"
+fi
 if [[ ! -e $BASE/.complete ]]; then
   if [[ -e $BASE ]]; then
     echo "$0: $BASE exists but is not a complete root (no .complete); remove it first" >&2
@@ -51,10 +80,11 @@ if [[ ! -e $BASE/.complete ]]; then
   fi
   echo "building the plugin's Debian 13 root in $BASE ..."
   debootstrap --variant=minbase --include="$PACKAGES" trixie "$BASE.tmp" "$MIRROR"
+  add_ovs_vsctl "$BASE.tmp"
   # Nothing in the plugin reads documentation, manuals, translations or package lists.
-  rm -rf --one-file-system "$BASE.tmp"/var/cache/apt/archives/*.deb "$BASE.tmp"/var/lib/apt/lists/* \
+  rm -rf --one-file-system "$BASE.tmp"/var/cache/apt/archives/*.deb "$BASE.tmp"/var/cache/apt/*.bin "$BASE.tmp"/var/lib/apt/lists/* \
     "$BASE.tmp"/usr/share/doc "$BASE.tmp"/usr/share/man "$BASE.tmp"/usr/share/locale
-  touch "$BASE.tmp/.complete"
+  echo "$RECIPE" > "$BASE.tmp/.complete"
   mv "$BASE.tmp" "$BASE"
 fi
 exec 9>&-
