@@ -9,7 +9,8 @@
 #                                                  `docker plugin create NAME DIR` on any engine)
 # The docker CLI's own settings apply (DOCKER_HOST, ...). The Debian root is
 # kept in $PLUGIN_BASE_ROOT (default /var/cache/ovn-docker-driver/plugin-base),
-# built once (about 80 s) and again when this script's recipe for it changes.
+# built once (about 80 s) and again when this script's recipe for it changes;
+# delete it to take Debian's newer security updates.
 set -euo pipefail
 
 OUT=
@@ -23,9 +24,10 @@ else
 fi
 BASE=${PLUGIN_BASE_ROOT:-/var/cache/ovn-docker-driver/plugin-base}
 MIRROR=http://deb.debian.org/debian
+SECURITY_MIRROR=http://deb.debian.org/debian-security
 PACKAGES=nodejs,iproute2,ethtool,iptables
 # Written into the root's .complete: a root built by another recipe is rebuilt.
-RECIPE="trixie minbase $PACKAGES + ovs-vsctl"
+RECIPE="trixie minbase $PACKAGES + ovs-vsctl, upgraded from trixie-updates and trixie-security"
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 
 if [[ $(id -u) -ne 0 ]]; then
@@ -36,15 +38,19 @@ for tool in debootstrap npm $([[ -z $OUT ]] && echo docker); do
   command -v "$tool" >/dev/null || { echo "$0: $tool is missing" >&2; exit 1; }
 done
 
-# ovs-vsctl alone, with the libraries it links: its package, openvswitch-switch,
-# would bring the OVS daemons, systemd, procps and kmod (about 45 MB) that the
-# plugin never runs. The package's own Depends name the libraries.
-add_ovs_vsctl() {
+# Debian's security and stable updates (debootstrap takes the release's main
+# suite only): the plugin runs as root on the host. Then ovs-vsctl alone, with
+# the libraries it links: its package, openvswitch-switch, would bring the OVS
+# daemons, systemd, procps and kmod (about 45 MB) that the plugin never runs.
+# The package's own Depends name the libraries.
+finish_root() {
   local root=$1
   # apt needs a resolv.conf: debootstrap copied the host's, kept as it was; else one for now.
   local own_resolv=
   [[ -e $root/etc/resolv.conf ]] || { own_resolv=1; cp -L /etc/resolv.conf "$root/etc/resolv.conf"; }
+  printf 'deb %s trixie-updates main\ndeb %s trixie-security main\n' "$MIRROR" "$SECURITY_MIRROR" >> "$root/etc/apt/sources.list"
   chroot "$root" apt-get update -q
+  chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get upgrade -y -q --no-install-recommends -o Dpkg::Use-Pty=0
   chroot "$root" sh -c 'cd /tmp && apt-get download -q openvswitch-switch'
   local deb
   deb=$(cd "$root/tmp" && echo openvswitch-switch_*.deb)
@@ -80,7 +86,7 @@ if [[ ! -e $BASE/.complete ]]; then
   fi
   echo "building the plugin's Debian 13 root in $BASE ..."
   debootstrap --variant=minbase --include="$PACKAGES" trixie "$BASE.tmp" "$MIRROR"
-  add_ovs_vsctl "$BASE.tmp"
+  finish_root "$BASE.tmp"
   # Nothing in the plugin reads documentation, manuals, translations or package lists.
   rm -rf --one-file-system "$BASE.tmp"/var/cache/apt/archives/*.deb "$BASE.tmp"/var/cache/apt/*.bin "$BASE.tmp"/var/lib/apt/lists/* \
     "$BASE.tmp"/usr/share/doc "$BASE.tmp"/usr/share/man "$BASE.tmp"/usr/share/locale
