@@ -154,11 +154,13 @@ t.test('two-node swarm over two OVN chassis', async (t) => {
   let lab: TwoHosts | undefined;
   const engines: DockerEngine[] = [];
   const plugins: ManagedPlugin[] = [];
+  /** An engine's docker CLI, answering its trimmed stdout. */
+  const on = (e: DockerEngine) => (...args: string[]) => e.docker(...args).then((r) => r.stdout.trim());
   t.teardown(async () => {
     const [manager] = engines;
     if (manager) {
       await manager.docker('service', 'rm', service).catch(() => undefined);
-      for (const e of engines) await servicesGone((...args) => e.docker(...args).then((r) => r.stdout.trim())).catch(() => undefined);
+      for (const e of engines) await servicesGone(on(e)).catch(() => undefined);
       await manager.docker('network', 'rm', net).catch(() => undefined);
     }
     for (const e of [...engines].reverse()) await e.docker('swarm', 'leave', '--force').catch(() => undefined);
@@ -177,7 +179,6 @@ t.test('two-node swarm over two OVN chassis', async (t) => {
   }
   const [ma, mb] = engines as [DockerEngine, DockerEngine];
   const [ha, hb] = lab.hosts;
-  const on = (e: DockerEngine) => (...args: string[]) => e.docker(...args).then((r) => r.stdout.trim());
   const [da, db] = [on(ma), on(mb)];
 
   await da('swarm', 'init', '--advertise-addr', ha.tunnelIp);
